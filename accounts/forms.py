@@ -1,0 +1,23 @@
+import zoneinfo
+
+from django import forms
+from django.contrib.auth.forms import UserCreationForm
+
+from .models import Profile
+
+TIME_ZONES = sorted(zoneinfo.available_timezones())
+
+
+class SignupForm(UserCreationForm):
+    time_zone = forms.ChoiceField(choices=[(z, z) for z in TIME_ZONES], initial="UTC")
+
+    class Meta(UserCreationForm.Meta):
+        fields = ("username",)
+
+
+class ProfileForm(forms.ModelForm):
+    time_zone = forms.ChoiceField(choices=[(z, z) for z in TIME_ZONES])
+
+    class Meta:
+        model = Profile
+        fields = ("time_zone",)

@@ -1,0 +1,185 @@
+"""The browser's one WebSocket. Thin: parse a frame, call a service, report.
+
+The protocol is in docs/protocol.md.
+"""
+
+import json
+import time
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.http import Http404
+
+from . import fanout, selectors, services
+from .models import Message
+
+MAX_FRAME_BYTES_OVERHEAD = 4096
+FLOOD_BURST = 30
+FLOOD_PER_SECOND = 10.0
+
+
+class ChatConsumer(AsyncJsonWebsocketConsumer):
+    async def connect(self) -> None:
+        self.user = self.scope.get("user")
+        if self.user is None or not self.user.is_authenticated:
+            await self.close(code=4401)
+            return
+        self.conversation_id: int | None = None
+        self.tokens = float(FLOOD_BURST)
+        self.tokens_at = time.monotonic()
+        await self.channel_layer.group_add(fanout.user_group(self.user.id), self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if getattr(self, "user", None) is None or not self.user.is_authenticated:
+            return
+        await self.channel_layer.group_discard(fanout.user_group(self.user.id), self.channel_name)
+        if self.conversation_id:
+            await self.channel_layer.group_discard(fanout.conversation_group(self.conversation_id), self.channel_name)
+
+    def _flooding(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(FLOOD_BURST, self.tokens + (now - self.tokens_at) * FLOOD_PER_SECOND)
+        self.tokens_at = now
+        self.tokens -= 1
+        return self.tokens < 0
+
+    async def error(self, code: str, message: str, **extra) -> None:
+        await self.send_json({"type": "error", "code": code, "message": message, **extra})
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self._flooding():
+            await self.error("flood", "Too many messages at once; reconnecting.")
+            await self.close(code=4429)
+            return
+        if text_data is None:
+            await self.error("invalid", "Binary frames are not accepted.")
+            return
+        if len(text_data) > settings.MAX_MESSAGE_CHARS * 2 + MAX_FRAME_BYTES_OVERHEAD:
+            await self.error("too_long", "That frame is too large.")
+            return
+        try:
+            frame = json.loads(text_data)
+        except ValueError:
+            await self.error("invalid", "That frame is not JSON.")
+            return
+        handler = getattr(self, f"do_{frame.get('type')}", None) if isinstance(frame, dict) else None
+        if handler is None or not isinstance(frame.get("type"), str):
+            await self.error("invalid", "Unknown frame type.")
+            return
+        try:
+            await handler(frame)
+        except services.SendRefused as exc:
+            await self.send_json({**exc.as_json(), "request": frame.get("type"), "client_id": frame.get("client_id")})
+        except Http404 as exc:
+            await self.error("not_found", str(exc) or "Not found.", request=frame.get("type"))
+
+    # --- frames from the browser ---
+
+    async def do_ping(self, frame: dict) -> None:
+        await self.send_json({"type": "pong"})
+
+    async def do_subscribe(self, frame: dict) -> None:
+        snapshot = await database_sync_to_async(self._conversation_snapshot)(frame.get("conversation_id"))
+        await self._follow(snapshot["conversation"]["id"])
+        # Read live text only after joining the group: a delta sent meanwhile
+        # arrives twice at worst, and the offsets drop the copy.
+        for message in snapshot["messages"]:
+            if message["status"] in ("pending", "streaming"):
+                await self._fill_from_buffer(message)
+        await self.send_json({"type": "snapshot", **snapshot})
+
+    async def do_resync(self, frame: dict) -> None:
+        message = await database_sync_to_async(self._message_snapshot)(frame.get("message_id"))
+        if message["status"] in ("pending", "streaming"):
+            await self._fill_from_buffer(message)
+        await self.send_json({"type": "message", "message": message})
+
+    async def do_send(self, frame: dict) -> None:
+        conversation_id = frame.get("conversation_id")
+        user_message, reply = await database_sync_to_async(services.message_send)(
+            user=self.user, conversation_id=conversation_id, model_slug=frame.get("model"), text=frame.get("text")
+        )
+        await self._follow(reply.conversation_id)
+        await self._sent(frame, user_message, reply)
+
+    async def do_regenerate(self, frame: dict) -> None:
+        reply = await database_sync_to_async(services.reply_regenerate)(
+            user=self.user, message_id=frame.get("message_id"), model_slug=frame.get("model")
+        )
+        await self._sent(frame, None, reply)
+
+    async def do_edit(self, frame: dict) -> None:
+        user_message, reply = await database_sync_to_async(services.message_edit)(
+            user=self.user, message_id=frame.get("message_id"), text=frame.get("text"), model_slug=frame.get("model")
+        )
+        await self._sent(frame, user_message, reply)
+
+    async def do_stop(self, frame: dict) -> None:
+        await database_sync_to_async(services.reply_stop)(user=self.user, message_id=frame.get("message_id"))
+
+    async def do_quota(self, frame: dict) -> None:
+        await self.chat_quota({})
+
+    # --- helpers ---
+
+    def _conversation_snapshot(self, conversation_id: object) -> dict:
+        conversation = selectors.conversation_get_for_user(user=self.user, conversation_id=conversation_id)
+        messages = selectors.conversation_messages(conversation=conversation)
+        return {
+            "conversation": services.conversation_json(conversation),
+            "messages": [services.message_json(m) for m in messages],
+        }
+
+    def _message_snapshot(self, message_id: object) -> dict:
+        return services.message_json(selectors.message_get_for_user(user=self.user, message_id=message_id))
+
+    async def _fill_from_buffer(self, message: dict) -> None:
+        buffered = await fanout.buffer_read(message["id"])
+        # The buffer is ahead of the last checkpoint unless Redis lost it.
+        if buffered and len(buffered[0]) >= len(message["text"]):
+            message["text"], message["reasoning"] = buffered
+
+    async def _follow(self, conversation_id: int) -> None:
+        if conversation_id == self.conversation_id:
+            return
+        if self.conversation_id:
+            await self.channel_layer.group_discard(fanout.conversation_group(self.conversation_id), self.channel_name)
+        self.conversation_id = conversation_id
+        await self.channel_layer.group_add(fanout.conversation_group(conversation_id), self.channel_name)
+
+    async def _sent(self, frame: dict, user_message: Message | None, reply: Message) -> None:
+        await self.send_json(
+            {
+                "type": "sent",
+                "client_id": frame.get("client_id"),
+                "conversation": services.conversation_json(reply.conversation),
+                "user_message": services.message_json(user_message) if user_message else None,
+                "reply": services.message_json(reply),
+            }
+        )
+        await self.chat_quota({})
+
+    # --- events from the channel layer ---
+
+    async def chat_delta(self, event: dict) -> None:
+        await self.send_json({**event, "type": "delta"})
+
+    async def chat_status(self, event: dict) -> None:
+        await self.send_json({**event, "type": "status"})
+
+    async def chat_done(self, event: dict) -> None:
+        await self.send_json({**event, "type": "done"})
+
+    async def chat_messages(self, event: dict) -> None:
+        await self.send_json({**event, "type": "messages"})
+
+    async def chat_quota(self, event: dict) -> None:
+        models = await database_sync_to_async(services.quota_json)(self.user)
+        await self.send_json({"type": "quota", "models": models})
+
+    async def session_ended(self, event: dict) -> None:
+        session = self.scope.get("session")
+        if session is not None and session.session_key == event.get("session_key"):
+            await self.close(code=4401)

@@ -1,0 +1,144 @@
+"""The openai SDK behind one small interface. No ORM in here."""
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import httpx2
+import openai
+from django.conf import settings
+
+
+class ProviderError(Exception):
+    """A failed model call. `permanent` errors are not worth retrying."""
+
+    def __init__(self, message: str, *, permanent: bool, kind: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.permanent = permanent
+        self.kind = kind
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    provider_model: str
+    max_output_tokens: int
+    supports_streaming: bool = True
+    supports_system_message: bool = False
+    uses_max_completion_tokens: bool = True
+    supports_temperature: bool = False
+    reasoning_effort: str = ""
+
+
+@dataclass
+class Chunk:
+    """One piece of a streamed answer: visible text, reasoning, or the final usage."""
+
+    text: str = ""
+    reasoning: str = ""
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+_client: openai.OpenAI | None = None
+_client_lock = threading.Lock()
+
+
+def client() -> openai.OpenAI:
+    """One client per process: it pools HTTP connections and is thread-safe."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = openai.OpenAI(
+                api_key=settings.OPENAI_API_KEY or "simulator",
+                base_url=settings.OPENAI_BASE_URL or None,
+                # Retries are ours (chat/services.py), so the user can be told why we wait.
+                max_retries=0,
+                timeout=httpx2.Timeout(settings.OPENAI_READ_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT),
+                http_client=httpx2.Client(
+                    limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
+                    timeout=httpx2.Timeout(settings.OPENAI_READ_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT),
+                ),
+            )
+    return _client
+
+
+def request_params(spec: ModelSpec, messages: list[dict[str, str]]) -> dict:
+    params: dict = {"model": spec.provider_model, "messages": messages}
+    key = "max_completion_tokens" if spec.uses_max_completion_tokens else "max_tokens"
+    params[key] = spec.max_output_tokens
+    if spec.reasoning_effort:
+        params["reasoning_effort"] = spec.reasoning_effort
+    if spec.supports_streaming:
+        params["stream"] = True
+        params["stream_options"] = {"include_usage": True}
+    return params
+
+
+def _usage(usage) -> dict[str, int]:
+    details = getattr(usage, "completion_tokens_details", None)
+    return {
+        "prompt_tokens": usage.prompt_tokens or 0,
+        "completion_tokens": usage.completion_tokens or 0,
+        "reasoning_tokens": (getattr(details, "reasoning_tokens", None) or 0) if details else 0,
+    }
+
+
+def _reasoning_of(delta) -> str:
+    # Providers that expose reasoning send it as an extra field; we show it, never re-send it.
+    extra = getattr(delta, "model_extra", None) or {}
+    return extra.get("reasoning_content") or extra.get("reasoning") or ""
+
+
+def _translate(exc: Exception) -> ProviderError:
+    if isinstance(exc, openai.RateLimitError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        code = body.get("code") or body.get("type") or (body.get("error") or {}).get("code")
+        if code == "insufficient_quota":
+            return ProviderError(
+                "The service is out of credit with the model provider. An administrator has been told.",
+                permanent=True,
+                kind="insufficient_quota",
+            )
+        retry_after = exc.response.headers.get("retry-after")
+        try:
+            seconds = float(retry_after) if retry_after else None
+        except ValueError:
+            seconds = None
+        return ProviderError("The model provider is busy.", permanent=False, kind="rate_limit", retry_after=seconds)
+    if isinstance(exc, openai.APITimeoutError):
+        return ProviderError("The model took too long to answer.", permanent=False, kind="timeout")
+    if isinstance(exc, openai.APIConnectionError):
+        return ProviderError("The connection to the model provider was lost.", permanent=False, kind="connection")
+    if isinstance(exc, openai.InternalServerError):
+        return ProviderError("The model provider had an internal error.", permanent=False, kind="server")
+    if isinstance(exc, openai.APIStatusError):
+        return ProviderError(
+            f"The model provider refused the request: {exc.message}"[:400], permanent=True, kind="refused"
+        )
+    if isinstance(exc, (openai.APIError, httpx2.HTTPError)):
+        return ProviderError("The connection to the model provider was lost.", permanent=False, kind="connection")
+    raise exc
+
+
+def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> Iterator[Chunk]:
+    """Yield the answer as it arrives; raise ProviderError on any failure."""
+    try:
+        response = client().chat.completions.create(**request_params(spec, messages))
+        if not spec.supports_streaming:
+            message = response.choices[0].message
+            yield Chunk(text=message.content or "", reasoning=_reasoning_of(message))
+            if response.usage:
+                yield Chunk(usage=_usage(response.usage))
+            return
+        with response:
+            for event in response:
+                if event.usage:
+                    yield Chunk(usage=_usage(event.usage))
+                if not event.choices:
+                    continue
+                delta = event.choices[0].delta
+                text, reasoning = delta.content or "", _reasoning_of(delta)
+                if text or reasoning:
+                    yield Chunk(text=text, reasoning=reasoning)
+    except Exception as exc:  # translated or re-raised by _translate
+        raise _translate(exc) from exc

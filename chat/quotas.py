@@ -1,0 +1,348 @@
+"""The only code that reserves, settles or refunds message quota.
+
+A limit is (model, messages, window). Windows:
+- anchored: opens at the first counted message when none is open; a window of
+  N days closes at 00:00 UTC N days after the day it opened, one of N hours
+  closes exactly N hours after it opened;
+- calendar: day, Monday-start week or month boundaries in the plan's time zone;
+- rolling: the last N hours or days; a slot frees as each message ages out.
+
+Every reservation takes the user's QuotaCounter row lock for that model, so
+concurrent sends from any number of processes are serialised per user and
+model; the ledger's unique constraints make a second settle or refund of one
+reply impossible.
+"""
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Sum
+from django.utils import timezone
+
+from .models import (
+    AIModel,
+    LedgerEntry,
+    Limit,
+    Message,
+    Plan,
+    PlanLimit,
+    QuotaCounter,
+    QuotaGrant,
+    QuotaOverride,
+    WindowKind,
+)
+
+UTC = dt.UTC
+COUNTED = (Message.Quota.RESERVED, Message.Quota.SETTLED)
+FEW_LEFT = 10
+
+
+class QuotaRefused(Exception):
+    """The user may not send to this model now; `str()` says why and until when."""
+
+    def __init__(self, message: str, *, model: AIModel, resets_at: dt.datetime | None):
+        super().__init__(message)
+        self.model = model
+        self.resets_at = resets_at
+
+
+@dataclass(frozen=True)
+class Window:
+    start: dt.datetime
+    end: dt.datetime
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    """What the picker shows for one model."""
+
+    model: AIModel
+    limit: int | None  # None: unlimited
+    used: int
+    resets_at: dt.datetime | None
+    disabled: bool
+    describe: str
+
+    @property
+    def left(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.used, 0)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.disabled or (self.left is not None and self.left == 0)
+
+    def as_json(self, tz: dt.tzinfo) -> dict:
+        return {
+            "model": self.model.slug,
+            "name": self.model.name,
+            "description": self.model.description,
+            "limit": self.limit,
+            "used": self.used,
+            "left": self.left,
+            "disabled": self.disabled,
+            "exhausted": self.exhausted,
+            "few_left": self.left is not None and 0 < self.left <= FEW_LEFT,
+            "resets_at": self.resets_at.isoformat() if self.resets_at else None,
+            "resets_label": format_reset(self.resets_at, tz) if self.resets_at else "",
+            "window": self.describe,
+        }
+
+
+def format_reset(when: dt.datetime, tz: dt.tzinfo) -> str:
+    """'Tue 19 Nov, 01:00' in the user's time zone."""
+    local = when.astimezone(tz)
+    return f"{local:%a} {local.day} {local:%b, %H:%M}"
+
+
+def user_time_zone(user) -> zoneinfo.ZoneInfo:
+    profile = getattr(user, "profile", None)
+    return zoneinfo.ZoneInfo(profile.time_zone if profile else "UTC")
+
+
+def _length(limit: Limit) -> dt.timedelta:
+    hours = {"hour": 1, "day": 24, "week": 24 * 7}[limit.window_unit]
+    return dt.timedelta(hours=hours * limit.window_length)
+
+
+def anchored_window(limit: Limit, opened_at: dt.datetime) -> Window:
+    if limit.window_unit == "hour":
+        return Window(opened_at, opened_at + _length(limit))
+    # Whole days: close at 00:00 UTC N days after the day it opened.
+    days = _length(limit).days
+    day = opened_at.astimezone(UTC).date() + dt.timedelta(days=days)
+    return Window(opened_at, dt.datetime.combine(day, dt.time(0), tzinfo=UTC))
+
+
+def calendar_window(limit: Limit, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> Window:
+    today = now.astimezone(tz).date()
+    if limit.window_unit == "day":
+        first, after = today, today + dt.timedelta(days=1)
+    elif limit.window_unit == "week":
+        first = today - dt.timedelta(days=today.weekday())
+        after = first + dt.timedelta(days=7)
+    else:
+        first = today.replace(day=1)
+        after = (first + dt.timedelta(days=32)).replace(day=1)
+    # Midnight local time, whatever the UTC offset is on that date (DST-safe).
+    return Window(dt.datetime.combine(first, dt.time(0), tzinfo=tz), dt.datetime.combine(after, dt.time(0), tzinfo=tz))
+
+
+@dataclass
+class Rules:
+    """Everything that decides one user's limits, fetched in a few queries."""
+
+    plan: Plan | None
+    plan_limits: dict[int, PlanLimit]
+    overrides: dict[int, QuotaOverride]
+    grants: dict[int, int]
+
+    def limit_for(self, model_id: int) -> Limit | None:
+        return self.overrides.get(model_id) or self.plan_limits.get(model_id)
+
+    @property
+    def time_zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.plan.calendar_time_zone if self.plan else "UTC")
+
+
+def user_plan(user) -> Plan | None:
+    profile = getattr(user, "profile", None)
+    if profile and profile.plan_id:
+        return profile.plan
+    return Plan.objects.filter(is_default=True).first()
+
+
+def rules_get(user, now: dt.datetime, model_id: int | None = None) -> Rules:
+    plan = user_plan(user)
+
+    def scoped(qs):
+        return qs.filter(model_id=model_id) if model_id else qs
+
+    plan_limits = {pl.model_id: pl for pl in scoped(PlanLimit.objects.filter(plan=plan))} if plan else {}
+    overrides = {o.model_id: o for o in scoped(QuotaOverride.objects.filter(user=user))}
+    grants = dict(
+        scoped(QuotaGrant.objects.filter(user=user, expires_at__gt=now))
+        .values("model_id")
+        .annotate(total=Sum("messages"))
+        .values_list("model_id", "total")
+    )
+    return Rules(plan, plan_limits, overrides, grants)
+
+
+def _rolling_used(user, model_id: int, since: dt.datetime) -> tuple[int, dt.datetime | None]:
+    """Counted replies since `since`, and when the oldest of them was sent."""
+    counted = Message.objects.filter(
+        conversation__user=user, model_id=model_id, role=Message.Role.ASSISTANT, quota__in=COUNTED, created_at__gt=since
+    ).order_by("created_at")
+    oldest = counted.values_list("created_at", flat=True).first()
+    return counted.count(), oldest
+
+
+def _current(limit: Limit, counter: QuotaCounter | None, rules: Rules, user, now: dt.datetime):
+    """(used, window or None, resets_at) of the window a message sent now would fall in."""
+    if limit.window_kind == WindowKind.ROLLING:
+        since = now - _length(limit)
+        if counter is not None and counter.reset_at and counter.reset_at > since:
+            since = counter.reset_at
+        used, oldest = _rolling_used(user, limit.model_id, since)
+        resets_at = oldest + _length(limit) if oldest else None
+        return used, Window(now - _length(limit), now), resets_at
+    if limit.window_kind == WindowKind.CALENDAR:
+        window = calendar_window(limit, now, rules.time_zone)
+        same = counter is not None and counter.window_start == window.start
+        return (counter.used if same else 0), window, window.end
+    # Anchored: the open window if there is one, else the one the next message opens.
+    if counter is not None and counter.window_end and counter.window_start and now < counter.window_end:
+        return counter.used, Window(counter.window_start, counter.window_end), counter.window_end
+    return 0, None, None
+
+
+def _refusal(model: AIModel, limit: Limit, resets_at: dt.datetime | None, tz: dt.tzinfo) -> QuotaRefused:
+    if limit.disabled:
+        return QuotaRefused(f"{model.name} is not available on your plan.", model=model, resets_at=None)
+    when = f" — resets {format_reset(resets_at, tz)}" if resets_at else ""
+    return QuotaRefused(f"{model.name} limit reached{when}.", model=model, resets_at=resets_at)
+
+
+def quota_reserve(*, user, model: AIModel, reply: Message, now: dt.datetime | None = None) -> None:
+    """Count `reply` against the user's limit for `model`, or raise QuotaRefused.
+
+    Must run inside the transaction that stores the reply. Takes the
+    (user, model) QuotaCounter row lock until that transaction ends: this is
+    what stops two concurrent sends both taking the last slot.
+    """
+    now = now or timezone.now()
+    rules = rules_get(user, now, model.id)
+    limit = rules.limit_for(model.id)
+    window_start = None
+    if limit is not None and limit.disabled:
+        raise _refusal(model, limit, None, user_time_zone(user))
+    if limit is not None and limit.messages is not None:
+        QuotaCounter.objects.bulk_create([QuotaCounter(user=user, model=model)], ignore_conflicts=True)
+        counter = QuotaCounter.objects.select_for_update().get(user=user, model=model)
+        used, window, resets_at = _current(limit, counter, rules, user, now)
+        if used >= limit.messages + rules.grants.get(model.id, 0):
+            raise _refusal(model, limit, resets_at, user_time_zone(user))
+        window = window or anchored_window(limit, now)
+        counter.window_start, counter.window_end, counter.used = window.start, window.end, used + 1
+        counter.save(update_fields=["window_start", "window_end", "used"])
+        # Rolling windows count the replies themselves, so a refund has no counter to touch.
+        window_start = None if limit.window_kind == WindowKind.ROLLING else window.start
+    Message.objects.filter(id=reply.id).update(quota=Message.Quota.RESERVED, quota_window_start=window_start)
+    reply.quota, reply.quota_window_start = Message.Quota.RESERVED, window_start
+    LedgerEntry.objects.create(user=user, model=model, kind=LedgerEntry.Kind.RESERVE, delta=1, message=reply)
+
+
+def quota_settle(*, reply: Message, usage: dict[str, int] | None = None) -> bool:
+    """Mark a reserved reply as spent, recording its tokens. False if it was already settled or refunded."""
+    usage = usage or {}
+    with transaction.atomic():
+        if not Message.objects.filter(id=reply.id, quota=Message.Quota.RESERVED).update(quota=Message.Quota.SETTLED):
+            return False
+        LedgerEntry.objects.create(
+            user_id=reply.conversation.user_id,
+            model_id=reply.model_id,
+            kind=LedgerEntry.Kind.SETTLE,
+            message=reply,
+            prompt_tokens=usage.get("prompt_tokens") or 0,
+            completion_tokens=usage.get("completion_tokens") or 0,
+            reasoning_tokens=usage.get("reasoning_tokens") or 0,
+        )
+    return True
+
+
+def quota_refund(*, reply: Message, reason: str) -> bool:
+    """Give back the message a failed reply reserved, exactly once.
+
+    The compare-and-set on Message.quota lets only one of several concurrent
+    callers through; the ledger's unique constraint backs it up.
+    """
+    try:
+        with transaction.atomic():
+            if not Message.objects.filter(id=reply.id, quota=Message.Quota.RESERVED).update(
+                quota=Message.Quota.REFUNDED
+            ):
+                return False
+            user_id = reply.conversation.user_id
+            if reply.quota_window_start is not None:
+                # Only the window the reply was counted in gets the slot back.
+                QuotaCounter.objects.filter(
+                    user_id=user_id, model_id=reply.model_id, window_start=reply.quota_window_start, used__gt=0
+                ).update(used=F("used") - 1)
+            LedgerEntry.objects.create(
+                user_id=user_id,
+                model_id=reply.model_id,
+                kind=LedgerEntry.Kind.REFUND,
+                delta=-1,
+                message=reply,
+                note=reason[:300],
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def quota_status(*, user, now: dt.datetime | None = None) -> list[QuotaStatus]:
+    """Per enabled model: the limit, what is used and when it resets. Reads only."""
+    now = now or timezone.now()
+    rules = rules_get(user, now)
+    counters = {c.model_id: c for c in QuotaCounter.objects.filter(user=user)}
+    statuses = []
+    for model in AIModel.objects.filter(enabled=True):
+        limit = rules.limit_for(model.id)
+        if limit is None or limit.messages is None or limit.disabled:
+            statuses.append(
+                QuotaStatus(model, None, 0, None, bool(limit and limit.disabled), limit.describe() if limit else "unlimited")
+            )
+            continue
+        used, _, resets_at = _current(limit, counters.get(model.id), rules, user, now)
+        allowed = limit.messages + rules.grants.get(model.id, 0)
+        statuses.append(QuotaStatus(model, allowed, used, resets_at, False, limit.describe()))
+    return statuses
+
+
+def quota_reset(*, user, model: AIModel, actor=None, note: str = "") -> None:
+    """Close the user's current window for `model`: the next message opens a fresh one."""
+    with transaction.atomic():
+        QuotaCounter.objects.bulk_create([QuotaCounter(user=user, model=model)], ignore_conflicts=True)
+        counter = QuotaCounter.objects.select_for_update().get(user=user, model=model)
+        freed = counter.used
+        # Rolling windows only count replies sent after reset_at.
+        counter.used, counter.window_start, counter.window_end, counter.reset_at = 0, None, None, timezone.now()
+        counter.save(update_fields=["used", "window_start", "window_end", "reset_at"])
+        LedgerEntry.objects.create(
+            user=user, model=model, kind=LedgerEntry.Kind.RESET, delta=-freed, actor=actor, note=note or "window reset"
+        )
+
+
+def quota_grant(*, user, model: AIModel, messages: int, expires_at: dt.datetime, actor=None, note: str = "") -> QuotaGrant:
+    with transaction.atomic():
+        grant = QuotaGrant.objects.create(
+            user=user, model=model, messages=messages, expires_at=expires_at, created_by=actor, note=note
+        )
+        LedgerEntry.objects.create(
+            user=user,
+            model=model,
+            kind=LedgerEntry.Kind.GRANT,
+            actor=actor,
+            note=f"+{messages} until {expires_at:%Y-%m-%d %H:%M} UTC. {note}".strip(),
+        )
+    return grant
+
+
+def quota_override_record(*, override: QuotaOverride, actor=None, removed: bool = False) -> None:
+    """Audit an override an admin saved or removed (the admin writes the row itself)."""
+    what = "removed" if removed else f"set to {override.describe()}"
+    LedgerEntry.objects.create(
+        user_id=override.user_id, model_id=override.model_id, kind=LedgerEntry.Kind.OVERRIDE, actor=actor,
+        note=f"override {what}",
+    )
+
+
+def plan_set(*, user, plan: Plan, actor=None) -> None:
+    from accounts.models import Profile
+
+    with transaction.atomic():
+        Profile.objects.update_or_create(user=user, defaults={"plan": plan})
+        LedgerEntry.objects.create(user=user, kind=LedgerEntry.Kind.PLAN, actor=actor, note=f"plan set to {plan}")

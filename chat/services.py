@@ -1,0 +1,448 @@
+"""Every write to conversations and messages goes through a function here."""
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import fanout, providers
+from .context import ContextTooLarge, context_trim, message_fits
+from .models import AIModel, Conversation, Message
+from .quotas import QuotaRefused, quota_refund, quota_reserve, quota_settle, quota_status, user_time_zone
+from .selectors import conversation_get_for_user, message_get_for_user
+
+log = logging.getLogger(__name__)
+
+LIVE = (Message.Status.PENDING, Message.Status.STREAMING)
+LEASE = dt.timedelta(seconds=60)
+MAX_ATTEMPTS = 4
+
+
+class SendRefused(Exception):
+    """Bad input or a refusal; `code` is for programs, the message is for people."""
+
+    def __init__(self, code: str, message: str, **extra):
+        super().__init__(message)
+        self.code = code
+        self.extra = extra
+
+    def as_json(self) -> dict:
+        return {"type": "error", "code": self.code, "message": str(self), **self.extra}
+
+
+def message_json(message: Message) -> dict:
+    return {
+        "id": message.id,
+        "conversation_id": message.conversation_id,
+        "role": message.role,
+        "model": message.model.slug,
+        "model_name": message.model.name,
+        "text": message.text,
+        "reasoning": message.reasoning,
+        "status": message.status,
+        "incomplete": message.incomplete,
+        "error": message.error,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "reasoning_tokens": message.reasoning_tokens,
+        "thinking_ms": message.thinking_ms,
+        "created_at": message.created_at.isoformat(),
+        "finished_at": message.finished_at.isoformat() if message.finished_at else None,
+    }
+
+
+def conversation_json(conversation: Conversation) -> dict:
+    return {
+        "id": conversation.id,
+        "title": conversation.title or "New chat",
+        "model": conversation.model.slug,
+        "updated_at": conversation.updated_at.isoformat(),
+    }
+
+
+def _clean_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise SendRefused("invalid", "The message must be text.")
+    if "\x00" in text:
+        raise SendRefused("invalid", "The message contains a NUL character.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise SendRefused("invalid", "The message is not valid UTF-8.") from None
+    if not text.strip():
+        raise SendRefused("empty", "Type a message first.")
+    if len(text) > settings.MAX_MESSAGE_CHARS:
+        raise SendRefused(
+            "too_long", f"The message is {len(text):,} characters; the limit is {settings.MAX_MESSAGE_CHARS:,}."
+        )
+    return text
+
+
+def _model_get(slug: object) -> AIModel:
+    model = AIModel.objects.filter(slug=slug, enabled=True).first() if isinstance(slug, str) else None
+    if model is None:
+        raise SendRefused("unknown_model", f"There is no model called {str(slug)[:60]!r}.")
+    return model
+
+
+def _quota_refusal(user, exc: QuotaRefused) -> SendRefused:
+    others = [s for s in quota_status(user=user) if s.model.id != exc.model.id and not s.exhausted]
+    suggestion = others[0] if others else None
+    message = str(exc)
+    if suggestion:
+        left = "unlimited" if suggestion.left is None else f"{suggestion.left} left"
+        message += f" Switch to {suggestion.model.name} ({left})?"
+    return SendRefused(
+        "quota_exhausted",
+        message,
+        model=exc.model.slug,
+        resets_at=exc.resets_at.isoformat() if exc.resets_at else None,
+        switch_to=suggestion.model.slug if suggestion else None,
+    )
+
+
+def _reply_start(*, user, conversation: Conversation, model: AIModel) -> Message:
+    """Store a pending reply, reserve its quota and enqueue it; inside the caller's transaction."""
+    live = Message.objects.filter(conversation__user=user, role=Message.Role.ASSISTANT, status__in=LIVE).count()
+    if live >= settings.MAX_LIVE_REPLIES:
+        raise SendRefused(
+            "busy", f"You already have {live} answers being written. Wait for one to finish or stop it."
+        )
+    reply = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, model=model,
+                                   status=Message.Status.PENDING)
+    try:
+        quota_reserve(user=user, model=model, reply=reply)
+    except QuotaRefused as exc:
+        raise _quota_refusal(user, exc) from None
+    if conversation.model_id != model.id:
+        conversation.model = model
+    conversation.save(update_fields=["model", "updated_at"])
+
+    from .tasks import generate_reply
+
+    transaction.on_commit(lambda: generate_reply.delay(reply.id))
+    return reply
+
+
+def _lock_user(user) -> None:
+    """Serialise one user's sends, so the cap on live replies cannot be raced past."""
+    from accounts.models import Profile
+
+    Profile.objects.select_for_update().filter(user=user).first()
+
+
+def message_send(*, user, conversation_id: int | None, model_slug: object, text: object) -> tuple[Message, Message]:
+    """Store the user's message and a pending reply, reserving quota, in one transaction.
+
+    Raises SendRefused with nothing stored when the input is bad or the quota is spent.
+    """
+    text = _clean_text(text)
+    model = _model_get(model_slug)
+    if not message_fits(text, context_window=model.context_window, max_output_tokens=model.max_output_tokens):
+        raise SendRefused("too_long", f"The message is too long for {model.name}'s context window.")
+    with transaction.atomic():
+        _lock_user(user)
+        if conversation_id is None:
+            conversation = Conversation.objects.create(user=user, model=model, title=title_from(text))
+        else:
+            conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+        user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, model=model, text=text)
+        reply = _reply_start(user=user, conversation=conversation, model=model)
+        transaction.on_commit(lambda: _announce(conversation, [user_message, reply]))
+    return user_message, reply
+
+
+def title_from(text: str) -> str:
+    """A title from the first message; no model call, so nothing is counted."""
+    words = " ".join(text.split())
+    return words if len(words) <= 60 else words[:57].rsplit(" ", 1)[0] + "…"
+
+
+def _announce(conversation: Conversation, messages: list[Message]) -> None:
+    fanout.send_event(
+        fanout.conversation_group(conversation.id),
+        {"type": "chat.messages", "conversation": conversation_json(conversation),
+         "messages": [message_json(m) for m in messages]},
+    )
+
+
+def _last_turn(user, message_id: object, role: str) -> Message:
+    message = message_get_for_user(user=user, message_id=message_id)
+    last = message.conversation.messages.filter(replaced=False, role=role).last()
+    if message.role != role or last is None or last.id != message.id:
+        raise SendRefused("not_last", "Only the last message of a conversation can be changed.")
+    if message.conversation.messages.filter(status__in=LIVE).exists():
+        raise SendRefused("busy", "Wait for the answer to finish, or stop it first.")
+    return message
+
+
+def reply_regenerate(*, user, message_id: object, model_slug: object = None) -> Message:
+    """Answer the last user message again; the old answer is kept but hidden. Counts as a message."""
+    with transaction.atomic():
+        _lock_user(user)
+        old = _last_turn(user, message_id, Message.Role.ASSISTANT)
+        model = _model_get(model_slug) if model_slug else old.model
+        Message.objects.filter(id=old.id).update(replaced=True)
+        reply = _reply_start(user=user, conversation=old.conversation, model=model)
+        transaction.on_commit(lambda: _announce(old.conversation, [reply]))
+    return reply
+
+
+def message_edit(*, user, message_id: object, text: object, model_slug: object = None) -> tuple[Message, Message]:
+    """Replace the last user message with new text and answer it. Counts as a message."""
+    text = _clean_text(text)
+    with transaction.atomic():
+        _lock_user(user)
+        old = _last_turn(user, message_id, Message.Role.USER)
+        model = _model_get(model_slug) if model_slug else old.model
+        if not message_fits(text, context_window=model.context_window, max_output_tokens=model.max_output_tokens):
+            raise SendRefused("too_long", f"The message is too long for {model.name}'s context window.")
+        old.conversation.messages.filter(id__gte=old.id).update(replaced=True)
+        user_message = Message.objects.create(conversation=old.conversation, role=Message.Role.USER, model=model, text=text)
+        reply = _reply_start(user=user, conversation=old.conversation, model=model)
+        transaction.on_commit(lambda: _announce(old.conversation, [user_message, reply]))
+    return user_message, reply
+
+
+def reply_stop(*, user, message_id: object) -> None:
+    """Stop a live reply. The worker keeps what was written so far; it counts if any text came."""
+    reply = message_get_for_user(user=user, message_id=message_id)
+    with transaction.atomic():
+        was_pending = Message.objects.filter(id=reply.id, status=Message.Status.PENDING).update(
+            status=Message.Status.STOPPED, finished_at=timezone.now()
+        )
+        if not was_pending:
+            Message.objects.filter(id=reply.id, status=Message.Status.STREAMING).update(status=Message.Status.STOPPED)
+            return
+        # Never started: nothing was produced, so nothing is spent.
+        quota_refund(reply=reply, reason="stopped before it started")
+    reply.refresh_from_db()
+    transaction.on_commit(lambda: _done(reply))
+
+
+def _done(reply: Message) -> None:
+    fanout.send_event(fanout.conversation_group(reply.conversation_id), {"type": "chat.done", "message": message_json(reply)})
+    fanout.send_event(fanout.user_group(reply.conversation.user_id), {"type": "chat.quota"})
+
+
+# --- The worker side -------------------------------------------------------
+
+
+def context_for(reply: Message) -> list[dict[str, str]]:
+    """Earlier turns' user text and visible answers, never reasoning, trimmed to the window."""
+    earlier = reply.conversation.messages.filter(id__lt=reply.id, replaced=False).exclude(text="")
+    turns = [{"role": m.role, "content": m.text} for m in earlier.only("role", "text")]
+    return context_trim(turns, context_window=reply.model.context_window, max_output_tokens=reply.model.max_output_tokens)
+
+
+def model_spec(model: AIModel) -> providers.ModelSpec:
+    efforts = [e.strip() for e in model.reasoning_efforts.split(",") if e.strip()]
+    return providers.ModelSpec(
+        provider_model=model.provider_model,
+        max_output_tokens=model.max_output_tokens,
+        supports_streaming=model.supports_streaming,
+        supports_system_message=model.supports_system_message,
+        uses_max_completion_tokens=model.uses_max_completion_tokens,
+        supports_temperature=model.supports_temperature,
+        reasoning_effort="medium" if "medium" in efforts else "",
+    )
+
+
+@dataclass
+class ReplyStream:
+    """Coalesces deltas for the browser and checkpoints the text to Postgres."""
+
+    reply: Message
+    started: float = field(default_factory=time.monotonic)
+    text: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    sent_text: int = 0
+    sent_reasoning: int = 0
+    pending_text: str = ""
+    pending_reasoning: str = ""
+    first_text_at: float | None = None
+    last_flush: float = 0.0
+    last_checkpoint: float = field(default_factory=time.monotonic)
+    usage: dict[str, int] = field(default_factory=dict)
+    stopped: bool = False
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self.text) or bool(self.pending_text)
+
+    def add(self, chunk: providers.Chunk) -> None:
+        now = time.monotonic()
+        if chunk.usage:
+            self.usage = chunk.usage
+        if chunk.text and self.first_text_at is None:
+            self.first_text_at = now
+            self.last_flush = 0.0  # the first words go out at once
+        self.pending_text += chunk.text
+        self.pending_reasoning += chunk.reasoning
+        if now - self.last_flush >= settings.STREAM_FLUSH_SECONDS:
+            self.flush(now)
+        if now - self.last_checkpoint >= settings.STREAM_CHECKPOINT_SECONDS:
+            self.checkpoint(now)
+
+    def flush(self, now: float | None = None) -> None:
+        if not (self.pending_text or self.pending_reasoning):
+            return
+        text, reasoning = self.pending_text, self.pending_reasoning
+        fanout.send_delta(
+            conversation_id=self.reply.conversation_id,
+            message_id=self.reply.id,
+            offset=self.sent_text,
+            text=text,
+            reasoning_offset=self.sent_reasoning,
+            reasoning=reasoning,
+        )
+        self.text.append(text)
+        self.reasoning.append(reasoning)
+        self.sent_text += len(text)
+        self.sent_reasoning += len(reasoning)
+        self.pending_text = self.pending_reasoning = ""
+        self.last_flush = now or time.monotonic()
+
+    def checkpoint(self, now: float) -> None:
+        self.flush(now)
+        self.last_checkpoint = now
+        saved = Message.objects.filter(id=self.reply.id, status=Message.Status.STREAMING).update(
+            text="".join(self.text), reasoning="".join(self.reasoning), lease_expires_at=timezone.now() + LEASE
+        )
+        # Zero rows: the user pressed stop (or the reaper gave up on us).
+        self.stopped = saved == 0
+
+    @property
+    def thinking_ms(self) -> int:
+        end = self.first_text_at or time.monotonic()
+        return int((end - self.started) * 1000)
+
+
+def _status(reply: Message, status: str, detail: str = "") -> None:
+    fanout.send_event(
+        fanout.conversation_group(reply.conversation_id),
+        {"type": "chat.status", "message_id": reply.id, "status": status, "detail": detail},
+    )
+
+
+def reply_generate(*, message_id: int) -> None:
+    """Produce the answer for a pending reply. Safe to run twice: only one run claims it."""
+    claimed = Message.objects.filter(id=message_id, status=Message.Status.PENDING).update(
+        status=Message.Status.STREAMING, lease_expires_at=timezone.now() + LEASE
+    )
+    if not claimed:
+        return
+    reply = Message.objects.select_related("model", "conversation").get(id=message_id)
+    try:
+        turns = context_for(reply)
+    except ContextTooLarge as exc:
+        reply_fail(reply=reply, stream=ReplyStream(reply), error=str(exc))
+        return
+    spec = model_spec(reply.model)
+    stream = ReplyStream(reply)
+    attempt = 1
+    while True:
+        try:
+            for chunk in providers.stream_chat(spec, turns):
+                stream.add(chunk)
+                if stream.stopped:
+                    break
+            break
+        except providers.ProviderError as exc:
+            if exc.kind == "insufficient_quota":
+                log.error("The provider account is out of credit (insufficient_quota); replies are failing.")
+            if stream.has_output or exc.permanent or attempt >= MAX_ATTEMPTS:
+                reply_fail(reply=reply, stream=stream, error=str(exc))
+                return
+            wait = max(exc.retry_after or 0.0, 0.5 * 2 ** (attempt - 1))
+            _status(reply, "waiting", "Waiting for capacity…" if exc.kind == "rate_limit" else "Retrying…")
+            log.warning("reply %s: %s (%s), retry %s in %.1fs", reply.id, exc.kind, exc, attempt, wait)
+            time.sleep(wait)
+            attempt += 1
+    reply_finish(reply=reply, stream=stream)
+
+
+def reply_finish(*, reply: Message, stream: ReplyStream) -> None:
+    stream.flush()
+    usage = stream.usage
+    with transaction.atomic():
+        values = dict(
+            text="".join(stream.text),
+            reasoning="".join(stream.reasoning),
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            reasoning_tokens=usage.get("reasoning_tokens"),
+            thinking_ms=stream.thinking_ms,
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+        )
+        finished = Message.objects.filter(id=reply.id, status=Message.Status.STREAMING).update(
+            status=Message.Status.DONE, **values
+        )
+        if not finished:
+            # Stopped by the user meanwhile: keep what was written.
+            Message.objects.filter(id=reply.id, status=Message.Status.STOPPED).update(**values)
+        if stream.has_output:
+            quota_settle(reply=reply, usage=usage)
+        else:
+            quota_refund(reply=reply, reason="stopped before any answer" if not finished else "empty answer")
+        Conversation.objects.filter(id=reply.conversation_id).update(updated_at=timezone.now())
+    reply.refresh_from_db()
+    fanout.buffer_clear(reply.id)
+    _done(reply)
+
+
+def reply_fail(*, reply: Message, stream: ReplyStream, error: str) -> None:
+    """End a reply that went wrong. Partial text is kept and marked incomplete; no text, no charge."""
+    stream.flush()
+    text = "".join(stream.text)
+    with transaction.atomic():
+        Message.objects.filter(id=reply.id, status__in=[*LIVE, Message.Status.STOPPED]).update(
+            status=Message.Status.FAILED,
+            text=text,
+            reasoning="".join(stream.reasoning),
+            incomplete=bool(text),
+            error=error[:500],
+            thinking_ms=stream.thinking_ms,
+            finished_at=timezone.now(),
+            lease_expires_at=None,
+            prompt_tokens=stream.usage.get("prompt_tokens"),
+            completion_tokens=stream.usage.get("completion_tokens"),
+            reasoning_tokens=stream.usage.get("reasoning_tokens"),
+        )
+        if text:
+            quota_settle(reply=reply, usage=stream.usage)
+        else:
+            quota_refund(reply=reply, reason=error)
+    reply.refresh_from_db()
+    fanout.buffer_clear(reply.id)
+    _done(reply)
+
+
+def conversation_rename(*, user, conversation_id: object, title: object) -> Conversation:
+    if not isinstance(title, str) or not title.strip() or len(title) > 200 or "\x00" in title:
+        raise SendRefused("invalid", "A title is 1 to 200 characters.")
+    conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+    conversation.title = title.strip()
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, user, conversation_id: object) -> None:
+    conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+    with transaction.atomic():
+        # Live replies would be orphaned: give their quota back first.
+        for reply in conversation.messages.filter(status=Message.Status.PENDING):
+            reply.conversation = conversation
+            quota_refund(reply=reply, reason="conversation deleted")
+        conversation.delete()
+
+
+def quota_json(user) -> list[dict]:
+    tz = user_time_zone(user)
+    return [status.as_json(tz) for status in quota_status(user=user)]
+

@@ -1,0 +1,65 @@
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from . import selectors, services
+from .models import AIModel
+
+
+def _json_error(exc: services.SendRefused, status: int = 400) -> JsonResponse:
+    return JsonResponse(exc.as_json(), status=status)
+
+
+@login_required
+@require_GET
+def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
+    conversation = (
+        selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
+        if conversation_id
+        else None
+    )
+    models = AIModel.objects.filter(enabled=True)
+    bootstrap = {
+        "conversation_id": conversation.id if conversation else None,
+        "model": conversation.model.slug if conversation else (models[0].slug if models else None),
+        "conversations": [services.conversation_json(c) for c in selectors.conversation_list(user=request.user)[:200]],
+        "quota": services.quota_json(request.user),
+        "max_chars": settings.MAX_MESSAGE_CHARS,
+        "username": request.user.get_username(),
+    }
+    return render(request, "chat/chat.html", {"bootstrap": bootstrap, "conversation": conversation})
+
+
+@login_required
+@require_GET
+def conversation_search(request: HttpRequest) -> JsonResponse:
+    query = request.GET.get("q", "")[:200]
+    conversations = selectors.conversation_list(user=request.user, query=query)[:200]
+    return JsonResponse({"conversations": [services.conversation_json(c) for c in conversations]})
+
+
+@login_required
+@require_POST
+def conversation_rename(request: HttpRequest, conversation_id: int) -> JsonResponse:
+    try:
+        conversation = services.conversation_rename(
+            user=request.user, conversation_id=conversation_id, title=request.POST.get("title")
+        )
+    except services.SendRefused as exc:
+        return _json_error(exc)
+    return JsonResponse({"conversation": services.conversation_json(conversation)})
+
+
+@login_required
+@require_POST
+def conversation_delete(request: HttpRequest, conversation_id: int) -> JsonResponse:
+    services.conversation_delete(user=request.user, conversation_id=conversation_id)
+    return JsonResponse({"deleted": conversation_id})
+
+
+@login_required
+@require_GET
+def quota(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"models": services.quota_json(request.user)})

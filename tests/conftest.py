@@ -1,0 +1,195 @@
+"""Fixtures: real PostgreSQL and Redis, the simulator over real HTTP, a real
+Celery worker and ASGI server as subprocesses on the test database, and
+Debian's Chromium through Playwright."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.apps import apps
+from django.conf import settings
+from django.db import connection
+
+from chat import providers
+from chat.catalog import catalog_seed
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+# Playwright's sync API runs an event loop in the test thread; our ORM calls there are still sync.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+def wait_until(condition: Callable[[], object], *, timeout: float = 10.0, what: str = "condition") -> object:
+    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = condition()
+        except Exception:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=1) as response:
+        return response.status == 200
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+class Simulator:
+    def __init__(self, url: str):
+        self.url = url
+
+    def requests(self) -> list[dict]:
+        with urllib.request.urlopen(f"{self.url}/_sim/requests", timeout=5) as response:
+            return json.load(response)
+
+    def clear(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/_sim/requests", method="DELETE"), timeout=5)
+
+
+@pytest.fixture(scope="session")
+def simulator_server() -> Iterator[Simulator]:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chat.simulator", "--port", str(port), "--think", "0.3", "--rate", "200"], cwd=ROOT
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _http_ok(f"{url}/_sim/health"), timeout=20, what="the simulator")
+    yield Simulator(url)
+    _stop(proc)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_queue() -> str:
+    """Our own Celery queue, so a development worker on this machine never takes test tasks."""
+    from config.celery import app
+
+    queue = f"test-{uuid.uuid4().hex[:8]}"
+    app.conf.task_default_queue = queue
+    settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    return queue
+
+
+@pytest.fixture
+def simulator(simulator_server: Simulator, settings) -> Iterator[Simulator]:
+    """The model provider for code in this process is the simulator."""
+    settings.OPENAI_BASE_URL = f"{simulator_server.url}/v1"
+    settings.OPENAI_READ_TIMEOUT = 5.0
+    providers._client = None
+    simulator_server.clear()
+    yield simulator_server
+    providers._client = None
+
+
+@pytest.fixture
+def catalog(db) -> dict:
+    """The seeded models and default plan (a transactional test's flush removes them)."""
+    catalog_seed(apps.get_model("chat", "AIModel"), apps.get_model("chat", "Plan"), apps.get_model("chat", "PlanLimit"))
+    AIModel = apps.get_model("chat", "AIModel")
+    return {m.slug: m for m in AIModel.objects.all()}
+
+
+@pytest.fixture
+def make_user(db) -> Callable:
+    from accounts.services import user_create
+
+    def make(username: str | None = None, **kwargs):
+        return user_create(username=username or f"user-{uuid.uuid4().hex[:8]}", password="a-long-pass-123", **kwargs)
+
+    return make
+
+
+def _subprocess_env(simulator: Simulator, queue: str) -> dict[str, str]:
+    db = connection.settings_dict
+    host = db["HOST"] or "127.0.0.1"
+    port = db["PORT"] or 5432
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return {
+        **os.environ,
+        "DATABASE_URL": f"postgres://{auth}@{host}:{port}/{db['NAME']}",
+        "REDIS_URL": settings.REDIS_URL,
+        "OPENAI_BASE_URL": f"{simulator.url}/v1",
+        "OPENAI_READ_TIMEOUT": "5",
+        "CELERY_QUEUE": queue,
+        "DEBUG": "true",
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+@pytest.fixture(scope="session")
+def live_stack(django_db_setup, django_db_blocker, simulator_server, isolated_queue) -> Iterator[str]:
+    """A real ASGI server and Celery worker on the test database; yields the base URL."""
+    env = _subprocess_env(simulator_server, isolated_queue)
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port), "--log-level", "warning"],
+        cwd=ROOT, env=env,
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "--concurrency", "20",
+         "-Q", isolated_queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+        cwd=ROOT, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _http_ok(f"{url}/accounts/login/"), timeout=30, what="the web server")
+    yield url
+    _stop(web)
+    _stop(worker)
+
+
+@pytest.fixture
+def live_url(live_stack: str, transactional_db, catalog, settings) -> str:
+    return live_stack
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator:
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: `make test` installs it with apt"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(browser) -> Iterator:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
