@@ -147,10 +147,9 @@ class Rules:
 
 
 def user_plan(user) -> Plan | None:
-    profile = getattr(user, "profile", None)
-    if profile and profile.plan_id:
-        return profile.plan
-    return Plan.objects.filter(is_default=True).first()
+    """The user's plan, or the default plan for users without one."""
+    plan = Plan.objects.filter(profiles__user=user).first()
+    return plan or Plan.objects.filter(is_default=True).first()
 
 
 def rules_get(user, now: dt.datetime, model_id: int | None = None) -> Rules:

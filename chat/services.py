@@ -3,6 +3,8 @@
 import datetime as dt
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -89,6 +91,15 @@ def _model_get(slug: object) -> AIModel:
     return model
 
 
+@contextmanager
+def _quota_explained(user) -> Iterator[None]:
+    """Turn a quota refusal into one that offers another model, after the transaction (and its locks) ended."""
+    try:
+        yield
+    except QuotaRefused as exc:
+        raise _quota_refusal(user, exc) from None
+
+
 def _quota_refusal(user, exc: QuotaRefused) -> SendRefused:
     others = [s for s in quota_status(user=user) if s.model.id != exc.model.id and not s.exhausted]
     suggestion = others[0] if others else None
@@ -114,10 +125,7 @@ def _reply_start(*, user, conversation: Conversation, model: AIModel) -> Message
         )
     reply = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, model=model,
                                    status=Message.Status.PENDING)
-    try:
-        quota_reserve(user=user, model=model, reply=reply)
-    except QuotaRefused as exc:
-        raise _quota_refusal(user, exc) from None
+    quota_reserve(user=user, model=model, reply=reply)
     if conversation.model_id != model.id:
         conversation.model = model
     conversation.save(update_fields=["model", "updated_at"])
@@ -144,7 +152,7 @@ def message_send(*, user, conversation_id: int | None, model_slug: object, text:
     model = _model_get(model_slug)
     if not message_fits(text, context_window=model.context_window, max_output_tokens=model.max_output_tokens):
         raise SendRefused("too_long", f"The message is too long for {model.name}'s context window.")
-    with transaction.atomic():
+    with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         if conversation_id is None:
             conversation = Conversation.objects.create(user=user, model=model, title=title_from(text))
@@ -182,7 +190,7 @@ def _last_turn(user, message_id: object, role: str) -> Message:
 
 def reply_regenerate(*, user, message_id: object, model_slug: object = None) -> Message:
     """Answer the last user message again; the old answer is kept but hidden. Counts as a message."""
-    with transaction.atomic():
+    with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         old = _last_turn(user, message_id, Message.Role.ASSISTANT)
         model = _model_get(model_slug) if model_slug else old.model
@@ -195,7 +203,7 @@ def reply_regenerate(*, user, message_id: object, model_slug: object = None) -> 
 def message_edit(*, user, message_id: object, text: object, model_slug: object = None) -> tuple[Message, Message]:
     """Replace the last user message with new text and answer it. Counts as a message."""
     text = _clean_text(text)
-    with transaction.atomic():
+    with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         old = _last_turn(user, message_id, Message.Role.USER)
         model = _model_get(model_slug) if model_slug else old.model
@@ -358,7 +366,7 @@ def reply_generate(*, message_id: int) -> None:
             if stream.has_output or exc.permanent or attempt >= MAX_ATTEMPTS:
                 reply_fail(reply=reply, stream=stream, error=str(exc))
                 return
-            wait = max(exc.retry_after or 0.0, 0.5 * 2 ** (attempt - 1))
+            wait = max(exc.retry_after or 0.0, settings.PROVIDER_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
             _status(reply, "waiting", "Waiting for capacity…" if exc.kind == "rate_limit" else "Retrying…")
             log.warning("reply %s: %s (%s), retry %s in %.1fs", reply.id, exc.kind, exc, attempt, wait)
             time.sleep(wait)

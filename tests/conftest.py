@@ -129,14 +129,19 @@ def make_user(db) -> Callable:
     return make
 
 
-def _subprocess_env(simulator: Simulator, queue: str) -> dict[str, str]:
+def database_url() -> str:
+    """The test database, for subprocesses."""
     db = connection.settings_dict
     host = db["HOST"] or "127.0.0.1"
     port = db["PORT"] or 5432
     auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
+
+
+def _subprocess_env(simulator: Simulator, queue: str) -> dict[str, str]:
     return {
         **os.environ,
-        "DATABASE_URL": f"postgres://{auth}@{host}:{port}/{db['NAME']}",
+        "DATABASE_URL": database_url(),
         "REDIS_URL": settings.REDIS_URL,
         "OPENAI_BASE_URL": f"{simulator.url}/v1",
         "OPENAI_READ_TIMEOUT": "5",

@@ -3,8 +3,18 @@
 No framework and no Django: one coroutine per request, paced with
 ``asyncio.sleep``, so a single event loop holds hundreds of slow streams.
 
-Behaviour is driven by ``[sim:name=value]`` tags in the LAST user message
-(see ``DIRECTIVES``), so tests and demos can steer it through the real product.
+Behaviour is driven by ``[sim:name=value]`` tags in the LAST user message,
+so tests and demos can steer it through the real product (tags are stripped
+from the echoed answer; an unknown tag name is a 400):
+
+  think=SECONDS  rate=TOKENS_PER_SEC (0 = no pacing)  tokens=N
+  reply=TEXT (no "]")  reply_b64=BASE64_OF_UTF8  reasoning (stream reasoning_content)
+  fault=429|quota|500|<any 4xx/5xx>|stall|drop  retry_after=N (429)
+  after=N (tokens sent before stall/drop; defaults 0/5)  fault_times=N (fault only
+  the first N requests with identical messages, then succeed)
+
+Control API: GET /_sim/health, GET /_sim/requests (bodies + "_sim" metadata),
+DELETE /_sim/requests (also resets fault_times counters).
 """
 
 from __future__ import annotations

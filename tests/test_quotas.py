@@ -1,0 +1,266 @@
+"""Quota windows at their edges, precedence, refunds, and races across processes."""
+
+import datetime as dt
+import os
+import threading
+
+import pytest
+import time_machine
+from django.db import connections
+from django.db.models import Sum
+
+from chat import quotas, services
+from chat.models import LedgerEntry, Message, Plan, PlanLimit, QuotaCounter, QuotaOverride
+
+UTC = dt.UTC
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def no_cap_on_live_replies(settings):
+    # Nothing answers these replies; the cap on replies in flight is tested elsewhere.
+    settings.MAX_LIVE_REPLIES = 1_000
+
+
+def at(*args) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=UTC)
+
+
+def send(user, model: str = "o1-preview") -> Message:
+    return services.message_send(user=user, conversation_id=None, model_slug=model, text="hello")[1]
+
+
+def refused(user, model: str = "o1-preview") -> services.SendRefused:
+    with pytest.raises(services.SendRefused) as exc:
+        send(user, model)
+    assert exc.value.code == "quota_exhausted"
+    return exc.value
+
+
+def override(user, catalog, model: str, **fields) -> QuotaOverride:
+    return QuotaOverride.objects.create(user=user, model=catalog[model], **fields)
+
+
+def test_anchored_week_refuses_the_51st_message_until_midnight_utc_seven_days_after_the_first(catalog, make_user):
+    user = make_user()
+    with time_machine.travel(at(2026, 9, 12, 10, 0), tick=False):
+        send(user)
+    with time_machine.travel(at(2026, 9, 15, 18, 30), tick=False):
+        for _ in range(49):
+            send(user)
+        refusal = refused(user)
+    assert refusal.extra["resets_at"] == "2026-09-19T00:00:00+00:00"
+    assert "o1-preview limit reached — resets Sat 19 Sep, 00:00." in str(refusal)
+    with time_machine.travel(at(2026, 9, 18, 23, 59, 59), tick=False):
+        refused(user)
+    with time_machine.travel(at(2026, 9, 19, 0, 0), tick=False):
+        send(user)
+        [status] = [s for s in quotas.quota_status(user=user) if s.model.slug == "o1-preview"]
+    assert (status.used, status.left) == (1, 49)
+    assert status.resets_at == at(2026, 9, 26, 0, 0)
+
+
+def test_the_refusal_offers_a_model_with_quota_left(catalog, make_user):
+    user = make_user()
+    override(user, catalog, "o1-preview", messages=1, window_kind="anchored", window_length=7, window_unit="day")
+    send(user)
+    refusal = refused(user)
+    assert refusal.extra["switch_to"] == "o1-mini"
+    assert str(refusal).endswith("Switch to o1-mini (50 left)?")
+
+
+def test_sub_day_anchored_windows_close_exactly_n_hours_after_opening(catalog, make_user):
+    user = make_user()
+    override(user, catalog, "o1-mini", messages=1, window_kind="anchored", window_length=5, window_unit="hour")
+    with time_machine.travel(at(2026, 3, 1, 21, 17), tick=False):
+        send(user, "o1-mini")
+        assert refused(user, "o1-mini").extra["resets_at"] == "2026-03-02T02:17:00+00:00"
+    with time_machine.travel(at(2026, 3, 2, 2, 17), tick=False):
+        send(user, "o1-mini")
+
+
+def test_calendar_week_in_berlin_resets_at_local_monday_midnight_across_the_dst_change(catalog, make_user):
+    plan = Plan.objects.create(name="Berlin", calendar_time_zone="Europe/Berlin")
+    PlanLimit.objects.create(plan=plan, model=catalog["o1-preview"], messages=2, window_kind="calendar", window_unit="week")
+    user = make_user()
+    quotas.plan_set(user=user, plan=plan)
+    # Clocks go forward on Sunday 29 March 2026; the week began on Monday 23 March at 00:00 CET.
+    with time_machine.travel(at(2026, 3, 22, 23, 0), tick=False):
+        send(user)
+        send(user)
+        refusal = refused(user)
+    assert refusal.extra["resets_at"] == "2026-03-30T00:00:00+02:00"  # Monday 00:00 CEST = 29 Mar 22:00 UTC
+    with time_machine.travel(at(2026, 3, 29, 21, 59, 59), tick=False):
+        refused(user)
+    with time_machine.travel(at(2026, 3, 29, 22, 0), tick=False):
+        send(user)
+        send(user)
+        refused(user)
+
+
+def test_rolling_window_frees_one_slot_as_each_message_ages_out(catalog, make_user):
+    user = make_user()
+    override(user, catalog, "gpt-4o", messages=2, window_kind="rolling", window_length=3, window_unit="hour")
+    with time_machine.travel(at(2026, 5, 4, 10, 0), tick=False):
+        send(user, "gpt-4o")
+    with time_machine.travel(at(2026, 5, 4, 11, 0), tick=False):
+        send(user, "gpt-4o")
+    with time_machine.travel(at(2026, 5, 4, 12, 0), tick=False):
+        assert refused(user, "gpt-4o").extra["resets_at"] == "2026-05-04T13:00:00+00:00"
+    with time_machine.travel(at(2026, 5, 4, 13, 0, 1), tick=False):
+        send(user, "gpt-4o")
+        assert refused(user, "gpt-4o").extra["resets_at"] == "2026-05-04T14:00:00+00:00"
+    with time_machine.travel(at(2026, 5, 4, 14, 0, 1), tick=False):
+        send(user, "gpt-4o")
+
+
+def test_an_override_beats_the_plan(catalog, make_user):
+    user, neighbour = make_user(), make_user()
+    override(user, catalog, "o1-mini", messages=1, window_kind="anchored", window_length=1, window_unit="day")
+    send(user, "o1-mini")
+    refused(user, "o1-mini")
+    send(neighbour, "o1-mini")
+    send(neighbour, "o1-mini")
+
+
+def test_a_grant_adds_messages_until_it_expires(catalog, make_user):
+    user = make_user()
+    override(user, catalog, "o1-mini", messages=1, window_kind="anchored", window_length=7, window_unit="day")
+    with time_machine.travel(at(2026, 6, 1, 9, 0), tick=False):
+        send(user, "o1-mini")
+        refused(user, "o1-mini")
+        quotas.quota_grant(user=user, model=catalog["o1-mini"], messages=2, expires_at=at(2026, 6, 3, 0, 0))
+        send(user, "o1-mini")
+        send(user, "o1-mini")
+        refused(user, "o1-mini")
+    with time_machine.travel(at(2026, 6, 9, 9, 0), tick=False):  # a new window, the grant expired
+        send(user, "o1-mini")
+        refused(user, "o1-mini")
+
+
+def test_a_disabled_model_is_refused_and_an_unlisted_one_is_unlimited(catalog, make_user):
+    plan = Plan.objects.create(name="Narrow")
+    PlanLimit.objects.create(plan=plan, model=catalog["o1-preview"], disabled=True)
+    user = make_user()
+    quotas.plan_set(user=user, plan=plan)
+
+    with pytest.raises(services.SendRefused) as exc:
+        send(user, "o1-preview")
+    assert "o1-preview is not available on your plan." in str(exc.value)
+    for _ in range(60):
+        send(user, "o1-mini")  # no limit in this plan: unlimited
+    statuses = {s.model.slug: s for s in quotas.quota_status(user=user)}
+    assert statuses["o1-preview"].disabled and statuses["o1-preview"].exhausted
+    assert statuses["o1-mini"].limit is None and not statuses["o1-mini"].exhausted
+
+
+def test_new_users_get_the_default_plan(catalog, make_user):
+    assert quotas.user_plan(make_user()) == Plan.objects.get(is_default=True)
+
+
+def test_a_refused_send_stores_nothing(catalog, make_user):
+    user = make_user()
+    override(user, catalog, "o1-mini", messages=0, window_kind="anchored", window_length=1, window_unit="day")
+    refused(user, "o1-mini")
+    assert not Message.objects.filter(conversation__user=user).exists()
+    assert not LedgerEntry.objects.filter(user=user).exists()
+
+
+def test_the_picker_status_shows_left_and_reset_in_the_users_time_zone(catalog, make_user):
+    user = make_user(time_zone="Europe/London")
+    with time_machine.travel(at(2026, 11, 12, 10, 0), tick=False):
+        for _ in range(13):
+            send(user)
+        data = {m["model"]: m for m in services.quota_json(user)}
+    assert data["o1-preview"]["left"] == 37
+    assert data["o1-preview"]["resets_label"] == "Thu 19 Nov, 00:00"
+    assert data["o1-preview"]["few_left"] is False
+    assert data["o1-mini"]["left"] == 50 and data["o1-mini"]["resets_at"] is None
+
+
+def ledger_total(user, model) -> int:
+    entries = LedgerEntry.objects.filter(user=user, model=model, kind__in=["reserve", "refund", "reset"])
+    return entries.aggregate(total=Sum("delta"))["total"] or 0
+
+
+def test_a_provider_failure_refunds_and_a_redelivered_task_changes_nothing(simulator, catalog, make_user, settings):
+    settings.PROVIDER_RETRY_BASE_SECONDS = 0.01
+    user = make_user()
+    good = services.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="fine [sim:think=0]")[1]
+    bad = services.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="x [sim:fault=quota]")[1]
+    for _ in range(2):  # the second run is a redelivery
+        services.reply_generate(message_id=good.id)
+        services.reply_generate(message_id=bad.id)
+
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    assert (good.quota, bad.quota) == ("settled", "refunded")
+    assert bad.error == "The service is out of credit with the model provider. An administrator has been told."
+    assert LedgerEntry.objects.filter(message=bad, kind="refund").count() == 1
+    assert LedgerEntry.objects.filter(message=good, kind="settle").count() == 1
+    counter = QuotaCounter.objects.get(user=user, model=catalog["o1-mini"])
+    assert counter.used == 1 == ledger_total(user, catalog["o1-mini"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_hundred_refund_attempts_refund_once(catalog, make_user):
+    user = make_user()
+    reply = send(user, "o1-mini")
+    gate = threading.Barrier(100)
+    results = []
+
+    def attempt():
+        gate.wait()
+        try:
+            results.append(quotas.quota_refund(reply=Message.objects.select_related("conversation").get(id=reply.id), reason="race"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=attempt) for _ in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert results.count(True) == 1
+    assert LedgerEntry.objects.filter(message=reply, kind="refund").count() == 1
+    assert QuotaCounter.objects.get(user=user, model=catalog["o1-mini"]).used == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_hundred_sends_from_four_processes_for_the_last_slot_admit_exactly_one(catalog, make_user, settings):
+    import multiprocessing
+
+    from tests.racers import race
+
+    from tests.conftest import database_url
+
+    # RACE_ROUNDS=20 for the acceptance run; the suite runs fewer to stay quick.
+    processes, per_process, rounds = 4, 25, int(os.environ.get("RACE_ROUNDS", "5"))
+    ctx = multiprocessing.get_context("spawn")
+    tasks, results, start = ctx.Queue(), ctx.Queue(), ctx.Barrier(processes)
+    env = {"DATABASE_URL": database_url(), "DB_POOL_MAX": "30", "MAX_LIVE_REPLIES": "1000",
+           "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE}
+    racers = [ctx.Process(target=race, args=(env, tasks, results, start)) for _ in range(processes)]
+    for p in racers:
+        p.start()
+    try:
+        for _ in range(rounds):
+            user = make_user()
+            override(user, catalog, "o1-preview", messages=3, window_kind="anchored", window_length=7, window_unit="day")
+            send(user)
+            send(user)  # one slot left
+            for _ in range(processes):
+                tasks.put((user.id, "o1-preview", per_process))
+            outcomes = [o for _ in range(processes) for o in results.get(timeout=60)]
+
+            assert len(outcomes) == 100
+            assert outcomes.count("admitted") == 1
+            assert set(outcomes) == {"admitted", "quota_exhausted"}
+            assert QuotaCounter.objects.get(user=user, model=catalog["o1-preview"]).used == 3
+            assert Message.objects.filter(conversation__user=user, role="assistant").count() == 3
+    finally:
+        for _ in racers:
+            tasks.put(None)
+        for p in racers:
+            p.join(30)

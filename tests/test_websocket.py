@@ -1,0 +1,161 @@
+"""The WebSocket: who may connect, what bad frames get, and a real streamed answer."""
+
+import json
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.test import Client
+from websockets.sync.client import connect
+
+from chat.models import Message
+from config.asgi import application
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def session_cookie(user) -> str:
+    client = Client()
+    client.force_login(user)
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+def headers(cookie: str | None, origin: str | None = "http://localhost") -> list[tuple[bytes, bytes]]:
+    result = [(b"host", b"localhost")]
+    if origin:
+        result.append((b"origin", origin.encode()))
+    if cookie:
+        result.append((b"cookie", cookie.encode()))
+    return result
+
+
+async def handshake(cookie: str | None, origin: str | None = "http://localhost") -> tuple[bool, WebsocketCommunicator]:
+    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers(cookie, origin))
+    connected, _ = await communicator.connect()
+    return connected, communicator
+
+
+def test_an_anonymous_visitor_cannot_connect(catalog):
+    connected, _ = async_to_sync(handshake)(None)
+    assert not connected
+
+
+def test_a_foreign_origin_is_rejected_even_with_a_session(catalog, make_user):
+    connected, _ = async_to_sync(handshake)(session_cookie(make_user()), origin="https://evil.example")
+    assert not connected
+
+
+def test_a_logged_in_user_from_our_origin_connects(catalog, make_user):
+    @async_to_sync
+    async def run():
+        connected, communicator = await handshake(session_cookie(make_user()))
+        await communicator.send_json_to({"type": "ping"})
+        reply = await communicator.receive_json_from()
+        await communicator.disconnect()
+        return connected, reply
+
+    assert run() == (True, {"type": "pong"})
+
+
+@pytest.mark.parametrize(
+    "frame, code",
+    [
+        (b"\x00\x01binary", "invalid"),
+        ("{not json", "invalid"),
+        ("[1, 2]", "invalid"),
+        ('{"type": "explode"}', "invalid"),
+        ('{"type": "send", "conversation_id": null, "model": "o1-mini", "text": "   "}', "empty"),
+        ('{"type": "send", "conversation_id": null, "model": "nope", "text": "hi"}', "unknown_model"),
+        ('{"type": "subscribe", "conversation_id": "DROP TABLE"}', "not_found"),
+        ('{"type": "stop", "message_id": 99999999}', "not_found"),
+    ],
+)
+def test_bad_frames_get_a_clear_error_and_change_nothing(catalog, make_user, frame, code):
+    @async_to_sync
+    async def run():
+        _, communicator = await handshake(session_cookie(make_user()))
+        if isinstance(frame, bytes):
+            await communicator.send_to(bytes_data=frame)
+        else:
+            await communicator.send_to(text_data=frame)
+        answer = await communicator.receive_json_from()
+        await communicator.disconnect()
+        return answer
+
+    answer = run()
+    assert answer["type"] == "error"
+    assert answer["code"] == code
+    assert answer["message"]
+    assert not Message.objects.exists()
+
+
+def test_another_users_conversation_cannot_be_followed(catalog, make_user):
+    from chat import services
+
+    _, reply = services.message_send(user=make_user(), conversation_id=None, model_slug="o1-mini", text="secret plans")
+
+    @async_to_sync
+    async def run():
+        _, communicator = await handshake(session_cookie(make_user()))
+        await communicator.send_json_to({"type": "subscribe", "conversation_id": reply.conversation_id})
+        first = await communicator.receive_json_from()
+        await communicator.send_json_to({"type": "resync", "message_id": reply.id})
+        second = await communicator.receive_json_from()
+        await communicator.disconnect()
+        return first, second
+
+    for answer in run():
+        assert answer["code"] == "not_found"
+        assert "secret" not in json.dumps(answer)
+
+
+def test_a_flood_of_frames_closes_the_socket(catalog, make_user):
+    @async_to_sync
+    async def run():
+        _, communicator = await handshake(session_cookie(make_user()))
+        for _ in range(40):
+            await communicator.send_json_to({"type": "ping"})
+        frames = []
+        while True:
+            output = await communicator.receive_output(timeout=5)
+            if output["type"] == "websocket.close":
+                return frames, output["code"]
+            frames.append(json.loads(output["text"]))
+
+    frames, code = run()
+    assert code == 4429
+    assert frames[-1]["code"] == "flood"
+
+
+def receive_until_done(ws, reply_id: int) -> tuple[str, list[dict]]:
+    """Assemble the answer from deltas by offset, as the browser does."""
+    text, frames = "", []
+    while True:
+        frame = json.loads(ws.recv(timeout=20))
+        frames.append(frame)
+        if frame["type"] == "delta" and frame["message_id"] == reply_id:
+            assert frame["offset"] <= len(text), "a gap in the stream"
+            text += frame["text"][len(text) - frame["offset"]:]
+        if frame["type"] == "done" and frame["message"]["id"] == reply_id:
+            return text, frames
+
+
+def test_an_answer_streams_end_to_end_through_web_worker_and_simulator(live_url, make_user):
+    user = make_user()
+    ws_url = live_url.replace("http", "ws") + "/ws/chat/"
+    with connect(ws_url, additional_headers={"Cookie": session_cookie(user), "Origin": live_url}) as ws:
+        ws.send(json.dumps({"type": "send", "conversation_id": None, "model": "o1-mini",
+                            "text": "Stream please [sim:think=0.2] [sim:tokens=60]", "client_id": "c1"}))
+        sent = json.loads(ws.recv(timeout=10))
+        assert sent["type"] == "sent" and sent["client_id"] == "c1"
+        reply_id = sent["reply"]["id"]
+        streamed, frames = receive_until_done(ws, reply_id)
+
+    deltas = [f for f in frames if f["type"] == "delta"]
+    assert len(deltas) > 3, "the answer arrived in pieces, as it was written"
+    stored = Message.objects.get(id=reply_id)
+    assert stored.status == Message.Status.DONE
+    assert streamed == stored.text
+    assert stored.text.startswith("You said: Stream please")
+    assert stored.reasoning_tokens > 0
