@@ -24,6 +24,12 @@ class AIModel(models.Model):
     )
     enabled = models.BooleanField(default=True)
     display_order = models.IntegerField(default=0)
+    rpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Provider requests per minute for the whole organisation (your usage tier)."
+    )
+    tpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Provider tokens per minute for the whole organisation (your usage tier)."
+    )
 
     class Meta:
         ordering = ["display_order", "name"]

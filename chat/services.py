@@ -2,17 +2,19 @@
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.utils import timezone
 
 from . import fanout, providers
-from .context import ContextTooLarge, context_trim, message_fits
+from .context import ContextTooLarge, context_trim, message_fits, tokens_estimate
+from .limiter import capacity_acquire, redis_sync
 from .models import AIModel, Conversation, Message
 from .quotas import QuotaRefused, quota_refund, quota_reserve, quota_settle, quota_status, user_time_zone
 from .selectors import conversation_get_for_user, message_get_for_user
@@ -337,6 +339,80 @@ def _status(reply: Message, status: str, detail: str = "") -> None:
     )
 
 
+ALERT_KEY = "provider-alert"
+
+
+def provider_alert_raise(message: str) -> None:
+    """Tell staff: an error in the log and a banner in the admin for a day."""
+    log.error(message)
+    try:
+        redis_sync().set(ALERT_KEY, f"{timezone.now():%Y-%m-%d %H:%M} UTC — {message}", ex=86_400)
+    except Exception:
+        log.exception("could not store the provider alert")
+
+
+def provider_alert() -> str:
+    try:
+        value = redis_sync().get(ALERT_KEY)
+    except Exception:
+        return ""
+    return value.decode() if value else ""
+
+
+class Leases:
+    """Renews the lease of every reply this process is writing, also while the model thinks.
+
+    When the process dies the renewals stop, and reply_reap ends its replies.
+    """
+
+    def __init__(self) -> None:
+        self.ids: set[int] = set()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def hold(self, message_id: int) -> None:
+        with self.lock:
+            self.ids.add(message_id)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._renew_forever, name="leases", daemon=True)
+                self.thread.start()
+
+    def release(self, message_id: int) -> None:
+        with self.lock:
+            self.ids.discard(message_id)
+
+    def _renew_forever(self) -> None:
+        while True:
+            time.sleep(LEASE.total_seconds() / 4)
+            with self.lock:
+                ids = list(self.ids)
+            if not ids:
+                continue
+            try:
+                Message.objects.filter(id__in=ids, status=Message.Status.STREAMING).update(
+                    lease_expires_at=timezone.now() + LEASE
+                )
+            except Exception:
+                log.exception("could not renew reply leases")
+            finally:
+                connections.close_all()
+
+
+leases = Leases()
+
+
+def _capacity_wait(reply: Message, turns: list[dict[str, str]]) -> None:
+    """Wait, telling the user so, until the organisation's provider limits have room."""
+    model = reply.model
+    tokens = sum(tokens_estimate(t["content"]) for t in turns) + model.max_output_tokens
+    told = False
+    while wait := capacity_acquire(model_slug=model.slug, rpm=model.rpm_limit, tpm=model.tpm_limit, tokens=tokens):
+        if not told:
+            _status(reply, "waiting", "Waiting for capacity…")
+            told = True
+        time.sleep(min(wait, 5.0))
+
+
 def reply_generate(*, message_id: int) -> None:
     """Produce the answer for a pending reply. Safe to run twice: only one run claims it."""
     claimed = Message.objects.filter(id=message_id, status=Message.Status.PENDING).update(
@@ -352,8 +428,17 @@ def reply_generate(*, message_id: int) -> None:
         return
     spec = model_spec(reply.model)
     stream = ReplyStream(reply)
+    leases.hold(reply.id)
+    try:
+        _generate(reply, spec, turns, stream)
+    finally:
+        leases.release(reply.id)
+
+
+def _generate(reply: Message, spec: providers.ModelSpec, turns: list[dict[str, str]], stream: "ReplyStream") -> None:
     attempt = 1
     while True:
+        _capacity_wait(reply, turns)
         try:
             for chunk in providers.stream_chat(spec, turns):
                 stream.add(chunk)
@@ -362,7 +447,7 @@ def reply_generate(*, message_id: int) -> None:
             break
         except providers.ProviderError as exc:
             if exc.kind == "insufficient_quota":
-                log.error("The provider account is out of credit (insufficient_quota); replies are failing.")
+                provider_alert_raise("The provider account is out of credit (insufficient_quota): replies are failing.")
             if stream.has_output or exc.permanent or attempt >= MAX_ATTEMPTS:
                 reply_fail(reply=reply, stream=stream, error=str(exc))
                 return
@@ -404,12 +489,15 @@ def reply_finish(*, reply: Message, stream: ReplyStream) -> None:
     _done(reply)
 
 
-def reply_fail(*, reply: Message, stream: ReplyStream, error: str) -> None:
+def reply_fail(*, reply: Message, stream: ReplyStream, error: str, lease_expired_before: dt.datetime | None = None) -> None:
     """End a reply that went wrong. Partial text is kept and marked incomplete; no text, no charge."""
     stream.flush()
     text = "".join(stream.text)
+    live = Message.objects.filter(id=reply.id, status__in=[*LIVE, Message.Status.STOPPED])
+    if lease_expired_before:
+        live = live.filter(lease_expires_at__lt=lease_expired_before)
     with transaction.atomic():
-        Message.objects.filter(id=reply.id, status__in=[*LIVE, Message.Status.STOPPED]).update(
+        ended = live.update(
             status=Message.Status.FAILED,
             text=text,
             reasoning="".join(stream.reasoning),
@@ -422,6 +510,8 @@ def reply_fail(*, reply: Message, stream: ReplyStream, error: str) -> None:
             completion_tokens=stream.usage.get("completion_tokens"),
             reasoning_tokens=stream.usage.get("reasoning_tokens"),
         )
+        if not ended:
+            return
         if text:
             quota_settle(reply=reply, usage=stream.usage)
         else:
@@ -429,6 +519,35 @@ def reply_fail(*, reply: Message, stream: ReplyStream, error: str) -> None:
     reply.refresh_from_db()
     fanout.buffer_clear(reply.id)
     _done(reply)
+
+
+PENDING_GRACE = dt.timedelta(minutes=2)
+
+
+def reply_reap(*, now: dt.datetime | None = None) -> int:
+    """End replies whose worker died, and re-enqueue replies whose task was lost.
+
+    A reply is dead when its lease (renewed every 15 s by its worker) ran out:
+    it keeps its checkpointed text, marked incomplete, and is refunded if it had
+    none. It is never generated again, so no answer is written twice.
+    """
+    now = now or timezone.now()
+    dead = Message.objects.filter(status=Message.Status.STREAMING, lease_expires_at__lt=now)
+    ended = 0
+    for reply in dead.select_related("conversation", "model"):
+        stream = ReplyStream(reply, text=[reply.text], reasoning=[reply.reasoning])
+        reply_fail(reply=reply, stream=stream, lease_expired_before=now,
+                   error="The worker writing this answer stopped unexpectedly.")
+        ended += 1
+    # A pending reply nobody claimed (the broker lost its task): enqueue it again;
+    # the claim's compare-and-set makes a duplicate harmless.
+    lost = Message.objects.filter(status=Message.Status.PENDING, updated_at__lt=now - PENDING_GRACE)
+    from .tasks import generate_reply
+
+    for message_id in list(lost.values_list("id", flat=True)):
+        Message.objects.filter(id=message_id).update(updated_at=now)
+        generate_reply.delay(message_id)
+    return ended
 
 
 def conversation_rename(*, user, conversation_id: object, title: object) -> Conversation:

@@ -120,6 +120,8 @@ DATABASES["default"]["OPTIONS"] = {
     },
     "connect_timeout": 5,
 }
+# After a PostgreSQL restart, dead pooled connections are replaced, not handed out.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", "test_chat")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -140,6 +142,8 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "chat")
 # A generation can run for minutes; the broker must not redeliver it meanwhile.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The reaper ends replies whose worker died (see chat.services.reply_reap).
+CELERY_BEAT_SCHEDULE = {"reap-replies": {"task": "chat.tasks.reap_replies", "schedule": 15.0}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -231,9 +231,8 @@ def test_one_hundred_refund_attempts_refund_once(catalog, make_user):
 def test_one_hundred_sends_from_four_processes_for_the_last_slot_admit_exactly_one(catalog, make_user, settings):
     import multiprocessing
 
-    from tests.racers import race
-
     from tests.conftest import database_url
+    from tests.racers import race
 
     # RACE_ROUNDS=20 for the acceptance run; the suite runs fewer to stay quick.
     processes, per_process, rounds = 4, 25, int(os.environ.get("RACE_ROUNDS", "5"))

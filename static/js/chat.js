@@ -418,7 +418,9 @@
     const live = LIVE.has(msg.status);
     const thinking = live && entry.len === 0;
     const thoughtMs = live ? entry.thoughtMs : msg.thinking_ms;
-    const showDone = !thinking && (msg.reasoning || (thoughtMs || 0) >= 1000);
+    // A failure before any text has nothing to have thought about.
+    const failedEmpty = msg.status === "failed" && !msg.text;
+    const showDone = !thinking && !failedEmpty && (msg.reasoning || (thoughtMs || 0) >= 1000);
     if (!thinking && !showDone) {
       if (slot.firstChild) slot.replaceChildren();
       return;

@@ -1,0 +1,46 @@
+"""The org-wide provider limit: requests and tokens per minute per model, shared by
+every worker through Redis. Over the limit, a reply waits for the next minute
+instead of failing."""
+
+import time
+
+import redis
+from django.conf import settings
+
+# Count the request in this minute's window only if both budgets allow it.
+_ACQUIRE = """
+local requests = tonumber(redis.call('GET', KEYS[1]) or '0')
+local tokens = tonumber(redis.call('GET', KEYS[2]) or '0')
+local rpm, tpm, cost = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+if (rpm > 0 and requests + 1 > rpm) or (tpm > 0 and tokens > 0 and tokens + cost > tpm) then
+  return 0
+end
+redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], 120)
+redis.call('INCRBY', KEYS[2], cost); redis.call('EXPIRE', KEYS[2], 120)
+return 1
+"""
+
+_client: redis.Redis | None = None
+
+
+def redis_sync() -> redis.Redis:
+    global _client
+    if _client is None:
+        _client = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return _client
+
+
+def capacity_acquire(*, model_slug: str, rpm: int | None, tpm: int | None, tokens: int) -> float:
+    """Take one request and `tokens` tokens from this minute's budget.
+
+    Returns 0 when granted, else the seconds until the next minute starts.
+    A request bigger than the whole TPM budget is let through alone in a fresh
+    minute rather than blocked forever.
+    """
+    if not rpm and not tpm:
+        return 0.0
+    now = time.time()
+    minute = int(now // 60)
+    keys = [f"limit:{model_slug}:{minute}:requests", f"limit:{model_slug}:{minute}:tokens"]
+    granted = redis_sync().eval(_ACQUIRE, 2, *keys, rpm or 0, tpm or 0, tokens)
+    return 0.0 if granted else (minute + 1) * 60 - now

@@ -1,0 +1,196 @@
+"""Provider and process faults end in a clear state, with no text or quota lost."""
+
+import datetime as dt
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import time_machine
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.utils import timezone
+
+from chat import fanout, services
+from chat.limiter import capacity_acquire
+from chat.models import LedgerEntry, Message
+from tests.conftest import ROOT, _stop, _subprocess_env, wait_until
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(settings):
+    settings.PROVIDER_RETRY_BASE_SECONDS = 0.05
+
+
+def send(user, text: str, model: str = "o1-mini") -> Message:
+    return services.message_send(user=user, conversation_id=None, model_slug=model, text=text)[1]
+
+
+def generate(reply: Message) -> Message:
+    services.reply_generate(message_id=reply.id)
+    reply.refresh_from_db()
+    return reply
+
+
+class GroupListener:
+    """Receives what the browser would on a conversation's group."""
+
+    def __init__(self, conversation_id: int):
+        self.layer = get_channel_layer()
+        self.channel = async_to_sync(self.layer.new_channel)()
+        async_to_sync(self.layer.group_add)(fanout.conversation_group(conversation_id), self.channel)
+
+    def events(self) -> list[dict]:
+        received = []
+
+        async def drain():
+            import asyncio
+
+            while True:
+                try:
+                    received.append(await asyncio.wait_for(self.layer.receive(self.channel), 0.5))
+                except TimeoutError:
+                    return
+
+        async_to_sync(drain)()
+        return received
+
+
+def test_a_rate_limit_waits_for_retry_after_and_tells_the_user_it_waits(simulator, catalog, make_user):
+    user = make_user()
+    reply = send(user, "busy [sim:fault=429] [sim:retry_after=1] [sim:fault_times=1] [sim:think=0]")
+    listener = GroupListener(reply.conversation_id)
+    started = time.monotonic()
+
+    reply = generate(reply)
+
+    assert time.monotonic() - started >= 1.0
+    assert reply.status == "done" and reply.text.startswith("You said: busy")
+    assert len(simulator.requests()) == 2
+    statuses = [e for e in listener.events() if e["type"] == "chat.status"]
+    assert statuses[0]["detail"] == "Waiting for capacity…"
+
+
+def test_out_of_credit_is_not_retried_refunds_and_tells_staff(simulator, catalog, make_user, caplog):
+    with caplog.at_level(logging.ERROR):
+        reply = generate(send(make_user(), "x [sim:fault=quota]"))
+
+    assert len(simulator.requests()) == 1
+    assert reply.status == "failed" and reply.quota == "refunded"
+    assert "out of credit" in reply.error
+    assert any("insufficient_quota" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+    assert "out of credit" in services.provider_alert()
+
+
+def test_server_errors_are_retried_with_backoff_then_succeed(simulator, catalog, make_user):
+    reply = generate(send(make_user(), "flaky [sim:fault=500] [sim:fault_times=2] [sim:think=0]"))
+    assert reply.status == "done"
+    assert len(simulator.requests()) == 3
+
+
+def test_a_stall_before_any_output_fails_within_the_timeout_and_refunds(simulator, catalog, make_user, settings):
+    settings.OPENAI_READ_TIMEOUT = 1.0
+    started = time.monotonic()
+    reply = generate(send(make_user(), "x [sim:fault=stall] [sim:think=0]"))
+
+    assert time.monotonic() - started < 1.0 * services.MAX_ATTEMPTS + 3
+    assert reply.status == "failed" and reply.quota == "refunded"
+    assert reply.error == "The model took too long to answer."
+
+
+def test_a_stall_after_some_output_keeps_it_marked_incomplete(simulator, catalog, make_user, settings):
+    settings.OPENAI_READ_TIMEOUT = 1.0
+    reply = generate(send(make_user(), "x [sim:fault=stall] [sim:after=6] [sim:think=0]"))
+
+    assert reply.status == "failed" and reply.incomplete
+    assert reply.text.startswith("You said: x")
+    assert reply.quota == "settled"
+    assert len(simulator.requests()) == 1, "partial output is never generated twice"
+
+
+def test_a_dropped_connection_keeps_the_partial_text_marked_incomplete(simulator, catalog, make_user):
+    reply = generate(send(make_user(), "x [sim:fault=drop] [sim:after=5] [sim:think=0]"))
+
+    assert reply.status == "failed" and reply.incomplete
+    assert reply.text and reply.error == "The connection to the model provider was lost."
+    assert reply.quota == "settled"
+
+
+def test_the_org_wide_limiter_counts_requests_and_tokens_per_minute(catalog):
+    slug = f"limiter-{time.time_ns()}"
+    with time_machine.travel(dt.datetime(2026, 7, 1, 12, 0, 10, tzinfo=dt.UTC), tick=False):
+        assert capacity_acquire(model_slug=slug, rpm=2, tpm=None, tokens=10) == 0
+        assert capacity_acquire(model_slug=slug, rpm=2, tpm=None, tokens=10) == 0
+        assert capacity_acquire(model_slug=slug, rpm=2, tpm=None, tokens=10) == pytest.approx(50)
+    with time_machine.travel(dt.datetime(2026, 7, 1, 12, 1, 0, tzinfo=dt.UTC), tick=False):
+        assert capacity_acquire(model_slug=slug, rpm=2, tpm=1000, tokens=600) == 0
+        assert capacity_acquire(model_slug=slug, rpm=2, tpm=1000, tokens=600) > 0
+
+
+def test_a_reply_over_the_org_limit_waits_for_capacity_instead_of_failing(simulator, catalog, make_user):
+    model = catalog["o1-mini"]
+    model.rpm_limit = 1
+    model.save()
+    user = make_user()
+    now = time.time()
+    if 60 - now % 60 < 3:  # do not straddle a minute boundary
+        wait_until(lambda: 60 - time.time() % 60 > 55, timeout=5)
+    capacity_acquire(model_slug=model.slug, rpm=1, tpm=None, tokens=1)  # someone else took this minute's request
+    reply = send(user, "patience [sim:think=0]")
+    listener = GroupListener(reply.conversation_id)
+
+    reply = generate(reply)
+
+    assert reply.status == "done"
+    assert [e["detail"] for e in listener.events() if e["type"] == "chat.status"] == ["Waiting for capacity…"]
+
+
+def test_a_user_may_not_have_more_than_three_answers_in_flight(catalog, make_user):
+    user = make_user()
+    for _ in range(3):
+        send(user, "one more")
+    with pytest.raises(services.SendRefused) as refused:
+        send(user, "too many")
+    assert refused.value.code == "busy"
+    assert Message.objects.filter(conversation__user=user).count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_worker_leaves_its_reply_incomplete_refunded_or_kept_and_never_rewritten(
+    simulator_server, catalog, make_user, isolated_queue
+):
+    user = make_user()
+    env = _subprocess_env(simulator_server, isolated_queue)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "-c", "4", "-Q", isolated_queue,
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+        cwd=ROOT, env={**env, "STREAM_CHECKPOINT_SECONDS": "0.2"}, start_new_session=True,
+    )
+    try:
+        writing = send(user, "long one [sim:think=0] [sim:rate=20] [sim:tokens=400]")
+        thinking = send(user, "slow thinker [sim:think=60]")
+        wait_until(lambda: len(Message.objects.get(id=writing.id).text) > 40, timeout=20, what="partial text")
+        wait_until(lambda: Message.objects.get(id=thinking.id).status == "streaming", timeout=20)
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        _stop(worker)
+
+    checkpointed = Message.objects.get(id=writing.id).text
+    # The lease runs out at most LEASE after the last renewal; the reaper then ends the replies.
+    assert services.reply_reap() == 0, "a lease still running is left alone"
+    assert services.reply_reap(now=timezone.now() + services.LEASE) == 2
+
+    writing.refresh_from_db()
+    thinking.refresh_from_db()
+    assert (writing.status, writing.incomplete, writing.text, writing.quota) == ("failed", True, checkpointed, "settled")
+    assert (thinking.status, thinking.incomplete, thinking.quota) == ("failed", False, "refunded")
+    assert "stopped unexpectedly" in thinking.error
+    services.reply_generate(message_id=writing.id)  # a redelivery after the restart
+    assert Message.objects.get(id=writing.id).text == checkpointed
+    assert LedgerEntry.objects.filter(message=thinking, kind="refund").count() == 1
