@@ -111,7 +111,7 @@ class AIModelAdmin(admin.ModelAdmin):
     list_editable = ("enabled", "display_order")
     list_filter = ("enabled", "is_reasoning")
     search_fields = ("slug", "name", "provider_model")
-    fieldsets = (
+    groups = (
         (None, {
             "fields": ("name", "slug", "description", "provider_model", "enabled", "display_order"),
             "description": "Untick “enabled” to retire a model: its usage history stays in the ledger.",
@@ -120,6 +120,12 @@ class AIModelAdmin(admin.ModelAdmin):
         ("Capabilities", {"fields": ("is_reasoning", "supports_streaming", "supports_system_message",
                                      "uses_max_completion_tokens", "supports_temperature", "reasoning_efforts")}),
     )
+
+    def get_fieldsets(self, request: HttpRequest, obj=None):
+        # Fields added to the model later (provider rate limits…) show up without a change here.
+        listed = {name for _, group in self.groups for name in group["fields"]}
+        rest = [name for name in self.get_fields(request, obj) if name not in listed]
+        return [*self.groups, *([("Provider limits and more", {"fields": rest})] if rest else [])]
 
 
 class PlanLimitForm(LimitForm):
