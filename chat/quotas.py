@@ -236,7 +236,8 @@ def quota_reserve(*, user, model: AIModel, reply: Message, now: dt.datetime | No
 def quota_settle(*, reply: Message, usage: dict[str, int] | None = None) -> bool:
     """Mark a reserved reply as spent, recording its tokens. False if it was already settled or refunded."""
     usage = usage or {}
-    with transaction.atomic():
+    # No savepoint: inside a caller's transaction the two writes stand or fall with it.
+    with transaction.atomic(savepoint=False):
         if not Message.objects.filter(id=reply.id, quota=Message.Quota.RESERVED).update(quota=Message.Quota.SETTLED):
             return False
         LedgerEntry.objects.create(

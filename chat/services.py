@@ -118,7 +118,7 @@ def _quota_refusal(user, exc: QuotaRefused) -> SendRefused:
     )
 
 
-def _reply_start(*, user, conversation: Conversation, model: AIModel) -> Message:
+def _reply_start(*, user, conversation: Conversation, model: AIModel, new_conversation: bool = False) -> Message:
     """Store a pending reply, reserve its quota and enqueue it; inside the caller's transaction."""
     live = Message.objects.filter(conversation__user=user, role=Message.Role.ASSISTANT, status__in=LIVE).count()
     if live >= settings.MAX_LIVE_REPLIES:
@@ -128,9 +128,10 @@ def _reply_start(*, user, conversation: Conversation, model: AIModel) -> Message
     reply = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, model=model,
                                    status=Message.Status.PENDING)
     quota_reserve(user=user, model=model, reply=reply)
-    if conversation.model_id != model.id:
+    if not new_conversation:
+        # The model picked last sticks to the conversation, which moves to the top of the list.
         conversation.model = model
-    conversation.save(update_fields=["model", "updated_at"])
+        conversation.save(update_fields=["model", "updated_at"])
 
     from .tasks import generate_reply
 
@@ -161,7 +162,7 @@ def message_send(*, user, conversation_id: int | None, model_slug: object, text:
         else:
             conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
         user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, model=model, text=text)
-        reply = _reply_start(user=user, conversation=conversation, model=model)
+        reply = _reply_start(user=user, conversation=conversation, model=model, new_conversation=conversation_id is None)
         transaction.on_commit(lambda: _announce(conversation, [user_message, reply]))
     return user_message, reply
 
@@ -230,7 +231,7 @@ def reply_stop(*, user, message_id: object) -> None:
             return
         # Never started: nothing was produced, so nothing is spent.
         quota_refund(reply=reply, reason="stopped before it started")
-    reply.refresh_from_db()
+    reply = _reloaded(reply)
     transaction.on_commit(lambda: _done(reply))
 
 
@@ -483,10 +484,13 @@ def reply_finish(*, reply: Message, stream: ReplyStream) -> None:
             quota_settle(reply=reply, usage=usage)
         else:
             quota_refund(reply=reply, reason="stopped before any answer" if not finished else "empty answer")
-        Conversation.objects.filter(id=reply.conversation_id).update(updated_at=timezone.now())
-    reply.refresh_from_db()
+    reply = _reloaded(reply)
     fanout.buffer_clear(reply.id)
     _done(reply)
+
+
+def _reloaded(reply: Message) -> Message:
+    return Message.objects.select_related("model", "conversation").get(id=reply.id)
 
 
 def reply_fail(*, reply: Message, stream: ReplyStream, error: str, lease_expired_before: dt.datetime | None = None) -> None:
@@ -516,7 +520,7 @@ def reply_fail(*, reply: Message, stream: ReplyStream, error: str, lease_expired
             quota_settle(reply=reply, usage=stream.usage)
         else:
             quota_refund(reply=reply, reason=error)
-    reply.refresh_from_db()
+    reply = _reloaded(reply)
     fanout.buffer_clear(reply.id)
     _done(reply)
 

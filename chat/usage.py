@@ -9,6 +9,7 @@ Counting rules, the same everywhere here:
 
 import csv
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable
 from functools import wraps
 
@@ -206,7 +207,7 @@ def _days(request: HttpRequest) -> int:
     raw = request.GET.get("days", "")
     if raw == "":
         return DEFAULT_DAYS
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_DAYS:
+    if not re.fullmatch(r"[0-9]{1,3}", raw) or not 1 <= int(raw) <= MAX_DAYS:
         raise BadDays(f"days must be a whole number from 1 to {MAX_DAYS}.")
     return int(raw)
 

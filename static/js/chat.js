@@ -196,7 +196,8 @@
 
   const PURIFY = {
     USE_PROFILES: { html: true },
-    FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "option"],
+    // Images: the CSP blocks remote ones anyway, and same-origin ones would let an answer make requests.
+    FORBID_TAGS: ["style", "form", "input", "button", "textarea", "select", "option", "img"],
     FORBID_ATTR: ["style"],
   };
 

@@ -1,0 +1,28 @@
+"""The number of queries per message is pinned, so a regression shows up here."""
+
+import pytest
+
+from chat import services
+from chat.models import Message
+
+pytestmark = pytest.mark.django_db
+
+
+def test_sending_a_message_takes_a_fixed_number_of_queries(catalog, make_user, django_assert_num_queries):
+    user = make_user()
+    services.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="warm up")
+    with django_assert_num_queries(18):  # a new conversation
+        services.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hello")
+    conversation = Message.objects.filter(conversation__user=user).last().conversation
+    with django_assert_num_queries(19):  # an existing conversation
+        services.message_send(user=user, conversation_id=conversation.id, model_slug="o1-preview", text="again")
+
+
+def test_finishing_a_reply_takes_a_fixed_number_of_queries(simulator, catalog, make_user, django_assert_num_queries):
+    _, reply = services.message_send(user=make_user(), conversation_id=None, model_slug="o1-mini", text="hi [sim:think=0]")
+    reply = Message.objects.select_related("model", "conversation").get(id=reply.id)
+    Message.objects.filter(id=reply.id).update(status=Message.Status.STREAMING)
+    stream = services.ReplyStream(reply, text=["An answer."])
+    with django_assert_num_queries(6):
+        services.reply_finish(reply=reply, stream=stream)
+    assert Message.objects.get(id=reply.id).status == "done"
