@@ -120,7 +120,7 @@ class UserAdmin(DjangoUserAdmin):
         return format_html(
             '<table class="quota-panel"><thead><tr><th>Model</th><th>Used</th><th>Limit (incl. grants)</th>'
             "<th>Left</th><th>Resets at</th><th>Rule</th></tr></thead><tbody>{}</tbody></table>"
-            '<p>Plan: {}. <a href="{}">Reset a window</a> · <a href="{}">Grant extra messages</a> · '
+            '<p>Plan: {} (change it under Profile, below). <a href="{}">Reset a window</a> · <a href="{}">Grant extra messages</a> · '
             '<a href="{}">Add an override</a> · <a href="{}">Ledger</a></p>',
             body, plan.name if plan else "none (everything unlimited)",
             reverse("admin:auth_user_quota_reset", args=[user.pk]),

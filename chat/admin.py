@@ -271,7 +271,7 @@ class QuotaGrantAdmin(admin.ModelAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "user", "kind", "model", "delta", "tokens", "actor_name", "note", "message_link")
+    list_display = ("created_at", "user", "kind", "model", "delta", "actor_name", "note", "tokens", "message_link")
     list_filter = ("kind", "model")
     list_select_related = ("user", "model", "actor")
     date_hierarchy = "created_at"
@@ -295,7 +295,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             return entry.actor.get_username()
         return "system" if entry.kind in ("reserve", "settle", "refund") else "— (command line)"
 
-    @admin.display(description="Tokens (prompt / completion / reasoning)")
+    @admin.display(description="Tokens: prompt / completion / reasoning")
     def tokens(self, entry: LedgerEntry) -> str:
         if entry.kind != LedgerEntry.Kind.SETTLE:
             return ""

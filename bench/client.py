@@ -1,0 +1,337 @@
+"""The load generator: browsers over WebSockets, and direct SDK calls to the simulator.
+
+Runs in its own process, on uvloop, so it competes with the servers only for CPU:
+
+    python bench/client.py JOB.json OUT.json
+
+It prints "ready" once its sockets are open and waits for a line on stdin
+before it starts sending, so several client processes start together. The job
+says what to do ("ttft" or "stream"); the result has raw samples and the
+client's own CPU time and event-loop lag, which show whether the client kept up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import uvloop
+from websockets.asyncio.client import connect
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from chat.simulator.app import build_answer, parse_directives, tokenize  # noqa: E402
+
+MODEL = "o1-mini"
+MAX_COMPLETION_TOKENS = 65_536  # what the app sends for o1-mini (chat/catalog.py)
+
+
+def expected_answer(text: str) -> str:
+    """What the simulator answers to `text`: it is deterministic."""
+    return "".join(build_answer(text, parse_directives(text)))
+
+
+class LoopLag:
+    """How late the event loop wakes a 10 ms sleeper: a busy client shows here first."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+        self.task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            self.samples.append(time.perf_counter() - t - 0.01)
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self._run())
+
+    def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+
+
+async def open_socket(job: dict, session: str):
+    headers = {"Cookie": f"{job['cookie_name']}={session}", "Origin": job["origin"]}
+    return await connect(job["ws_url"], additional_headers=headers, proxy=None, max_size=None,
+                         compression=job.get("compression", "deflate"), open_timeout=60,
+                         ping_interval=None, max_queue=None)
+
+
+async def wait_for_go() -> None:
+    print("ready", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+
+
+# --- Figure 1: time to first token ---------------------------------------------------
+
+
+async def product_chat(job: dict, ws, chat: int, stop_at: float, samples: list, errors: list) -> None:
+    """One browser tab sending message after message, each as soon as the last answer is done."""
+    conversation_id, turns, i = None, 0, 0
+    first_delta: dict[int, float] = {}
+    while time.perf_counter() < stop_at:
+        i += 1
+        text = job["prompt"].format(chat=chat, i=i)
+        if turns >= job.get("turns_per_conversation", 20):
+            conversation_id, turns = None, 0
+        sent_at = time.perf_counter()
+        await ws.send(json.dumps({"type": "send", "conversation_id": conversation_id, "model": MODEL,
+                                  "text": text, "client_id": f"c{chat}-{i}"}))
+        reply_id = None
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            kind = frame["type"]
+            if kind == "sent" and frame.get("client_id") == f"c{chat}-{i}":
+                reply_id = frame["reply"]["id"]
+                conversation_id = frame["conversation"]["id"]
+            elif kind == "delta" and frame["text"] and frame["message_id"] not in first_delta:
+                first_delta[frame["message_id"]] = time.perf_counter()
+            elif kind == "done" and reply_id is not None and frame["message"]["id"] == reply_id:
+                break
+            elif kind == "error":
+                errors.append(frame)
+                if frame.get("client_id") == f"c{chat}-{i}":
+                    break
+        turns += 1
+        if reply_id is None or reply_id not in first_delta:
+            errors.append({"chat": chat, "i": i, "what": "no text delta"})
+            continue
+        samples.append({"start": sent_at, "ttft": first_delta.pop(reply_id) - sent_at})
+
+
+async def direct_chat(job: dict, client, chat: int, stop_at: float, samples: list, errors: list) -> None:
+    """The same prompts straight to the simulator through the openai SDK."""
+    i = 0
+    while time.perf_counter() < stop_at:
+        i += 1
+        text = job["prompt"].format(chat=f"d{chat}", i=i)
+        started = time.perf_counter()
+        first = None
+        try:
+            stream = await client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": text}], stream=True,
+                stream_options={"include_usage": True}, max_completion_tokens=MAX_COMPLETION_TOKENS)
+            async for chunk in stream:
+                if first is None and chunk.choices and chunk.choices[0].delta.content:
+                    first = time.perf_counter()
+        except Exception as exc:  # report, keep going
+            errors.append({"chat": chat, "i": i, "what": repr(exc)})
+            continue
+        if first is not None:
+            samples.append({"start": started, "ttft": first - started})
+
+
+async def run_ttft(job: dict) -> dict:
+    from openai import AsyncOpenAI
+
+    n = job["chats"]
+    sockets = [await open_socket(job, s) for s in job["sessions"][:n]]
+    client = AsyncOpenAI(base_url=job["sim_url"] + "/v1", api_key="bench", max_retries=0)
+    await wait_for_go()
+    lag, cpu0, wall0 = LoopLag(), psutil.Process().cpu_times(), time.perf_counter()
+    lag.start()
+    product, direct, errors = [], [], []
+    stop_at = time.perf_counter() + job["warmup"] + job["duration"]
+    tasks = [product_chat(job, ws, c, stop_at, product, errors) for c, ws in enumerate(sockets)]
+    if job.get("direct", True):
+        tasks += [direct_chat(job, client, c, stop_at, direct, errors) for c in range(n)]
+    await asyncio.gather(*tasks)
+    lag.stop()
+    cpu1, wall = psutil.Process().cpu_times(), time.perf_counter() - wall0
+    for ws in sockets:
+        await ws.close()
+    measured_from = wall0 + job["warmup"]
+    return {
+        "product": [s["ttft"] for s in product if s["start"] >= measured_from],
+        "direct": [s["ttft"] for s in direct if s["start"] >= measured_from],
+        "errors": errors[:20],
+        "error_count": len(errors),
+        "wall_s": wall,
+        "measured_s": job["duration"],
+        "client_cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
+        "loop_lag": lag.samples,
+    }
+
+
+# --- Figure 2: concurrent streaming generations ----------------------------------------
+
+
+@dataclass
+class Reply:
+    chat: int
+    text_sent: str
+    sent_at: float = 0.0  # wall clock (time.time) for cross-process concurrency
+    reply_id: int | None = None
+    deltas: list[tuple[float, int, str]] = field(default_factory=list)  # (perf time, offset, text)
+    streamed: str = ""
+    overlaps: int = 0
+    gaps: int = 0
+    done: dict | None = None
+    first_wall: float | None = None
+    done_wall: float | None = None
+    error: str = ""
+
+
+async def stream_one(job: dict, ws, reply: Reply, start_at: float) -> None:
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    reply.sent_at = time.time()
+    t_sent = time.perf_counter()
+    client_id = f"s{reply.chat}"
+    await ws.send(json.dumps({"type": "send", "conversation_id": None, "model": MODEL,
+                              "text": reply.text_sent, "client_id": client_id}))
+    deadline = t_sent + job["reply_timeout"]
+    early: list[dict] = []
+    try:
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.perf_counter())))
+            now = time.perf_counter()
+            kind = frame["type"]
+            if kind == "sent" and frame.get("client_id") == client_id:
+                reply.reply_id = frame["reply"]["id"]
+                for f in early:  # deltas that beat the "sent" frame
+                    _delta(reply, f, now)
+                early = []
+            elif kind == "delta":
+                if reply.reply_id is None:
+                    early.append(frame)
+                elif frame["message_id"] == reply.reply_id:
+                    if _delta(reply, frame, now):
+                        await ws.send(json.dumps({"type": "resync", "message_id": reply.reply_id}))
+            elif kind == "message" and frame["message"]["id"] == reply.reply_id:
+                # Answer to a resync: carry on from the stored text.
+                if len(frame["message"]["text"]) > len(reply.streamed):
+                    reply.streamed = frame["message"]["text"]
+            elif kind == "done" and reply.reply_id is not None and frame["message"]["id"] == reply.reply_id:
+                reply.done = frame["message"]
+                reply.done_wall = time.time()
+                return
+            elif kind == "error":
+                reply.error = f"{frame.get('code')}: {frame.get('message')}"
+                if frame.get("client_id") == client_id:
+                    return
+    except TimeoutError:
+        reply.error = reply.error or "timed out waiting for done"
+    except Exception as exc:
+        reply.error = reply.error or repr(exc)
+
+
+def _delta(reply: Reply, frame: dict, now: float) -> bool:
+    """Apply a delta by offset, as the browser does; True when a gap needs a resync."""
+    text, offset = frame["text"], frame["offset"]
+    if not text:
+        return False
+    if reply.first_wall is None:
+        reply.first_wall = time.time() - (time.perf_counter() - now)
+    reply.deltas.append((now, offset, text))
+    n = len(reply.streamed)
+    if offset > n:
+        reply.gaps += 1
+        return True
+    if offset < n:
+        reply.overlaps += 1
+    reply.streamed += text[n - offset:]
+    return False
+
+
+def reply_metrics(reply: Reply, rate: float) -> dict:
+    expected = expected_answer(reply.text_sent)
+    tokens = tokenize(expected)
+    ends, total = [], 0
+    for t in tokens:
+        total += len(t)
+        ends.append(total)
+    added, lag = [], []
+    prev_t = prev_k = None
+    t0 = k0 = None
+    for t, offset, text in reply.deltas:
+        k = bisect.bisect_right(ends, offset + len(text))  # whole tokens received so far
+        if prev_t is not None:
+            added.append((t - prev_t) - (k - prev_k) / rate)
+        if t0 is None:
+            t0, k0 = t, k
+        else:
+            lag.append((t - t0) - (k - k0) / rate)
+        prev_t, prev_k = t, k
+    stored = (reply.done or {}).get("text")
+    status = (reply.done or {}).get("status")
+    if reply.done is None:
+        outcome = "no done"
+    elif status != "done":
+        outcome = f"status {status}"
+    elif reply.streamed == expected == stored:
+        outcome = "complete"
+    elif len(reply.streamed) < len(expected):
+        outcome = "lost text"
+    elif len(reply.streamed) > len(expected):
+        outcome = "duplicated text"
+    else:
+        outcome = "different text"
+    return {
+        "outcome": outcome,
+        "error": reply.error or (reply.done or {}).get("error", ""),
+        "stored_matches_expected": stored == expected,
+        "deltas": len(reply.deltas),
+        "gaps": reply.gaps,
+        "overlaps": reply.overlaps,
+        "added_gaps": [round(x, 5) for x in added],
+        "schedule_lag": [round(x, 5) for x in lag],
+        "sent_at": reply.sent_at,
+        "first_wall": reply.first_wall,
+        "done_wall": reply.done_wall,
+        "ttft": (reply.first_wall - reply.sent_at) if reply.first_wall else None,
+    }
+
+
+async def run_stream(job: dict) -> dict:
+    sessions = job["sessions"]
+    sem = asyncio.Semaphore(50)
+
+    async def opened(s: str):
+        async with sem:
+            return await open_socket(job, s)
+
+    t = time.perf_counter()
+    sockets = await asyncio.gather(*(opened(s) for s in sessions))
+    connect_s = time.perf_counter() - t
+    start_line = await asyncio.get_running_loop().run_in_executor(None, _ready_and_read)
+    start_at = float(start_line)
+    lag, cpu0, wall0 = LoopLag(), psutil.Process().cpu_times(), time.perf_counter()
+    lag.start()
+    first = job["first_chat"]
+    replies = [Reply(chat=first + i, text_sent=job["prompt"].format(chat=first + i)) for i in range(len(sockets))]
+    spread = job["spread"]
+    total = job["total_chats"]
+    await asyncio.gather(*(stream_one(job, ws, r, start_at + spread * (r.chat / total))
+                           for ws, r in zip(sockets, replies, strict=True)))
+    lag.stop()
+    cpu1, wall = psutil.Process().cpu_times(), time.perf_counter() - wall0
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    return {
+        "replies": [reply_metrics(r, job["rate"]) for r in replies],
+        "connect_s": connect_s,
+        "wall_s": wall,
+        "client_cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
+        "loop_lag": lag.samples,
+    }
+
+
+def _ready_and_read() -> str:
+    print("ready", flush=True)
+    return sys.stdin.readline().strip()
+
+
+async def main() -> None:
+    job = json.loads(Path(sys.argv[1]).read_text())
+    result = await (run_ttft(job) if job["kind"] == "ttft" else run_stream(job))
+    Path(sys.argv[2]).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    uvloop.run(main())

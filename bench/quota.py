@@ -1,0 +1,201 @@
+"""Figure 3: quota admission through `services.message_send`, the real user action.
+
+    DATABASE_URL=... python bench/quota.py --out quota.json
+
+Each admitted send is the whole transaction a browser's "send" runs: lock the
+user's profile, create the conversation, the user message and the pending
+reply, reserve quota (row lock on the (user, model) counter), write the ledger,
+then on commit enqueue the Celery task (to a queue no worker reads) and
+announce the messages on the channel layer. Racers are processes of threads,
+so the GIL of one process does not cap the figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.stats import percentile  # noqa: E402
+
+MODEL = "o1-mini"
+PER_USER = 45  # below the default plan's 50 a day, so distinct users are never refused
+
+
+def _django(env: dict[str, str]) -> None:
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+
+
+def racer(env: dict[str, str], tasks, results, gate) -> None:
+    """A process: for each task, start one thread per lane of user ids, all at once, and report."""
+    _django(env)
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+
+    from chat import services
+
+    User = get_user_model()  # noqa: N806
+    while (task := tasks.get()) is not None:
+        lanes: list[list[int]] = task["lanes"]
+        users = {u.id: u for u in User.objects.filter(id__in={uid for lane in lanes for uid in lane})}
+        connections.close_all()
+        outcomes: list[str] = []
+        latencies: list[float] = []
+        lock = threading.Lock()
+        local_gate = threading.Barrier(len(lanes))
+        stop_at: list[float | None] = [None]
+
+        def one(user_ids: list[int]) -> None:
+            local_gate.wait()
+            try:
+                for uid in user_ids:
+                    if stop_at[0] is not None and time.perf_counter() >= stop_at[0]:
+                        break
+                    t = time.perf_counter()
+                    try:
+                        services.message_send(user=users[uid], conversation_id=None, model_slug=MODEL, text="bench")
+                        outcome = "admitted"
+                    except services.SendRefused as exc:
+                        outcome = exc.code
+                    except Exception as exc:  # count it, do not hide it
+                        outcome = f"error: {exc!r}"[:200]
+                    with lock:
+                        outcomes.append(outcome)
+                        latencies.append(time.perf_counter() - t)
+            finally:
+                connections.close_all()
+
+        workers = [threading.Thread(target=one, args=(lane,)) for lane in lanes]
+        gate.wait()  # every process is ready
+        started = time.perf_counter()
+        stop_at[0] = started + task["seconds"] if task["seconds"] else None
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        ended = time.perf_counter()
+        results.put({"outcomes": outcomes, "latencies": latencies, "wall": ended - started})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--users", required=True, help="JSON file from setup_db.py")
+    parser.add_argument("--processes", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=6)
+    parser.add_argument("--pool", type=int, default=8, help="DB_POOL_MAX of each racer process")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--race-rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    _django({})
+    from django.conf import settings
+    from django.db import connections
+
+    # Only in this process: the few race users need no real password hashing.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+    from accounts.services import user_create
+    from chat import services
+    from chat.models import AIModel, Message, QuotaCounter, QuotaOverride
+
+    quota_users: list[int] = json.loads(Path(args.users).read_text())["quota_users"]
+    mini = AIModel.objects.get(slug=MODEL)
+    P, T = args.processes, args.threads  # noqa: N806
+    env = {"DB_POOL_MAX": str(args.pool), "DB_POOL_MIN": "1"}
+    ctx = multiprocessing.get_context("spawn")
+    tasks, results, gate = ctx.Queue(), ctx.Queue(), ctx.Barrier(P)
+
+    def fire(per_process_lanes: list[list[list[int]]], seconds: float | None) -> dict:
+        for lanes in per_process_lanes:
+            tasks.put({"lanes": lanes, "seconds": seconds})
+        parts = [results.get(timeout=300) for _ in range(P)]
+        outcomes = [o for part in parts for o in part["outcomes"]]
+        latencies = [x for part in parts for x in part["latencies"]]
+        wall = max(part["wall"] for part in parts)
+        admitted = outcomes.count("admitted")
+        return {"admitted": admitted, "attempts": len(outcomes), "wall_s": wall,
+                "per_second": admitted / wall if wall else 0.0,
+                "not_admitted": {o: outcomes.count(o) for o in set(outcomes) if o != "admitted"},
+                "latency_p50_ms": 1000 * percentile(latencies, 50),
+                "latency_p99_ms": 1000 * percentile(latencies, 99),
+                "outcomes": outcomes}
+
+    racers = [ctx.Process(target=racer, args=(env, tasks, results, gate)) for _ in range(P)]
+    out: dict = {"processes": P, "threads": T, "pool_per_process": args.pool, "seconds": args.seconds,
+                 "users": len(quota_users)}
+    for r in racers:
+        r.start()
+    try:
+        # Distinct users: each thread owns its users, so no two sends wait on the same row lock.
+        # Each user gets at most PER_USER sends over all runs, under the plan's 50 a day.
+        per_run = PER_USER // args.runs
+        distinct = []
+        for _ in range(args.runs):
+            # Round-robin over the lane's own users, per_run sends each.
+            lanes: list[list[int]] = [[] for _ in range(P * T)]
+            for i, uid in enumerate(quota_users):
+                lanes[i % (P * T)].append(uid)
+            lanes = [lane * per_run for lane in lanes]
+            result = fire([lanes[p * T:(p + 1) * T] for p in range(P)], args.seconds)
+            result.pop("outcomes")
+            distinct.append(result)
+        out["distinct"] = distinct
+
+        # One hot user: each send waits for the one before (the profile and counter row locks).
+        hot = user_create(username="bench-hot", password="bench-pass-123456")
+        QuotaOverride.objects.create(user=hot, model=mini, messages=1_000_000, window_kind="anchored",
+                                     window_length=1, window_unit="day")
+        hot_runs = []
+        for _ in range(args.runs):
+            result = fire([[[hot.id] * 100_000 for _ in range(T)] for _ in range(P)], args.seconds)
+            result.pop("outcomes")
+            hot_runs.append(result)
+        out["hot"] = hot_runs
+
+        # The last slot: a limit of 3 with 2 used, then 100 sends at once from P processes.
+        races = []
+        for round_ in range(args.race_rounds):
+            user = user_create(username=f"bench-race-{round_}", password="bench-pass-123456")
+            QuotaOverride.objects.create(user=user, model=mini, messages=3, window_kind="anchored",
+                                         window_length=7, window_unit="day")
+            for _ in range(2):
+                services.message_send(user=user, conversation_id=None, model_slug=MODEL, text="bench")
+            per_process = [100 // P + (1 if p < 100 % P else 0) for p in range(P)]
+            result = fire([[[user.id] for _ in range(n)] for n in per_process], None)
+            outcomes = result["outcomes"]
+            used = QuotaCounter.objects.get(user=user, model=mini).used
+            replies = Message.objects.filter(conversation__user=user, role="assistant").count()
+            admitted = outcomes.count("admitted")
+            races.append({"sends": len(outcomes), "admitted": admitted,
+                          "refused": outcomes.count("quota_exhausted"),
+                          "other": sorted({o for o in outcomes if o not in ("admitted", "quota_exhausted")})[:5],
+                          "counter_used": used, "replies_stored": replies,
+                          "over_admitted": max(0, admitted - 1, used - 3, replies - 3)})
+        out["race"] = races
+        connections.close_all()
+    finally:
+        for _ in racers:
+            tasks.put(None)
+        for r in racers:
+            r.join(30)
+            if r.is_alive():
+                r.terminate()
+    Path(args.out).write_text(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
