@@ -192,6 +192,10 @@ class QuotaOverrideAdmin(admin.ModelAdmin):
     autocomplete_fields = ("user",)
     readonly_fields = ("created_by", "created_at")
 
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        # An override belongs to one user and model: to move it, remove it and add another (both ledgered).
+        return (*self.readonly_fields, "user", "model") if obj else self.readonly_fields
+
     @admin.display(description="Limit")
     def describe(self, override: QuotaOverride) -> str:
         return override.describe()
@@ -295,11 +299,11 @@ class LedgerEntryAdmin(admin.ModelAdmin):
             return entry.actor.get_username()
         return "system" if entry.kind in ("reserve", "settle", "refund") else "— (command line)"
 
-    @admin.display(description="Tokens: prompt / completion / reasoning")
+    @admin.display(description="Tokens")
     def tokens(self, entry: LedgerEntry) -> str:
         if entry.kind != LedgerEntry.Kind.SETTLE:
             return ""
-        return f"{entry.prompt_tokens:,} / {entry.completion_tokens:,} / {entry.reasoning_tokens:,}"
+        return f"{entry.prompt_tokens:,} in, {entry.completion_tokens:,} out ({entry.reasoning_tokens:,} reasoning)"
 
     @admin.display(description="Message")
     def message_link(self, entry: LedgerEntry) -> str:

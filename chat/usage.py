@@ -16,21 +16,21 @@ from functools import wraps
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import Max, Q, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Case, Exists, F, Max, OuterRef, Q, Subquery, Sum, When
+from django.db.models.functions import Coalesce, TruncDate
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from .models import AIModel, LedgerEntry, PlanLimit, QuotaOverride
+from .models import AIModel, LedgerEntry, Plan, PlanLimit, QuotaCounter, QuotaOverride
 from .quotas import format_reset, quota_status
 
 UTC = dt.UTC
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 TOP_USERS = 15
-# Users checked for "at their limit": the most recently active ones, one quota_status each.
+# "At their limit": at most this many candidates get a quota_status (a handful of queries) each.
 AT_LIMIT_CAP = 500
 
 COUNTED = Q(kind__in=[LedgerEntry.Kind.RESERVE, LedgerEntry.Kind.REFUND])
@@ -107,19 +107,37 @@ def _longest_window() -> dt.timedelta:
     return longest + dt.timedelta(days=1)
 
 
-def usage_users_at_limit(*, now: dt.datetime, cap: int = AT_LIMIT_CAP) -> tuple[list[dict], int]:
-    """Users with no messages left for some model now, and how many users were checked.
+def _at_limit_candidates(*, now: dt.datetime, cap: int) -> list[int]:
+    """Users who may be at a limit now, most recent window first: a cheap necessary condition in SQL.
 
-    Checks the `cap` users who reserved most recently within the longest window,
-    one `quota_status` (a handful of queries) each.
+    A counter only ever over-states what is used now (windows close, rolling
+    messages age out, refunds and resets lower it), and grants only raise a
+    limit; so a user can only be at a limit if some counter, written within
+    the longest window, has `used` at or above the override's or the plan's
+    limit for that model. `quota_status` then decides, exactly.
     """
-    recent = (
-        LedgerEntry.objects.filter(kind=LedgerEntry.Kind.RESERVE, created_at__gte=now - _longest_window())
+    default_plan = Plan.objects.filter(is_default=True).values("id")[:1]
+    override = QuotaOverride.objects.filter(user_id=OuterRef("user_id"), model_id=OuterRef("model_id"))
+    plan_limit = PlanLimit.objects.filter(plan_id=OuterRef("plan_id"), model_id=OuterRef("model_id"))
+    rows = (
+        QuotaCounter.objects.filter(used__gt=0, window_end__gt=now - _longest_window())
+        .annotate(plan_id=Coalesce(F("user__profile__plan_id"), Subquery(default_plan)))
+        .annotate(limit=Case(
+            # The override replaces the plan's limit; disabled or unlimited is never "at the limit".
+            When(Exists(override), then=Subquery(override.filter(disabled=False).values("messages")[:1])),
+            default=Subquery(plan_limit.filter(disabled=False).values("messages")[:1]),
+        ))
+        .filter(limit__gt=0, used__gte=F("limit"))
         .values("user_id")
-        .annotate(last=Max("created_at"))
+        .annotate(last=Max("window_end"))
         .order_by("-last")[:cap]
     )
-    user_ids = [r["user_id"] for r in recent]
+    return [r["user_id"] for r in rows]
+
+
+def usage_users_at_limit(*, now: dt.datetime, cap: int = AT_LIMIT_CAP) -> tuple[list[dict], int]:
+    """Users with no messages left for some model now, and how many users were checked (at most `cap`)."""
+    user_ids = _at_limit_candidates(now=now, cap=cap)
     users = get_user_model().objects.filter(id__in=user_ids).select_related("profile__plan")
     at_limit = []
     for user in users:

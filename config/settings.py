@@ -142,6 +142,9 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "chat")
 # A generation can run for minutes; the broker must not redeliver it meanwhile.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Remote control listens on a Redis pub/sub channel whose reconnection crashes
+# the worker after a Redis restart (kombu); we do not use it.
+CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
 # The reaper ends replies whose worker died (see chat.services.reply_reap).
 CELERY_BEAT_SCHEDULE = {"reap-replies": {"task": "chat.tasks.reap_replies", "schedule": 15.0}}
 

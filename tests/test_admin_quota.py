@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+from django.contrib.auth.models import User
 from django.forms import modelform_factory
 from django.test import Client
 from django.utils import timezone
@@ -301,3 +302,44 @@ def test_staff_without_ledger_permission_cannot_see_usage(catalog, make_user):
     client.force_login(make_user("helper", is_staff=True))
     assert client.get("/usage/").status_code == 403
     assert client.get("/usage.csv").status_code == 403
+
+
+def test_a_user_with_quota_history_cannot_be_deleted_from_the_admin_only_deactivated(catalog, make_user,
+                                                                                     admin_client):
+    # The ledger is append-only, and deleting a user would cascade to their entries.
+    user = make_user("alice")
+    send(user)
+    page = admin_client.get(f"/admin/auth/user/{user.id}/delete/")
+    assert "permission to delete the following types of objects" in page.content.decode()
+    assert "ledger entry" in page.content.decode()
+    admin_client.post(f"/admin/auth/user/{user.id}/delete/", {"post": "yes"})
+    assert LedgerEntry.objects.filter(user=user).exists()
+
+
+def test_editing_an_override_is_ledgered_and_keeps_its_user_and_model(catalog, make_user, admin_client, admin_user):
+    user, mini = make_user("alice"), catalog["o1-mini"]
+    admin_client.post("/admin/chat/quotaoverride/add/", override_form(user, mini, messages=1))
+    override = QuotaOverride.objects.get()
+    other = make_user("mallory")
+
+    response = admin_client.post(f"/admin/chat/quotaoverride/{override.id}/change/",
+                                 override_form(other, catalog["o1-preview"], messages=3))
+    assert response.status_code == 302
+    override.refresh_from_db()
+    assert (override.user, override.model, override.messages) == (user, mini, 3)
+    notes = list(LedgerEntry.objects.filter(user=user, kind="override").values_list("note", flat=True))
+    assert notes == ["override set to 3 / 1 day anchored", "override set to 1 / 1 day anchored"]
+    for _ in range(3):
+        send(user)
+    refused(user)
+
+
+def test_adding_a_user_in_the_admin_gives_them_a_profile_on_the_default_plan(catalog, admin_client):
+    response = admin_client.post("/admin/auth/user/add/", {
+        "username": "newbie", "usable_password": "true", "password1": "a-long-pass-123",
+        "password2": "a-long-pass-123", "_save": "Save",
+    })
+    assert response.status_code == 302
+    user = User.objects.get(username="newbie")
+    assert user.profile.plan is None  # follows the default plan
+    assert {s.model.slug: s.limit for s in services.quota_status(user=user)}["o1-mini"] == 50

@@ -1,10 +1,13 @@
 """What a person does in the chat page, in Debian's Chromium, against the live stack
 (ASGI server, Celery worker and simulator; fixtures in conftest.py)."""
 
+import json
 import re
 
 from django.apps import apps
 from playwright.sync_api import Page, expect
+
+from tests.conftest import wait_until
 
 PASSWORD = "a-long-pass-123"
 
@@ -120,3 +123,45 @@ def test_a_conversation_can_be_renamed_and_deleted_after_confirming(live_url, br
     expect(page.get_by_role("link", name="Keep me brief")).to_have_count(0)
     page.reload()
     expect(page.get_by_text("Your chats will appear here.")).to_be_visible()
+
+
+def test_a_lost_delta_is_recovered_by_resync_without_gap_or_duplicate(live_url, browser_page, make_user):
+    make_user("lossy")
+    page = browser_page
+    to_server: list[dict] = []
+    deltas_seen = 0
+
+    def handle(ws):
+        server = ws.connect_to_server()
+
+        def upstream(message):
+            to_server.append(json.loads(message))
+            server.send(message)
+
+        def downstream(message):
+            nonlocal deltas_seen
+            frame = json.loads(message)
+            if frame.get("type") == "delta" and frame.get("text"):
+                deltas_seen += 1
+                if deltas_seen == 3:  # the channel layer lost this one
+                    return
+            if frame.get("type") == "done":  # so the text on screen comes from deltas and resync alone
+                return
+            ws.send(message)
+
+        ws.on_message(upstream)
+        server.on_message(downstream)
+
+    page.route_web_socket(re.compile(r".*/ws/chat/$"), handle)
+    log_in(page, live_url, "lossy")
+
+    send(page, "Lose a piece [sim:think=0] [sim:rate=40] [sim:tokens=80]")
+
+    Message = apps.get_model("chat", "Message")
+    reply = wait_until(
+        lambda: Message.objects.filter(role="assistant", conversation__user__username="lossy", status="done").first(),
+        timeout=20,
+        what="the answer to be stored",
+    )
+    expect(last_answer(page).locator(".md")).to_have_text(reply.text.strip())
+    assert [f["message_id"] for f in to_server if f["type"] == "resync"] == [reply.id]

@@ -12,8 +12,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from chat import services
-from chat.models import LedgerEntry, Message, Plan, PlanLimit, QuotaCounter, QuotaGrant, QuotaOverride
-from chat.quotas import quota_override_record, quota_refund, quota_settle, quota_status
+from chat.models import LedgerEntry, Message, Plan, PlanLimit, QuotaGrant, QuotaOverride
+from chat.quotas import quota_grant, quota_override_record, quota_refund, quota_settle, quota_status
 
 pytestmark = pytest.mark.django_db
 UTC = dt.UTC
@@ -101,11 +101,13 @@ def test_the_dashboard_sums_tokens_per_model_from_settled_replies(history, staff
     assert dashboard(staff_client).context["totals"]["messages"] == 6
 
 
-def test_the_dashboard_ranks_users_and_lists_those_at_their_limit(history, staff_client):
-    alice = history["alice"]
-    override = QuotaOverride.objects.create(user=alice, model_id=QuotaCounter.objects.get(
-        user=alice, model__slug="o1-preview").model_id, messages=1, window_length=7)
-    quota_override_record(override=override)
+def test_the_dashboard_ranks_users_and_lists_those_at_their_limit(history, catalog, staff_client):
+    alice, bob = history["alice"], history["bob"]
+    for user, model, messages in [(alice, "o1-preview", 1), (bob, "o1-mini", 2)]:
+        override = QuotaOverride.objects.create(user=user, model=catalog[model], messages=messages, window_length=7)
+        quota_override_record(override=override)
+    # bob used his 2 o1-mini messages, but a grant gives him a third.
+    quota_grant(user=bob, model=catalog["o1-mini"], messages=1, expires_at=NOW + dt.timedelta(days=1))
 
     response = dashboard(staff_client)
     assert [(u["user__username"], u["messages"]) for u in response.context["top_users"]] == [("alice", 3), ("bob", 3)]
@@ -114,7 +116,16 @@ def test_the_dashboard_ranks_users_and_lists_those_at_their_limit(history, staff
     at_limit = response.context["at_limit"]
     assert [(r["username"], r["model"], r["used"], r["limit"]) for r in at_limit] == [("alice", "o1-preview", 1, 1)]
     assert at_limit[0]["resets_label"] == "Mon 16 Sep, 00:00 UTC"
-    assert response.context["checked_users"] == 2
+    assert response.context["checked_users"] == 2  # both reached their override; only alice has no grant
+
+
+def test_the_dashboard_does_not_query_per_active_user(catalog, make_user, staff_client,
+                                                      django_assert_max_num_queries):
+    for n in range(25):
+        answered(make_user(f"user{n}"), "o1-mini", 10, 10, 5)
+    with django_assert_max_num_queries(30):
+        response = staff_client.get("/usage/")
+    assert response.context["totals"]["messages"] == 25
 
 
 def test_the_page_hands_its_data_to_a_static_script_and_has_no_inline_code(history, staff_client):

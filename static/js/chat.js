@@ -1047,10 +1047,6 @@
   }
 
   function canAct() {
-    if (!socketOpen()) {
-      showComposerError("Not connected to the server. Reconnecting… your text is kept.");
-      return false;
-    }
     if (liveReply() || anyPendingHere()) {
       showComposerError("Wait for the answer to finish, or stop it first.");
       return false;
@@ -1073,7 +1069,7 @@
     state.pending.set(clientId, {
       kind: "send", clientId, text, model, conversationId: state.conversationId, locals: [user, reply], removed: [],
     });
-    sendFrame({ type: "send", conversation_id: state.conversationId, model, text, client_id: clientId });
+    sendAction({ type: "send", conversation_id: state.conversationId, model, text, client_id: clientId });
     refresh();
     keepBottom(true);
     return true;
@@ -1092,7 +1088,7 @@
       kind: "regenerate", clientId, messageId: entry.msg.id, model: chosen,
       conversationId: state.conversationId, locals: [reply], removed,
     });
-    sendFrame({ type: "regenerate", message_id: entry.msg.id, model: chosen, client_id: clientId });
+    sendAction({ type: "regenerate", message_id: entry.msg.id, model: chosen, client_id: clientId });
     refresh();
     keepBottom(true);
   }
@@ -1128,14 +1124,21 @@
       kind: "edit", clientId, messageId: entry.msg.id, text, model: chosen,
       conversationId: state.conversationId, locals: [user, reply], removed,
     });
-    sendFrame({ type: "edit", message_id: entry.msg.id, text, model: chosen, client_id: clientId });
+    sendAction({ type: "edit", message_id: entry.msg.id, text, model: chosen, client_id: clientId });
     refresh();
     keepBottom(true);
   }
 
   /** Undo an optimistic action the server refused; nothing typed is lost. */
   function rollBack(action) {
-    if (action.conversationId !== state.conversationId) return;
+    if (action.conversationId !== state.conversationId) {
+      // The user has moved to another chat; still never lose what they typed.
+      if (action.kind !== "regenerate" && !el.prompt.value.trim()) {
+        el.prompt.value = action.text;
+        autoGrow(el.prompt, promptMax());
+      }
+      return;
+    }
     for (const local of action.locals) if (state.byId.get(local.msg.id) === local) removeEntry(local);
     for (const e of action.removed) {
       if (!state.byId.has(e.msg.id)) {
@@ -1158,7 +1161,10 @@
 
   function stop() {
     const live = liveReply();
-    if (live && typeof live.msg.id === "number") sendFrame({ type: "stop", message_id: live.msg.id });
+    if (!live || typeof live.msg.id !== "number") return;
+    if (!sendFrame({ type: "stop", message_id: live.msg.id })) {
+      showComposerError("Not connected to the server, so the answer cannot be stopped yet. Reconnecting…");
+    }
   }
 
   el.composer.addEventListener("submit", (event) => {
@@ -1173,6 +1179,7 @@
   el.prompt.addEventListener("keydown", (event) => {
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
       event.preventDefault();
+      if (!el.prompt.value.trim()) return;
       if (liveReply() || anyPendingHere()) return; // Enter never interrupts an answer
       el.composer.requestSubmit();
     }
@@ -1224,7 +1231,8 @@
 
   // ------------------------------------------------------------- the socket
 
-  const socket = { ws: null, attempt: 0, timer: 0, ping: 0, everOpened: false, closedByServer: false };
+  // outbox: actions made while (re)connecting; the server has not seen them, so they go out on open.
+  const socket = { ws: null, attempt: 0, timer: 0, ping: 0, everOpened: false, outbox: [] };
 
   function socketOpen() {
     return socket.ws && socket.ws.readyState === WebSocket.OPEN;
@@ -1234,6 +1242,23 @@
     if (!socketOpen()) return false;
     socket.ws.send(JSON.stringify(frame));
     return true;
+  }
+
+  function sendAction(frame) {
+    const action = state.pending.get(frame.client_id);
+    if (socketOpen()) {
+      sendFrame(frame);
+      if (action) action.sent = true;
+    } else {
+      socket.outbox.push(frame);
+    }
+  }
+
+  function flushOutbox() {
+    const frames = socket.outbox.splice(0);
+    for (const frame of frames) {
+      if (state.pending.has(frame.client_id)) sendAction(frame);
+    }
   }
 
   function connect() {
@@ -1249,6 +1274,7 @@
       setConnectionBanner(false);
       if (state.conversationId) sendFrame({ type: "subscribe", conversation_id: state.conversationId });
       sendFrame({ type: "quota" });
+      flushOutbox();
       window.clearInterval(socket.ping);
       socket.ping = window.setInterval(() => sendFrame({ type: "ping" }), PING_EVERY_MS);
       updateChrome();
@@ -1289,16 +1315,16 @@
     }
   }
 
-  /** Actions with no answer when the socket dropped: we cannot know if they were stored. */
+  /** Actions sent but unanswered when the socket dropped: we cannot know if they were stored. */
   function abandonPending() {
-    if (!state.pending.size) return;
-    for (const action of state.pending.values()) {
+    for (const [clientId, action] of [...state.pending]) {
+      if (!action.sent) continue; // still in the outbox: it goes out on reconnect
+      state.pending.delete(clientId);
       rollBack(action);
       if (action.conversationId === state.conversationId) {
         showComposerError("The connection dropped before the server confirmed your message. Check the conversation once reconnected; your text is kept.");
       }
     }
-    state.pending.clear();
   }
 
   window.addEventListener("online", () => {
@@ -1433,12 +1459,13 @@
       requestResync(entry);
       return;
     }
+    const hadText = entry.len > 0;
     entry.msg.text = t.text;
     entry.len = t.n;
     entry.msg.reasoning = r.text;
     entry.rlen = r.n;
     if (entry.msg.status === "pending") entry.msg.status = "streaming";
-    if (entry.len > 0 && entry.thoughtMs === undefined) {
+    if (!hadText && entry.len > 0 && entry.thoughtMs === undefined) {
       const started = Date.parse(entry.msg.created_at);
       entry.thoughtMs = Number.isNaN(started) ? 0 : Math.max(0, Date.now() - started);
     }
@@ -1479,7 +1506,7 @@
       if (msg.conversation_id === state.conversationId && !anyPendingHere()) resubscribe();
       return;
     }
-    const wasLive = entry.wasLive || LIVE.has(entry.msg.status);
+    const wasLive = LIVE.has(entry.msg.status);
     updateMessage(entry, msg);
     if (wasLive && msg.role === "assistant") {
       if (msg.status === "failed") announce(`The answer failed. ${msg.error || ""}`);

@@ -1,0 +1,320 @@
+"""docs/benchmarks.md from a run's results (bench/results/*/results.json)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+from bench.stats import mib, ms, pcts, percentile
+
+TTFT_P50, TTFT_P99 = 0.010, 0.050
+STREAMS, GAP_P99 = 500, 0.100
+RESERVATIONS = 1000
+MB_PER_GENERATION = 0.5
+
+
+def yes(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def peak_concurrency(replies: list[dict]) -> int:
+    events = []
+    for r in replies:
+        if r["first_wall"] and r["done_wall"]:
+            events += [(r["first_wall"], 1), (r["done_wall"], -1)]
+    peak = live = 0
+    for _, d in sorted(events):
+        live += d
+        peak = max(peak, live)
+    return peak
+
+
+def halves(values: list[float], p: float) -> str:
+    """The percentile in the first and second half of the samples, in time order: a spread."""
+    if len(values) < 4:
+        return "–"
+    mid = len(values) // 2
+    a, b = percentile(values[:mid], p), percentile(values[mid:], p)
+    return f"{ms(min(a, b))}–{ms(max(a, b))}"
+
+
+def ttft_section(results: dict) -> list[str]:
+    rows = results.get("ttft")
+    if not rows:
+        return []
+    s = results["settings"]
+    out = [
+        "## 1. Time to first token the app adds",
+        "",
+        f"Prompt: `{s['ttft_prompt']}` (a fixed 0.2 s of thinking, then 5 tokens at 100/s). For N active chats,",
+        "N browser tabs (one WebSocket each, one user each) each send a message as soon as the previous answer's",
+        "`done` arrives, while N coroutines send the same prompts straight to the simulator through the `openai`",
+        "SDK (`AsyncOpenAI`, streaming): (a) and (b) run interleaved, at the same time, from one client process.",
+        "",
+        "- (a) direct: `chat.completions.create(stream=True)` to the first chunk with content;",
+        "- (b) product: WebSocket `send` frame written → first `delta` frame with text for that reply;",
+        "- **added** = p-th percentile of (b) − p-th percentile of (a) (distributions paired by percentile);",
+        "  the column \"b − median a\" is instead each (b) sample minus the median of (a) at that level.",
+        "",
+        "The first 2 s of each level are a warm-up and not counted. Spread: the same figure over the first",
+        "and the second half of the samples. Times in ms.",
+        "",
+        "| server | active chats | samples b / a | (a) direct p50 / p99 | (b) product p50 / p99 | **added p50** | added p95 | **added p99** | b − median a: p50 / p99 | spread of added p50 (halves) | target | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        r = row["result"]
+        a, b = r["direct"], r["product"]
+        pa, pb = pcts(a), pcts(b)
+        added = {k: pb[k] - pa[k] for k in pb}
+        med_a = percentile(a, 50)
+        minus = [x - med_a for x in b]
+        halves_added = "–"
+        if len(a) >= 4 and len(b) >= 4:
+            ha = [percentile(part, 50) for part in (a[: len(a) // 2], a[len(a) // 2:])]
+            hb = [percentile(part, 50) for part in (b[: len(b) // 2], b[len(b) // 2:])]
+            vals = [hb[0] - ha[0], hb[1] - ha[1]]
+            halves_added = f"{ms(min(vals))}–{ms(max(vals))}"
+        target = "p50 ≤ 10, p99 ≤ 50 (at 50 chats)"
+        at_target = row["chats"] >= 50
+        verdict = yes(added["p50"] <= TTFT_P50 and added["p99"] <= TTFT_P99) if at_target else (
+            "(reference)" if not (math.isnan(added["p50"])) else "–")
+        out.append(
+            f"| {row['server']} | {row['chats']} | {len(b)} / {len(a)} | {ms(pa['p50'])} / {ms(pa['p99'])} | "
+            f"{ms(pb['p50'])} / {ms(pb['p99'])} | **{ms(added['p50'])}** | {ms(added['p95'])} | **{ms(added['p99'])}** | "
+            f"{ms(percentile(minus, 50))} / {ms(percentile(minus, 99))} | {halves_added} | {target} | {verdict} |"
+        )
+    out += ["", "Load during each level (CPU % of one core, averaged over the level; the machine has "
+            f"{results['machine']['cores']} cores, so 200 % is all of it):", "",
+            "| server | active chats | product sends/s | web | worker | simulator | client | client loop lag p99 (ms) | machine busy (all processes) | errors |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for row in rows:
+        r, w = row["result"], row["window"]
+        c = w["cpu_pct"]
+        out.append(
+            f"| {row['server']} | {row['chats']} | {len(r['product']) / r['measured_s']:.0f} | {c.get('web', 0):.0f} % | "
+            f"{c.get('worker', 0):.0f} % | {c.get('simulator', 0):.0f} % | {c.get('client', 0):.0f} % | "
+            f"{ms(percentile(r['loop_lag'], 99))} | {w['machine_busy_pct'] * 2:.0f} % of 200 % | {r['error_count']} |"
+        )
+    out.append("")
+    return out
+
+
+def stream_section(results: dict) -> list[str]:
+    rows = results.get("stream")
+    if not rows:
+        return []
+    s = results["settings"]
+    interval = 1 / s["stream_rate"]
+    out = [
+        "## 2. Concurrent streaming generations",
+        "",
+        f"Prompt: `{s['stream_prompt']}`: {s['stream_think']:g} s of thinking, then {s['stream_tokens']} tokens at "
+        f"{s['stream_rate']:g} tokens/s (one every {interval * 1000:.0f} ms), about "
+        f"{s['stream_think'] + s['stream_tokens'] / s['stream_rate']:.0f} s per answer.",
+        f"Each step opens N WebSockets (one per user, as in the product), then every socket sends one message, the",
+        f"sends spread evenly over {s['stream_spread']:g} s, and assembles the answer from `delta` frames by offset",
+        "exactly as docs/protocol.md says (a gap triggers `resync`).",
+        "",
+        "- **complete**: the streamed text, the stored message (the `done` frame) and the simulator's deterministic",
+        "  answer for that prompt are identical; **lost / duplicated**: the streamed text is shorter / longer than",
+        "  that answer; **failed**: the reply ended `failed`, or no `done` came before the deadline;",
+        "- **added inter-chunk delay** of a delta = its gap since the previous delta at the client − (new whole tokens",
+        f"  it carries × {interval * 1000:.0f} ms), i.e. how much later than the simulator's pacing it came. Deltas are",
+        f"  coalesced every {s['flush_seconds'] * 1000:.0f} ms by design, and this subtracts their token count, so",
+        "  coalescing alone adds ≈ 0 on average; **schedule lag** = how far a delta is behind the first delta plus",
+        "  the simulator's schedule (accumulated delay);",
+        "- **peak simultaneous** = the most replies between their first delta and their `done` at one instant;",
+        "- memory: peak RSS during the step (sampled every 0.2 s with psutil); per generation =",
+        "  (peak worker RSS during the step − worker RSS at idle before the first step) / N.",
+        "",
+        "| simultaneous chats | peak simultaneous streams | complete | failed | lost text | duplicated text | gaps resynced / overlaps dropped | added inter-chunk p50 / p99 (ms) | schedule lag p99 (ms) | TTFT p50 / p99 (ms) | target | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    mem_rows = []
+    for row in rows:
+        replies = [r for res in row["results"] for r in res["replies"]]
+        n = row["chats"]
+        outcomes = [r["outcome"] for r in replies]
+        complete = outcomes.count("complete")
+        lost = outcomes.count("lost text")
+        dup = outcomes.count("duplicated text")
+        failed = sum(1 for o in outcomes if o.startswith("status") or o == "no done")
+        gaps = sum(r["gaps"] for r in replies)
+        overlaps = sum(r["overlaps"] for r in replies)
+        added = [x for r in replies for x in r["added_gaps"]]
+        lag = [x for r in replies for x in r["schedule_lag"]]
+        ttft = [r["ttft"] for r in replies if r["ttft"] is not None]
+        peak = peak_concurrency(replies)
+        p99 = percentile(added, 99)
+        ok = complete == n and lost == dup == failed == 0 and p99 <= GAP_P99
+        target = "all complete, p99 ≤ 100 ms" + (" (≥ 500 held)" if n >= STREAMS else "")
+        out.append(
+            f"| {n} | {peak} | {complete} | {failed} | {lost} | {dup} | {gaps} / {overlaps} | "
+            f"{ms(percentile(added, 50))} / **{ms(p99)}** | {ms(percentile(lag, 99))} | {ms(percentile(ttft, 50))} / "
+            f"{ms(percentile(ttft, 99))} | {target} | {yes(ok and (n < STREAMS or peak >= STREAMS))} |"
+        )
+        w = row["window"]
+        per_gen = (w["peak_rss"].get("worker", 0) - row["idle_worker_rss"]) / n / 2**20
+        mem_rows.append((n, w, row, per_gen, replies))
+    errors = sorted({r["error"] for row in rows for res in row["results"] for r in res["replies"] if r["error"]})
+    if errors:
+        out += ["", "Errors seen by clients or stored on failed replies (distinct): "
+                + "; ".join(f"`{e[:160]}`" for e in errors[:8])]
+    out += ["", "Memory and CPU per step (CPU % of one core, averaged over the step):", "",
+            "| simultaneous chats | worker peak RSS (MiB) | worker MiB per generation | target | verdict | web peak RSS (MiB) | worker CPU | web CPU | simulator CPU | client CPU (processes) | client loop lag p99 (ms) | machine busy | step wall (s) | DB reply statuses |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for n, w, row, per_gen, _replies in mem_rows:
+        c = w["cpu_pct"]
+        lag = [x for res in row["results"] for x in res["loop_lag"]]
+        out.append(
+            f"| {n} | {mib(w['peak_rss'].get('worker', 0))} (idle {mib(row['idle_worker_rss'])}) | {per_gen:.2f} | ≤ 0.5 | "
+            f"{yes(per_gen <= MB_PER_GENERATION)} | {mib(w['peak_rss'].get('web', 0))} (idle {mib(row['idle_web_rss'])}) | "
+            f"{c.get('worker', 0):.0f} % | {c.get('web', 0):.0f} % | {c.get('simulator', 0):.0f} % | "
+            f"{c.get('client', 0):.0f} % ({len(row['results'])}) | {ms(percentile(lag, 99))} | "
+            f"{w['machine_busy_pct'] * 2:.0f} % of 200 % | {w['wall_s']:.0f} | "
+            f"{', '.join(f'{k} {v}' for k, v in sorted(row['db_statuses'].items()))} |"
+        )
+    out.append("")
+    return out
+
+
+def quota_section(results: dict) -> list[str]:
+    q = results.get("quota")
+    if not q:
+        return []
+
+    def spread(runs: list[dict]) -> tuple[float, float, float]:
+        rates = [r["per_second"] for r in runs]
+        return min(rates), statistics.median(rates), max(rates)
+
+    d_min, d_med, d_max = spread(q["distinct"])
+    h_min, h_med, h_max = spread(q["hot"])
+    races = q["race"]
+    over = [r["over_admitted"] for r in races]
+    out = [
+        "## 3. Quota admission",
+        "",
+        "What is timed is `chat.services.message_send`, the whole action behind a browser's `send`: one transaction",
+        "that locks the user's profile row, creates the conversation, the user message and the pending reply,",
+        "reserves quota (`quota_reserve`: row lock on the user's counter for the model, conditional update, ledger",
+        "row), and on commit enqueues the Celery task (to a queue no worker reads, so nothing is generated) and",
+        "announces the messages on the channel layer. No web server or worker runs meanwhile.",
+        f"{q['processes']} processes × {q['threads']} threads (psycopg pool of {q['pool_per_process']} per process) "
+        f"send for {q['seconds']:g} s per run; model o1-mini.",
+        "",
+        f"- distinct users: {q['users']} users on the seeded default plan (o1-mini 50 a day, anchored); each thread",
+        "  owns its users, so no two concurrent sends wait on the same row lock; no user nears the limit;",
+        "- one hot user: every thread sends for the same user (limit raised to 1,000,000 a day by an override), so",
+        "  every send waits for the one before it;",
+        "- race: a user with a limit of 3 (override, 7 days anchored) sends 2, then 100 sends are fired at once",
+        f"  ({q['processes']} processes, 100/{q['processes']} threads each, started together behind barriers); "
+        "  exactly one may be admitted.",
+        "",
+        "| what | measured | spread (min–max over runs) | p50 / p99 latency of one send (ms) | target | verdict |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| reservations per second, distinct users | **{d_med:,.0f}/s** (median of {len(q['distinct'])} runs) | "
+        f"{d_min:,.0f}–{d_max:,.0f}/s | {q['distinct'][0]['latency_p50_ms']:.1f} / {q['distinct'][0]['latency_p99_ms']:.1f} "
+        f"(first run) | ≥ 1,000/s | {yes(d_med >= RESERVATIONS)} |",
+        f"| reservations per second, one hot user | **{h_med:,.0f}/s** (median of {len(q['hot'])} runs) | "
+        f"{h_min:,.0f}–{h_max:,.0f}/s | {q['hot'][0]['latency_p50_ms']:.1f} / {q['hot'][0]['latency_p99_ms']:.1f} (first run) | "
+        "(none) | – |",
+        f"| over-admission, 100 racing sends for the last slot | **{max(over)}** in every one of {len(races)} runs "
+        f"({', '.join(str(x) for x in over)}) | admitted per run: {', '.join(str(r['admitted']) for r in races)}; "
+        f"counter after: {', '.join(str(r['counter_used']) for r in races)} (limit 3) | – | exactly 0, every run | "
+        f"{yes(max(over) == 0 and all(r['admitted'] == 1 for r in races))} |",
+        "",
+    ]
+    not_admitted = {}
+    for r in q["distinct"] + q["hot"]:
+        for k, v in r["not_admitted"].items():
+            not_admitted[k] = not_admitted.get(k, 0) + v
+    if not_admitted:
+        out += [f"Sends not admitted in the throughput runs: {not_admitted}.", ""]
+    others = sorted({o for r in races for o in r["other"]})
+    if others:
+        out += [f"Race outcomes other than admitted / quota_exhausted: {others}.", ""]
+    return out
+
+
+def render(results: dict) -> str:
+    m, v = results["machine"], results["versions"]
+    out = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (bench/run.py); do not edit by hand. Every figure below comes from one run on",
+        f"one machine, on **{results['started'][:19].replace('T', ' ')} UTC** (the run took {results['duration_s']:.0f} s).",
+        "",
+        "## Machine and versions",
+        "",
+        f"- {m['cores']} cores ({m['cpu']}), {m['memory']}, Linux {m['kernel']}; load average at start "
+        f"{m['load average at start']}.",
+        "- Every process on this machine: PostgreSQL, Redis, the simulator, the web server, the Celery worker and",
+        "  the load generator. **The machine is shared**: other people's test runs may have used CPU meanwhile; the",
+        "  \"machine busy\" columns count all processes, ours included.",
+        "- " + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        "",
+        "## How it ran",
+        "",
+        f"- Command: `make bench`, i.e. `{results['command']}` after `eval \"$(.venv/bin/python -m config.services env)\"`.",
+        "- A fresh database `bench_chat` (dropped, created, `manage.py migrate`), its own Celery queue and",
+        f"  `CHANNEL_PREFIX`; `DEBUG=false`, `MAX_LIVE_REPLIES=100000`; streaming users are on a plan without limits.",
+        "- Users are made with `accounts.services.user_create`; their sessions with Django's `SessionStore`, as",
+        "  `login()` would (bench/setup_db.py).",
+    ]
+    for name, command in results.get("commands", {}).items():
+        env = {"web": f"DB_POOL_MAX={results['settings']['web_db_pool']}",
+               "web (daphne)": f"DB_POOL_MAX={results['settings']['web_db_pool']}",
+               "worker": f"DB_POOL_MAX={results['settings']['worker_db_pool']}"}.get(name, "")
+        out.append(f"- {name}: `{env + ' ' if env else ''}{command}`")
+    out += ["- Load generator: `bench/client.py` (asyncio on uvloop, the `websockets` client with permessage-deflate",
+            "  as browsers negotiate it, and `openai.AsyncOpenAI`), in separate processes; its CPU and event-loop",
+            "  lag are reported with each figure to show it was not the bottleneck.",
+            "- Raw samples: `bench/results/<date>/results.json` (not committed).", ""]
+
+    summary = summary_rows(results)
+    if summary:
+        out += ["## Summary", "", "| what | target | measured | verdict |", "| --- | --- | --- | --- |", *summary, ""]
+    out += ttft_section(results)
+    out += stream_section(results)
+    out += quota_section(results)
+    if results.get("notes"):
+        out += ["## Notes", "", *results["notes"], ""]
+    return "\n".join(out) + "\n"
+
+
+def summary_rows(results: dict) -> list[str]:
+    rows = []
+    for row in results.get("ttft", []):
+        if row["server"] == "uvicorn" and row["chats"] == max(r["chats"] for r in results["ttft"]):
+            a, b = row["result"]["direct"], row["result"]["product"]
+            p50 = percentile(b, 50) - percentile(a, 50)
+            p99 = percentile(b, 99) - percentile(a, 99)
+            rows.append(f"| TTFT added over a direct SDK call, {row['chats']} active chats (uvicorn) | p50 ≤ 10 ms, "
+                        f"p99 ≤ 50 ms | p50 {ms(p50)} ms, p99 {ms(p99)} ms | {yes(p50 <= TTFT_P50 and p99 <= TTFT_P99)} |")
+    if results.get("stream"):
+        row = results["stream"][-1]
+        replies = [r for res in row["results"] for r in res["replies"]]
+        n = row["chats"]
+        complete = sum(1 for r in replies if r["outcome"] == "complete")
+        bad = sum(1 for r in replies if r["outcome"] in ("lost text", "duplicated text", "different text"))
+        added = [x for r in replies for x in r["added_gaps"]]
+        peak = peak_concurrency(replies)
+        p99 = percentile(added, 99)
+        rows.append(f"| concurrent streaming generations | ≥ 500, no lost or duplicated text, p99 added inter-chunk "
+                    f"≤ 100 ms | {n} started, peak {peak} simultaneous, {complete} complete, {bad} with lost/duplicated "
+                    f"text, p99 added {ms(p99)} ms | {yes(peak >= STREAMS and complete == n and bad == 0 and p99 <= GAP_P99)} |")
+        w = row["window"]
+        per_gen = (w["peak_rss"].get("worker", 0) - row["idle_worker_rss"]) / n / 2**20
+        rows.append(f"| worker memory per concurrent generation | ≤ 0.5 MB | {per_gen:.2f} MiB at {n} | "
+                    f"{yes(per_gen <= MB_PER_GENERATION)} |")
+    q = results.get("quota")
+    if q:
+        rates = [r["per_second"] for r in q["distinct"]]
+        med = statistics.median(rates)
+        rows.append(f"| quota reservations across distinct users | ≥ 1,000/s | {med:,.0f}/s (runs {min(rates):,.0f}–"
+                    f"{max(rates):,.0f}) | {yes(med >= RESERVATIONS)} |")
+        over = [r["over_admitted"] for r in q["race"]]
+        rows.append(f"| over-admission, 100 racing sends for the last slot | exactly 0, every run | "
+                    f"{', '.join(map(str, over))} over {len(over)} runs | {yes(max(over) == 0)} |")
+    return rows

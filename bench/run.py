@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+"""`make bench`: the figures of DESIGN.md's "Numbers", measured on this machine, into docs/benchmarks.md.
+
+    .venv/bin/python bench/run.py [--quick] [--no-daphne] [--profile]
+
+Uses DATABASE_URL/REDIS_URL from the environment (`make bench` exports them) for the
+server; makes a fresh `bench_chat` database on that server, its own Celery queue and
+channel prefix, and starts (then stops, by pid) the simulator, the web server and the
+Celery worker. Everything runs on this machine. Raw results go to bench/results/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench import report  # noqa: E402
+from bench.stack import PY, Sampler, Stack, start_simulator, start_web, start_worker  # noqa: E402
+
+BENCH_DB = "bench_chat"
+WORKER_CONCURRENCY = 600
+WORKER_POOL = 40
+WEB_POOL = 10
+SIM_THINK, SIM_RATE = 1.0, 50.0  # simulator defaults; every figure sets its own with [sim:...] tags
+
+TTFT_PROMPT = "ttft chat {chat} message {i} [sim:think=0.2] [sim:tokens=5] [sim:rate=100]"
+STREAM_THINK, STREAM_TOKENS, STREAM_RATE = 1.0, 300, 20.0
+STREAM_PROMPT = (f"stream chat {{chat}} [sim:think={STREAM_THINK:g}] [sim:tokens={STREAM_TOKENS}] "
+                 f"[sim:rate={STREAM_RATE:g}]")
+
+
+class SkipStack(Exception):
+    """No figure needs the servers."""
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def with_db(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def recreate_database(base_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(base_url, autocommit=True) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+        conn.execute(f"CREATE DATABASE {BENCH_DB}")
+
+
+def server_versions(db_url: str, redis_url: str) -> dict[str, str]:
+    import importlib.metadata as md
+
+    import psycopg
+    import redis
+
+    versions = {"Python": platform.python_version()}
+    for dist in ("Django", "channels", "channels-redis", "celery", "openai", "uvicorn", "daphne", "websockets",
+                 "psycopg", "redis"):
+        try:
+            versions[dist if dist != "redis" else "redis (Python client)"] = md.version(dist)
+        except md.PackageNotFoundError:
+            pass
+    with psycopg.connect(db_url) as conn:
+        versions["PostgreSQL server"] = conn.execute("SHOW server_version").fetchone()[0]
+        versions["PostgreSQL max_connections"] = conn.execute("SHOW max_connections").fetchone()[0]
+    versions["Redis server"] = redis.Redis.from_url(redis_url).info("server")["redis_version"]
+    return versions
+
+
+def machine() -> dict[str, str]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")), "?")
+    meminfo = {line.split(":")[0]: line.split(":")[1].strip() for line in Path("/proc/meminfo").read_text().splitlines()}
+    return {
+        "cores": str(os.cpu_count()),
+        "cpu": model,
+        "memory": f"{int(meminfo['MemTotal'].split()[0]) / 2**20:.1f} GiB (MemTotal {meminfo['MemTotal']})",
+        "kernel": platform.release(),
+        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+class Client:
+    """A load-generator process (bench/client.py) that waits for "go"."""
+
+    def __init__(self, job: dict, workdir: Path, name: str):
+        self.job_path = workdir / f"{name}.job.json"
+        self.out_path = workdir / f"{name}.out.json"
+        self.job_path.write_text(json.dumps(job))
+        self.proc = subprocess.Popen([PY, str(ROOT / "bench" / "client.py"), str(self.job_path), str(self.out_path)],
+                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def wait_ready(self, timeout: float = 120) -> None:
+        line = self.proc.stdout.readline()
+        if line.strip() != "ready":
+            self.proc.wait(timeout)
+            raise RuntimeError(f"client did not get ready (exit {self.proc.returncode})")
+
+    def go(self, line: str = "go") -> None:
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
+    def result(self, timeout: float) -> dict:
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+            raise
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"client failed (exit {self.proc.returncode})")
+        return json.loads(self.out_path.read_text())
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def run_clients(jobs: list[dict], workdir: Path, name: str, sampler: Sampler, timeout: float,
+                go_line=lambda: "go") -> tuple[list[dict], dict]:
+    clients = [Client(job, workdir, f"{name}-{i}") for i, job in enumerate(jobs)]
+    try:
+        for c in clients:
+            c.wait_ready()
+        sampler.add("client", [c.pid for c in clients])
+        sampler.start_window()
+        line = go_line()
+        for c in clients:
+            c.go(line)
+        results = [c.result(timeout) for c in clients]
+        window = sampler.end_window()
+        sampler.remove("client")
+        return results, window
+    finally:
+        for c in clients:
+            c.kill()
+
+
+def figure_ttft(args, ctx: dict, sampler: Sampler, server: str, levels: list[int]) -> list[dict]:
+    rows = []
+    for n in levels:
+        duration = args.ttft_seconds_1 if n == 1 else args.ttft_seconds
+        job = {"kind": "ttft", "ws_url": ctx["ws_url"], "origin": ctx["origin"], "cookie_name": ctx["cookie_name"],
+               "sessions": ctx["sessions"][:n], "chats": n, "sim_url": ctx["sim_url"], "prompt": TTFT_PROMPT,
+               "warmup": 2.0, "duration": duration}
+        say(f"TTFT via {server}: {n} active chats for {duration:g}s (+2s warm-up)")
+        results, window = run_clients([job], ctx["workdir"], f"ttft-{server}-{n}", sampler, timeout=duration + 120)
+        rows.append({"server": server, "chats": n, "result": results[0], "window": window})
+        say(f"  {len(results[0]['product'])} product / {len(results[0]['direct'])} direct samples, "
+            f"{results[0]['error_count']} errors")
+    return rows
+
+
+def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[dict]:
+    import psycopg
+
+    rows = []
+    idle_worker = sampler.rss("worker")
+    idle_web = sampler.rss("web")
+    for n in steps:
+        shards = 1 if n <= 200 else 2
+        per = [n // shards + (1 if i < n % shards else 0) for i in range(shards)]
+        jobs, first = [], 0
+        for count in per:
+            jobs.append({"kind": "stream", "ws_url": ctx["ws_url"], "origin": ctx["origin"],
+                         "cookie_name": ctx["cookie_name"], "sessions": ctx["sessions"][first:first + count],
+                         "first_chat": first, "total_chats": n, "prompt": STREAM_PROMPT.replace("{chat}", f"{{chat}} step {n}"),
+                         "rate": STREAM_RATE, "spread": args.stream_spread,
+                         "reply_timeout": STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 90})
+            first += count
+        say(f"streams: {n} simultaneous chats ({shards} client process(es)), "
+            f"{STREAM_TOKENS} tokens at {STREAM_RATE:g}/s after {STREAM_THINK:g}s thinking")
+        before_worker = sampler.rss("worker")
+        started_at = dt.datetime.now(dt.UTC)
+        results, window = run_clients(jobs, ctx["workdir"], f"stream-{n}", sampler,
+                                      timeout=STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 200,
+                                      go_line=lambda: str(time.time() + 0.5))
+        with psycopg.connect(ctx["db_url"]) as conn:
+            statuses = dict(conn.execute(
+                "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s "
+                "GROUP BY status", (started_at,)).fetchall())
+        replies = [r for res in results for r in res["replies"]]
+        say(f"  outcomes: { {o: sum(1 for r in replies if r['outcome'] == o) for o in {r['outcome'] for r in replies}} }, "
+            f"db: {statuses}")
+        rows.append({"chats": n, "results": results, "window": window, "db_statuses": statuses,
+                     "idle_worker_rss": idle_worker, "idle_web_rss": idle_web, "before_worker_rss": before_worker})
+    return rows
+
+
+def profile_worker(pid: int, seconds: int, out: Path) -> subprocess.Popen | None:
+    py_spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
+    if not Path(py_spy).exists():
+        say("py-spy is not installed: no profile (pip install py-spy)")
+        return None
+    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
+                             "--format", "speedscope", "--output", str(out), "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
+    parser.add_argument("--no-daphne", action="store_true", help="skip the daphne comparison")
+    parser.add_argument("--skip", default="", help="comma-separated figures to skip: ttft,stream,quota")
+    parser.add_argument("--steps", default="50,200,500", help="simultaneous chats per streaming step")
+    parser.add_argument("--levels", default="1,10,50", help="active chats per TTFT level")
+    parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = parser.parse_args()
+    args.ttft_seconds_1 = 10.0 if args.quick else 30.0
+    args.ttft_seconds = 6.0 if args.quick else 20.0
+    args.stream_spread = 2.0
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    steps = [int(x) for x in args.steps.split(",")]
+    levels = [int(x) for x in args.levels.split(",")]
+
+    wall0 = time.monotonic()
+    started = dt.datetime.now(dt.UTC)
+    base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+    db_url = with_db(base_db, BENCH_DB)
+    run_id = uuid.uuid4().hex[:8]
+    queue, prefix = f"bench-{run_id}", f"bench-{run_id}"
+    workdir = ROOT / "bench" / "results" / started.strftime("%Y%m%d-%H%M%S")
+    workdir.mkdir(parents=True, exist_ok=True)
+    say(f"results and logs in {workdir.relative_to(ROOT)}")
+
+    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "CELERY_QUEUE": queue,
+           "CHANNEL_PREFIX": prefix, "DEBUG": "false", "SECRET_KEY": f"bench-only-{uuid.uuid4().hex}{uuid.uuid4().hex}",
+           "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECURE_SSL_REDIRECT": "false", "SECURE_COOKIES": "false",
+           "SECURE_HSTS_SECONDS": "0", "LOG_LEVEL": "WARNING", "MAX_LIVE_REPLIES": "100000",
+           "PYTHONUNBUFFERED": "1"}
+    env.pop("OPENAI_API_KEY", None)
+
+    say(f"fresh database {BENCH_DB}")
+    recreate_database(base_db)
+    subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    users_path = workdir / "users.json"
+    n_stream = max(max(steps), max(levels))
+    subprocess.run([PY, str(ROOT / "bench" / "setup_db.py"), "--stream-users", str(n_stream), "--quota-users", "400",
+                    "--out", str(users_path)], cwd=ROOT, env=env, check=True)
+    users = json.loads(users_path.read_text())
+    say(f"{n_stream} streaming users and 400 quota users with sessions in {users['seconds']:.1f}s")
+
+    results: dict = {"started": started.isoformat(), "machine": machine(), "versions": server_versions(db_url, redis_url),
+                     "settings": {"worker_concurrency": WORKER_CONCURRENCY, "worker_db_pool": WORKER_POOL,
+                                  "web_db_pool": WEB_POOL, "ttft_prompt": TTFT_PROMPT, "stream_prompt": STREAM_PROMPT,
+                                  "stream_rate": STREAM_RATE, "stream_tokens": STREAM_TOKENS,
+                                  "stream_think": STREAM_THINK, "stream_spread": args.stream_spread,
+                                  "flush_seconds": float(os.environ.get("STREAM_FLUSH_SECONDS", 0.05)),
+                                  "sim_defaults": {"think": SIM_THINK, "rate": SIM_RATE}, "quick": args.quick,
+                                  "queue": queue, "channel_prefix": prefix}}
+    argv = " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results["command"] = f".venv/bin/python bench/run.py {argv}".strip()
+
+    # Figure 3 first, while no web server or worker holds database connections.
+    if "quota" not in skip:
+        say("quota admission through services.message_send")
+        quota_out = workdir / "quota.json"
+        t = time.monotonic()
+        quota_cmd = [PY, str(ROOT / "bench" / "quota.py"), "--out", str(quota_out), "--users", str(users_path),
+                     "--seconds", "2" if args.quick else "4", "--runs", "3", "--race-rounds", "3" if args.quick else "5"]
+        subprocess.run(quota_cmd, cwd=ROOT, env={**env, "CELERY_QUEUE": f"{queue}-unread"}, check=True)
+        results["quota"] = json.loads(quota_out.read_text())
+        results["quota"]["command"] = "bench/quota.py " + " ".join(quota_cmd[2:]).replace(str(ROOT) + "/", "")
+        say(f"  done in {time.monotonic() - t:.0f}s")
+        import redis
+
+        r = redis.Redis.from_url(redis_url)
+        r.delete(f"{queue}-unread", f"_kombu.binding.{queue}-unread")
+
+    stack = Stack(workdir / "logs")
+    sampler = None
+    try:
+        if {"ttft", "stream"} <= skip:
+            raise SkipStack
+        sim, sim_url = start_simulator(stack, env, think=SIM_THINK, rate=SIM_RATE)
+        server_env = {**env, "OPENAI_BASE_URL": f"{sim_url}/v1", "DB_POOL_MAX": str(WEB_POOL)}
+        worker_env = {**env, "OPENAI_BASE_URL": f"{sim_url}/v1", "DB_POOL_MAX": str(WORKER_POOL)}
+        web, port = start_web(stack, server_env, "uvicorn")
+        worker = start_worker(stack, worker_env, queue=queue, concurrency=WORKER_CONCURRENCY)
+        sampler = Sampler({"web": web.pid, "worker": worker.pid, "simulator": sim.pid})
+        ctx = {"ws_url": f"ws://127.0.0.1:{port}/ws/chat/", "origin": f"http://127.0.0.1:{port}",
+               "cookie_name": users["cookie_name"], "sessions": [u["session"] for u in users["stream_users"]],
+               "sim_url": sim_url, "workdir": workdir, "db_url": db_url}
+        results["commands"] = {
+            "simulator": " ".join(sim.command).replace(PY, ".venv/bin/python"),
+            "web": " ".join(web.command).replace(PY, ".venv/bin/python"),
+            "worker": " ".join(worker.command).replace(PY, ".venv/bin/python"),
+        }
+        time.sleep(2)  # let the worker connect to the broker
+        results["idle_rss"] = {"web": sampler.rss("web"), "worker": sampler.rss("worker")}
+
+        if "ttft" not in skip:
+            results["ttft"] = figure_ttft(args, ctx, sampler, "uvicorn", levels)
+            if not args.no_daphne:
+                stack.stop(web)
+                sampler.remove("web")
+                web_d, port_d = start_web(stack, server_env, "daphne")
+                sampler.add("web", web_d.pid)
+                results["commands"]["web (daphne)"] = " ".join(web_d.command).replace(str(Path(PY).parent), ".venv/bin")
+                ctx_d = {**ctx, "ws_url": f"ws://127.0.0.1:{port_d}/ws/chat/", "origin": f"http://127.0.0.1:{port_d}"}
+                time.sleep(1)
+                results["ttft"] += figure_ttft(args, ctx_d, sampler, "daphne", [lv for lv in levels if lv in (1, max(levels))])
+                stack.stop(web_d)
+                sampler.remove("web")
+                # A fresh uvicorn for the streaming figure, so its memory is measured from idle.
+                web, port = start_web(stack, server_env, "uvicorn")
+                sampler.add("web", web.pid)
+                ctx = {**ctx, "ws_url": f"ws://127.0.0.1:{port}/ws/chat/", "origin": f"http://127.0.0.1:{port}"}
+                time.sleep(1)
+
+        if "stream" not in skip:
+            profiler = None
+            if os.environ.get("BENCH_PROFILE"):
+                profiler = profile_worker(worker.pid, 40, workdir / "worker-profile.speedscope.json")
+            results["stream"] = figure_stream(args, ctx, sampler, steps)
+            if profiler:
+                profiler.wait(60)
+        for proc in stack.procs:
+            if not proc.alive():
+                say(f"{proc.name} died:\n{proc.log_tail()}")
+    except SkipStack:
+        pass
+    finally:
+        if sampler:
+            sampler.close()
+        stack.stop_all()
+        try:
+            import redis
+
+            r = redis.Redis.from_url(redis_url)
+            r.delete(queue, f"_kombu.binding.{queue}", f"{queue}-unread", f"_kombu.binding.{queue}-unread")
+        except Exception as exc:
+            say(f"could not clean Redis: {exc!r}")
+
+    results["finished"] = dt.datetime.now(dt.UTC).isoformat()
+    results["duration_s"] = time.monotonic() - wall0
+    results["logs"] = {p.name: p.read_text(errors="replace")[-3000:] for p in sorted((workdir / "logs").glob("*.log"))}
+    (workdir / "results.json").write_text(json.dumps(results))
+    Path(args.out).write_text(report.render(results))
+    say(f"wrote {args.out} in {results['duration_s']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

