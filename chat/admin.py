@@ -29,7 +29,7 @@ from .models import (
     QuotaOverride,
     WindowKind,
 )
-from .quotas import quota_grant, quota_override_record
+from .quotas import quota_grant, quota_grant_revoke, quota_override_record
 
 MAX_LIMIT_MESSAGES = 1_000_000  # mirrors the *_messages_sane constraints
 MAX_WINDOW_LENGTH = 366  # mirrors the *_window_sane constraints
@@ -257,17 +257,12 @@ class QuotaGrantAdmin(admin.ModelAdmin):
         obj._state.adding, obj._state.db = False, grant._state.db
 
     def delete_model(self, request: HttpRequest, obj: QuotaGrant) -> None:
-        with transaction.atomic():
-            LedgerEntry.objects.create(
-                user_id=obj.user_id, model_id=obj.model_id, kind=LedgerEntry.Kind.GRANT, actor=request.user,
-                note=f"revoked grant #{obj.pk}: +{obj.messages} until {obj.expires_at:%Y-%m-%d %H:%M} UTC",
-            )
-            obj.delete()
+        quota_grant_revoke(grant=obj, actor=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset) -> None:
         with transaction.atomic():
             for grant in queryset:
-                self.delete_model(request, grant)
+                quota_grant_revoke(grant=grant, actor=request.user)
 
 
 # --- The ledger: read only ---------------------------------------------------------

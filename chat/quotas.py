@@ -331,6 +331,15 @@ def quota_grant(*, user, model: AIModel, messages: int, expires_at: dt.datetime,
     return grant
 
 
+def quota_grant_revoke(*, grant: QuotaGrant, actor=None) -> None:
+    with transaction.atomic():
+        LedgerEntry.objects.create(
+            user_id=grant.user_id, model_id=grant.model_id, kind=LedgerEntry.Kind.GRANT, actor=actor,
+            note=f"revoked grant #{grant.pk}: +{grant.messages} until {grant.expires_at:%Y-%m-%d %H:%M} UTC",
+        )
+        grant.delete()
+
+
 def quota_override_record(*, override: QuotaOverride, actor=None, removed: bool = False) -> None:
     """Audit an override an admin saved or removed (the admin writes the row itself)."""
     what = "removed" if removed else f"set to {override.describe()}"
@@ -340,9 +349,11 @@ def quota_override_record(*, override: QuotaOverride, actor=None, removed: bool 
     )
 
 
-def plan_set(*, user, plan: Plan, actor=None) -> None:
+def plan_set(*, user, plan: Plan | None, actor=None, note: str = "") -> None:
+    """Put the user on `plan`; None means "follow the default plan"."""
     from accounts.models import Profile
 
+    what = f"plan set to {plan}" if plan else "plan set to the default plan"
     with transaction.atomic():
         Profile.objects.update_or_create(user=user, defaults={"plan": plan})
-        LedgerEntry.objects.create(user=user, kind=LedgerEntry.Kind.PLAN, actor=actor, note=f"plan set to {plan}")
+        LedgerEntry.objects.create(user=user, kind=LedgerEntry.Kind.PLAN, actor=actor, note=f"{what} {note}".strip())

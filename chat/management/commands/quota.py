@@ -84,7 +84,7 @@ class Command(BaseCommand):
             if plan is None:
                 names = ", ".join(Plan.objects.values_list("name", flat=True)) or "none"
                 raise CommandError(f"There is no plan called {options['plan']!r}. Plans: {names}.")
-            plan_set(user=user, plan=plan)
+            plan_set(user=user, plan=plan, note="(via manage.py quota)")
             self.stdout.write(self.style.SUCCESS(f"{user.get_username()} is now on the {plan.name} plan."))
             self._show(user)
 
