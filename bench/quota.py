@@ -44,13 +44,40 @@ def racer(env: dict[str, str], tasks, results, gate) -> None:
     from django.contrib.auth import get_user_model
     from django.db import connections
 
+    from django.db import transaction
+
     from chat import services
+    from chat.models import AIModel, Conversation, Message
+    from chat.quotas import QuotaRefused, quota_reserve
 
     User = get_user_model()  # noqa: N806
+    model = AIModel.objects.get(slug=MODEL)
     while (task := tasks.get()) is not None:
         lanes: list[list[int]] = task["lanes"]
         users = {u.id: u for u in User.objects.filter(id__in={uid for lane in lanes for uid in lane})}
+        replies: dict[int, list[Message]] = {}
+        if task.get("reserve_only"):
+            # Untimed: a conversation and a pending reply for every reservation to be made.
+            wanted = [uid for lane in lanes for uid in lane]
+            conversations = Conversation.objects.bulk_create(
+                [Conversation(user=users[uid], model=model, title="bench") for uid in wanted])
+            made = Message.objects.bulk_create(
+                [Message(conversation=c, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING)
+                 for c in conversations])
+            for uid, reply in zip(wanted, made, strict=True):
+                replies.setdefault(uid, []).append(reply)
         connections.close_all()
+
+        def send(uid: int) -> str:
+            if not task.get("reserve_only"):
+                services.message_send(user=users[uid], conversation_id=None, model_slug=MODEL, text="bench")
+                return "admitted"
+            try:
+                with transaction.atomic():
+                    quota_reserve(user=users[uid], model=model, reply=replies[uid].pop())
+            except QuotaRefused:
+                return "quota_exhausted"
+            return "admitted"
         outcomes: list[str] = []
         latencies: list[float] = []
         lock = threading.Lock()
@@ -65,8 +92,7 @@ def racer(env: dict[str, str], tasks, results, gate) -> None:
                         break
                     t = time.perf_counter()
                     try:
-                        services.message_send(user=users[uid], conversation_id=None, model_slug=MODEL, text="bench")
-                        outcome = "admitted"
+                        outcome = send(uid)
                     except services.SendRefused as exc:
                         outcome = exc.code
                     except Exception as exc:  # count it, do not hide it
@@ -119,9 +145,9 @@ def main() -> None:
     ctx = multiprocessing.get_context("spawn")
     tasks, results, gate = ctx.Queue(), ctx.Queue(), ctx.Barrier(P)
 
-    def fire(per_process_lanes: list[list[list[int]]], seconds: float | None) -> dict:
+    def fire(per_process_lanes: list[list[list[int]]], seconds: float | None, reserve_only: bool = False) -> dict:
         for lanes in per_process_lanes:
-            tasks.put({"lanes": lanes, "seconds": seconds})
+            tasks.put({"lanes": lanes, "seconds": seconds, "reserve_only": reserve_only})
         parts = [results.get(timeout=300) for _ in range(P)]
         outcomes = [o for part in parts for o in part["outcomes"]]
         latencies = [x for part in parts for x in part["latencies"]]
@@ -143,17 +169,24 @@ def main() -> None:
         # Distinct users: each thread owns its users, so no two sends wait on the same row lock.
         # Each user gets at most PER_USER sends over all runs, under the plan's 50 a day.
         per_run = PER_USER // args.runs
-        distinct = []
-        for _ in range(args.runs):
-            # Round-robin over the lane's own users, per_run sends each.
+        half = len(quota_users) // 2
+
+        def distinct_lanes(users: list[int], sends_each: int) -> list[list[list[int]]]:
             lanes: list[list[int]] = [[] for _ in range(P * T)]
-            for i, uid in enumerate(quota_users):
+            for i, uid in enumerate(users):  # round-robin over the lane's own users
                 lanes[i % (P * T)].append(uid)
-            lanes = [lane * per_run for lane in lanes]
-            result = fire([lanes[p * T:(p + 1) * T] for p in range(P)], args.seconds)
-            result.pop("outcomes")
-            distinct.append(result)
-        out["distinct"] = distinct
+            lanes = [lane * sends_each for lane in lanes]
+            return [lanes[p * T:(p + 1) * T] for p in range(P)]
+
+        for key, users, reserve_only in (("distinct", quota_users[:half], False),
+                                         ("reserve_only", quota_users[half:], True)):
+            runs = []
+            for _ in range(args.runs):
+                result = fire(distinct_lanes(users, per_run), args.seconds, reserve_only)
+                result.pop("outcomes")
+                runs.append(result)
+            out[key] = runs
+        out["users"] = half
 
         # One hot user: each send waits for the one before (the profile and counter row locks).
         hot = user_create(username="bench-hot", password="bench-pass-123456")

@@ -32,13 +32,15 @@ from bench import report  # noqa: E402
 from bench.stack import PY, Sampler, Stack, start_simulator, start_web, start_worker  # noqa: E402
 
 BENCH_DB = "bench_chat"
+# Signs the bench sessions; a throwaway value for a throwaway database, not a secret.
+BENCH_SECRET_KEY = "bench-only-not-a-secret-" + "0123456789abcdef" * 3
 WORKER_CONCURRENCY = 600
 WORKER_POOL = 40
 WEB_POOL = 10
 SIM_THINK, SIM_RATE = 1.0, 50.0  # simulator defaults; every figure sets its own with [sim:...] tags
 
 TTFT_PROMPT = "ttft chat {chat} message {i} [sim:think=0.2] [sim:tokens=5] [sim:rate=100]"
-STREAM_THINK, STREAM_TOKENS, STREAM_RATE = 1.0, 300, 20.0
+STREAM_THINK, STREAM_TOKENS, STREAM_RATE = 1.0, 200, 20.0
 STREAM_PROMPT = (f"stream chat {{chat}} [sim:think={STREAM_THINK:g}] [sim:tokens={STREAM_TOKENS}] "
                  f"[sim:rate={STREAM_RATE:g}]")
 
@@ -188,14 +190,14 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
                          "cookie_name": ctx["cookie_name"], "sessions": ctx["sessions"][first:first + count],
                          "first_chat": first, "total_chats": n, "prompt": STREAM_PROMPT.replace("{chat}", f"{{chat}} step {n}"),
                          "rate": STREAM_RATE, "spread": args.stream_spread,
-                         "reply_timeout": STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 90})
+                         "reply_timeout": STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 30})
             first += count
         say(f"streams: {n} simultaneous chats ({shards} client process(es)), "
             f"{STREAM_TOKENS} tokens at {STREAM_RATE:g}/s after {STREAM_THINK:g}s thinking")
         before_worker = sampler.rss("worker")
         started_at = dt.datetime.now(dt.UTC)
         results, window = run_clients(jobs, ctx["workdir"], f"stream-{n}", sampler,
-                                      timeout=STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 200,
+                                      timeout=STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 150,
                                       go_line=lambda: str(time.time() + 0.5))
         with psycopg.connect(ctx["db_url"]) as conn:
             statuses = dict(conn.execute(
@@ -247,7 +249,7 @@ def main() -> None:
     say(f"results and logs in {workdir.relative_to(ROOT)}")
 
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "CELERY_QUEUE": queue,
-           "CHANNEL_PREFIX": prefix, "DEBUG": "false", "SECRET_KEY": f"bench-only-{uuid.uuid4().hex}{uuid.uuid4().hex}",
+           "CHANNEL_PREFIX": prefix, "DEBUG": "false", "SECRET_KEY": BENCH_SECRET_KEY,
            "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECURE_SSL_REDIRECT": "false", "SECURE_COOKIES": "false",
            "SECURE_HSTS_SECONDS": "0", "LOG_LEVEL": "WARNING", "MAX_LIVE_REPLIES": "100000",
            "PYTHONUNBUFFERED": "1"}
@@ -258,10 +260,10 @@ def main() -> None:
     subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     users_path = workdir / "users.json"
     n_stream = max(max(steps), max(levels))
-    subprocess.run([PY, str(ROOT / "bench" / "setup_db.py"), "--stream-users", str(n_stream), "--quota-users", "400",
+    subprocess.run([PY, str(ROOT / "bench" / "setup_db.py"), "--stream-users", str(n_stream), "--quota-users", "800",
                     "--out", str(users_path)], cwd=ROOT, env=env, check=True)
     users = json.loads(users_path.read_text())
-    say(f"{n_stream} streaming users and 400 quota users with sessions in {users['seconds']:.1f}s")
+    say(f"{n_stream} streaming users and 800 quota users with sessions in {users['seconds']:.1f}s")
 
     results: dict = {"started": started.isoformat(), "machine": machine(), "versions": server_versions(db_url, redis_url),
                      "settings": {"worker_concurrency": WORKER_CONCURRENCY, "worker_db_pool": WORKER_POOL,

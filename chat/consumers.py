@@ -73,7 +73,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except services.SendRefused as exc:
             await self.send_json({**exc.as_json(), "request": frame.get("type"), "client_id": frame.get("client_id")})
         except Http404 as exc:
-            await self.error("not_found", str(exc) or "Not found.", request=frame.get("type"))
+            await self.error(
+                "not_found", str(exc) or "Not found.", request=frame.get("type"), client_id=frame.get("client_id")
+            )
 
     # --- frames from the browser ---
 
@@ -174,6 +176,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def chat_messages(self, event: dict) -> None:
         await self.send_json({**event, "type": "messages"})
+
+    async def chat_conversation(self, event: dict) -> None:
+        await self.send_json({**event, "type": "conversation"})
 
     async def chat_quota(self, event: dict) -> None:
         models = await database_sync_to_async(services.quota_json)(self.user)

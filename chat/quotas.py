@@ -78,6 +78,7 @@ class QuotaStatus:
             "model": self.model.slug,
             "name": self.model.name,
             "description": self.model.description,
+            "is_reasoning": self.model.is_reasoning,
             "limit": self.limit,
             "used": self.used,
             "left": self.left,

@@ -45,6 +45,7 @@ def message_json(message: Message) -> dict:
         "role": message.role,
         "model": message.model.slug,
         "model_name": message.model.name,
+        "is_reasoning": message.model.is_reasoning,
         "text": message.text,
         "reasoning": message.reasoning,
         "status": message.status,
@@ -173,7 +174,16 @@ def title_from(text: str) -> str:
     return words if len(words) <= 60 else words[:57].rsplit(" ", 1)[0] + "…"
 
 
+def _conversation_changed(conversation: Conversation, *, deleted: bool = False) -> None:
+    """Every tab of the user keeps its sidebar current."""
+    fanout.send_event(
+        fanout.user_group(conversation.user_id),
+        {"type": "chat.conversation", "conversation": conversation_json(conversation), "deleted": deleted},
+    )
+
+
 def _announce(conversation: Conversation, messages: list[Message]) -> None:
+    _conversation_changed(conversation)
     fanout.send_event(
         fanout.conversation_group(conversation.id),
         {"type": "chat.messages", "conversation": conversation_json(conversation),
@@ -560,6 +570,7 @@ def conversation_rename(*, user, conversation_id: object, title: object) -> Conv
     conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
     conversation.title = title.strip()
     conversation.save(update_fields=["title", "updated_at"])
+    _conversation_changed(conversation)
     return conversation
 
 
@@ -570,7 +581,11 @@ def conversation_delete(*, user, conversation_id: object) -> None:
         for reply in conversation.messages.filter(status=Message.Status.PENDING):
             reply.conversation = conversation
             quota_refund(reply=reply, reason="conversation deleted")
+        snapshot = conversation_json(conversation)
         conversation.delete()
+    fanout.send_event(
+        fanout.user_group(user.id), {"type": "chat.conversation", "conversation": snapshot, "deleted": True}
+    )
 
 
 def quota_json(user) -> list[dict]:

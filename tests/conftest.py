@@ -177,7 +177,9 @@ def live_url(live_stack: str, transactional_db, catalog, settings) -> str:
     return live_stack
 
 
-@pytest.fixture(scope="session")
+# Module scope: Playwright's sync API keeps an event loop running in the main
+# thread, which async_to_sync in later (non-browser) modules cannot share.
+@pytest.fixture(scope="module")
 def browser() -> Iterator:
     from playwright.sync_api import sync_playwright
 

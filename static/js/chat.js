@@ -421,7 +421,9 @@
     const thoughtMs = live ? entry.thoughtMs : msg.thinking_ms;
     // A failure before any text has nothing to have thought about.
     const failedEmpty = msg.status === "failed" && !msg.text;
-    const showDone = !thinking && !failedEmpty && (msg.reasoning || (thoughtMs || 0) >= 1000);
+    // Only reasoning models "think"; a slow first token from another model is just latency.
+    const reasons = msg.is_reasoning !== false;
+    const showDone = !thinking && !failedEmpty && (msg.reasoning || (reasons && (thoughtMs || 0) >= 1000));
     if (!thinking && !showDone) {
       if (slot.firstChild) slot.replaceChildren();
       return;
@@ -439,6 +441,7 @@
     const label = details.querySelector(".reasoning-label");
     let text;
     if (thinking && entry.waiting) text = entry.waiting;
+    else if (thinking && !reasons) text = `Waiting for the answer… ${thinkingSeconds(msg)}s`;
     else if (thinking) text = `Thinking… ${thinkingSeconds(msg)}s`;
     else if ((thoughtMs || 0) >= 1000) text = `Thought for ${secondsLabel(Math.round(thoughtMs / 1000))}`;
     else text = "Reasoning";
@@ -916,6 +919,20 @@
     announce(`Deleted ${conversation.title}.`);
   });
 
+  // Another tab created, renamed, moved or deleted a conversation.
+  function onConversation(frame) {
+    const conversation = frame.conversation;
+    if (!frame.deleted) {
+      const known = conversationById(conversation.id);
+      upsertConversation(conversation, !known || known.updated_at !== conversation.updated_at);
+      return;
+    }
+    state.conversations = state.conversations.filter((c) => c.id !== conversation.id);
+    if (state.searchResults) state.searchResults = state.searchResults.filter((c) => c.id !== conversation.id);
+    if (conversation.id === state.conversationId) newChat(true);
+    else paintSidebar();
+  }
+
   // Search: debounced; the newest request wins.
   let searchTimer = 0;
   let searchAbort = null;
@@ -1343,6 +1360,7 @@
       case "done": return onDone(frame);
       case "message": return onResynced(frame);
       case "quota": state.quota = frame.models; return paintPicker();
+      case "conversation": return onConversation(frame);
       case "error": return onError(frame);
       default: return undefined;
     }
