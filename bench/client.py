@@ -72,8 +72,12 @@ async def wait_for_go() -> None:
 # --- Figure 1: time to first token ---------------------------------------------------
 
 
-async def product_chat(job: dict, ws, chat: int, stop_at: float, samples: list, errors: list) -> None:
-    """One browser tab sending message after message, each as soon as the last answer is done."""
+async def product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs: list, errors: list) -> None:
+    """One browser tab sending message after message, each as soon as the last answer is done.
+
+    At the moment each message is sent, the same prompt also goes straight to the simulator
+    through the SDK (a separate task on the same loop), so (a) and (b) are taken side by side.
+    """
     conversation_id, turns, i = None, 0, 0
     first_delta: dict[int, float] = {}
     while time.perf_counter() < stop_at:
@@ -84,9 +88,10 @@ async def product_chat(job: dict, ws, chat: int, stop_at: float, samples: list, 
         sent_at = time.perf_counter()
         await ws.send(json.dumps({"type": "send", "conversation_id": conversation_id, "model": MODEL,
                                   "text": text, "client_id": f"c{chat}-{i}"}))
+        direct = asyncio.create_task(direct_ttft(client, text, errors))
         reply_id = None
         while True:
-            frame = json.loads(await asyncio.wait_for(ws.recv(), 60))
+            frame = json.loads(await asyncio.wait_for(ws.recv(), 120))
             kind = frame["type"]
             if kind == "sent" and frame.get("client_id") == f"c{chat}-{i}":
                 reply_id = frame["reply"]["id"]
@@ -100,32 +105,27 @@ async def product_chat(job: dict, ws, chat: int, stop_at: float, samples: list, 
                 if frame.get("client_id") == f"c{chat}-{i}":
                     break
         turns += 1
+        a = await direct
         if reply_id is None or reply_id not in first_delta:
             errors.append({"chat": chat, "i": i, "what": "no text delta"})
             continue
-        samples.append({"start": sent_at, "ttft": first_delta.pop(reply_id) - sent_at})
+        pairs.append({"start": sent_at, "b": first_delta.pop(reply_id) - sent_at, "a": a})
 
 
-async def direct_chat(job: dict, client, chat: int, stop_at: float, samples: list, errors: list) -> None:
-    """The same prompts straight to the simulator through the openai SDK."""
-    i = 0
-    while time.perf_counter() < stop_at:
-        i += 1
-        text = job["prompt"].format(chat=f"d{chat}", i=i)
-        started = time.perf_counter()
-        first = None
-        try:
-            stream = await client.chat.completions.create(
-                model=MODEL, messages=[{"role": "user", "content": text}], stream=True,
-                stream_options={"include_usage": True}, max_completion_tokens=MAX_COMPLETION_TOKENS)
-            async for chunk in stream:
-                if first is None and chunk.choices and chunk.choices[0].delta.content:
-                    first = time.perf_counter()
-        except Exception as exc:  # report, keep going
-            errors.append({"chat": chat, "i": i, "what": repr(exc)})
-            continue
-        if first is not None:
-            samples.append({"start": started, "ttft": first - started})
+async def direct_ttft(client, text: str, errors: list) -> float | None:
+    """The same prompt straight to the simulator through the openai SDK: seconds to the first text."""
+    started = time.perf_counter()
+    first = None
+    try:
+        stream = await client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": text}], stream=True,
+            stream_options={"include_usage": True}, max_completion_tokens=MAX_COMPLETION_TOKENS)
+        async for chunk in stream:
+            if first is None and chunk.choices and chunk.choices[0].delta.content:
+                first = time.perf_counter()
+    except Exception as exc:  # report, keep going
+        errors.append({"what": repr(exc)})
+    return None if first is None else first - started
 
 
 async def run_ttft(job: dict) -> dict:
@@ -137,20 +137,18 @@ async def run_ttft(job: dict) -> dict:
     await wait_for_go()
     lag, cpu0, wall0 = LoopLag(), psutil.Process().cpu_times(), time.perf_counter()
     lag.start()
-    product, direct, errors = [], [], []
+    pairs, errors = [], []
     stop_at = time.perf_counter() + job["warmup"] + job["duration"]
-    tasks = [product_chat(job, ws, c, stop_at, product, errors) for c, ws in enumerate(sockets)]
-    if job.get("direct", True):
-        tasks += [direct_chat(job, client, c, stop_at, direct, errors) for c in range(n)]
-    await asyncio.gather(*tasks)
+    await asyncio.gather(*(product_chat(job, ws, client, c, stop_at, pairs, errors) for c, ws in enumerate(sockets)))
     lag.stop()
     cpu1, wall = psutil.Process().cpu_times(), time.perf_counter() - wall0
     for ws in sockets:
         await ws.close()
     measured_from = wall0 + job["warmup"]
+    kept = [p for p in pairs if p["start"] >= measured_from and p["a"] is not None]
     return {
-        "product": [s["ttft"] for s in product if s["start"] >= measured_from],
-        "direct": [s["ttft"] for s in direct if s["start"] >= measured_from],
+        "product": [p["b"] for p in kept],
+        "direct": [p["a"] for p in kept],
         "errors": errors[:20],
         "error_count": len(errors),
         "wall_s": wall,
@@ -261,15 +259,19 @@ def reply_metrics(reply: Reply, rate: float) -> dict:
         prev_t, prev_k = t, k
     stored = (reply.done or {}).get("text")
     status = (reply.done or {}).get("status")
+    # What the person ends up reading: the final stored text from `done` (the browser shows it), else the stream.
+    final = stored if reply.done is not None else reply.streamed
     if reply.done is None:
-        outcome = "no done"
+        outcome = "socket closed" if "ConnectionClosed" in reply.error else "no done"
     elif status != "done":
         outcome = f"status {status}"
-    elif reply.streamed == expected == stored:
+    elif final == expected and reply.streamed == expected:
         outcome = "complete"
-    elif len(reply.streamed) < len(expected):
+    elif final == expected:
+        outcome = "complete at done"  # the stream missed its tail; `done` carried the full text
+    elif len(final) < len(expected):
         outcome = "lost text"
-    elif len(reply.streamed) > len(expected):
+    elif len(final) > len(expected):
         outcome = "duplicated text"
     else:
         outcome = "different text"
@@ -277,6 +279,8 @@ def reply_metrics(reply: Reply, rate: float) -> dict:
         "outcome": outcome,
         "error": reply.error or (reply.done or {}).get("error", ""),
         "stored_matches_expected": stored == expected,
+        "streamed_matches_expected": reply.streamed == expected,
+        "streamed_short_by": max(0, len(expected) - len(reply.streamed)),
         "deltas": len(reply.deltas),
         "gaps": reply.gaps,
         "overlaps": reply.overlaps,

@@ -41,78 +41,79 @@ def _django(env: dict[str, str]) -> None:
 def racer(env: dict[str, str], tasks, results, gate) -> None:
     """A process: for each task, start one thread per lane of user ids, all at once, and report."""
     _django(env)
-    from django.contrib.auth import get_user_model
-    from django.db import connections
+    while (task := tasks.get()) is not None:
+        results.put(_run_task(task, gate))
 
-    from django.db import transaction
+
+def _run_task(task: dict, gate) -> dict:
+    from django.contrib.auth import get_user_model
+    from django.db import connections, transaction
 
     from chat import services
     from chat.models import AIModel, Conversation, Message
     from chat.quotas import QuotaRefused, quota_reserve
 
-    User = get_user_model()  # noqa: N806
     model = AIModel.objects.get(slug=MODEL)
-    while (task := tasks.get()) is not None:
-        lanes: list[list[int]] = task["lanes"]
-        users = {u.id: u for u in User.objects.filter(id__in={uid for lane in lanes for uid in lane})}
-        replies: dict[int, list[Message]] = {}
-        if task.get("reserve_only"):
-            # Untimed: a conversation and a pending reply for every reservation to be made.
-            wanted = [uid for lane in lanes for uid in lane]
-            conversations = Conversation.objects.bulk_create(
-                [Conversation(user=users[uid], model=model, title="bench") for uid in wanted])
-            made = Message.objects.bulk_create(
-                [Message(conversation=c, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING)
-                 for c in conversations])
-            for uid, reply in zip(wanted, made, strict=True):
-                replies.setdefault(uid, []).append(reply)
-        connections.close_all()
+    lanes: list[list[int]] = task["lanes"]
+    users = {u.id: u for u in get_user_model().objects.filter(id__in={uid for lane in lanes for uid in lane})}
+    replies: dict[int, list[Message]] = {}
+    if task.get("reserve_only"):
+        # Untimed: a conversation and a pending reply for every reservation to be made.
+        wanted = [uid for lane in lanes for uid in lane]
+        conversations = Conversation.objects.bulk_create(
+            [Conversation(user=users[uid], model=model, title="bench") for uid in wanted])
+        made = Message.objects.bulk_create(
+            [Message(conversation=c, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING)
+             for c in conversations])
+        for uid, reply in zip(wanted, made, strict=True):
+            replies.setdefault(uid, []).append(reply)
+    connections.close_all()
 
-        def send(uid: int) -> str:
-            if not task.get("reserve_only"):
-                services.message_send(user=users[uid], conversation_id=None, model_slug=MODEL, text="bench")
-                return "admitted"
-            try:
-                with transaction.atomic():
-                    quota_reserve(user=users[uid], model=model, reply=replies[uid].pop())
-            except QuotaRefused:
-                return "quota_exhausted"
+    def send(uid: int) -> str:
+        if not task.get("reserve_only"):
+            services.message_send(user=users[uid], conversation_id=None, model_slug=MODEL, text="bench")
             return "admitted"
-        outcomes: list[str] = []
-        latencies: list[float] = []
-        lock = threading.Lock()
-        local_gate = threading.Barrier(len(lanes))
-        stop_at: list[float | None] = [None]
+        try:
+            with transaction.atomic():
+                quota_reserve(user=users[uid], model=model, reply=replies[uid].pop())
+        except QuotaRefused:
+            return "quota_exhausted"
+        return "admitted"
 
-        def one(user_ids: list[int]) -> None:
-            local_gate.wait()
-            try:
-                for uid in user_ids:
-                    if stop_at[0] is not None and time.perf_counter() >= stop_at[0]:
-                        break
-                    t = time.perf_counter()
-                    try:
-                        outcome = send(uid)
-                    except services.SendRefused as exc:
-                        outcome = exc.code
-                    except Exception as exc:  # count it, do not hide it
-                        outcome = f"error: {exc!r}"[:200]
-                    with lock:
-                        outcomes.append(outcome)
-                        latencies.append(time.perf_counter() - t)
-            finally:
-                connections.close_all()
+    outcomes: list[str] = []
+    latencies: list[float] = []
+    lock = threading.Lock()
+    local_gate = threading.Barrier(len(lanes))
+    stop_at: list[float | None] = [None]
 
-        workers = [threading.Thread(target=one, args=(lane,)) for lane in lanes]
-        gate.wait()  # every process is ready
-        started = time.perf_counter()
-        stop_at[0] = started + task["seconds"] if task["seconds"] else None
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        ended = time.perf_counter()
-        results.put({"outcomes": outcomes, "latencies": latencies, "wall": ended - started})
+    def one(user_ids: list[int]) -> None:
+        local_gate.wait()
+        try:
+            for uid in user_ids:
+                if stop_at[0] is not None and time.perf_counter() >= stop_at[0]:
+                    break
+                t = time.perf_counter()
+                try:
+                    outcome = send(uid)
+                except services.SendRefused as exc:
+                    outcome = exc.code
+                except Exception as exc:  # count it, do not hide it
+                    outcome = f"error: {exc!r}"[:200]
+                with lock:
+                    outcomes.append(outcome)
+                    latencies.append(time.perf_counter() - t)
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=one, args=(lane,)) for lane in lanes]
+    gate.wait()  # every process is ready
+    started = time.perf_counter()
+    stop_at[0] = started + task["seconds"] if task["seconds"] else None
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return {"outcomes": outcomes, "latencies": latencies, "wall": time.perf_counter() - started}
 
 
 def main() -> None:

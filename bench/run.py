@@ -168,10 +168,11 @@ def figure_ttft(args, ctx: dict, sampler: Sampler, server: str, levels: list[int
                "sessions": ctx["sessions"][:n], "chats": n, "sim_url": ctx["sim_url"], "prompt": TTFT_PROMPT,
                "warmup": 2.0, "duration": duration}
         say(f"TTFT via {server}: {n} active chats for {duration:g}s (+2s warm-up)")
-        results, window = run_clients([job], ctx["workdir"], f"ttft-{server}-{n}", sampler, timeout=duration + 120)
-        rows.append({"server": server, "chats": n, "result": results[0], "window": window})
-        say(f"  {len(results[0]['product'])} product / {len(results[0]['direct'])} direct samples, "
-            f"{results[0]['error_count']} errors")
+        results, window = run_clients([job], ctx["workdir"], f"ttft-{server}-{n}", sampler, timeout=duration + 180)
+        result = results[0]
+        rows.append({"server": server, "chats": n, "result": result, "window": window})
+        say(f"  {len(result['product'])} product / {len(result['direct'])} direct samples, "
+            f"{result['error_count']} errors")
     return rows
 
 
@@ -196,9 +197,13 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
             f"{STREAM_TOKENS} tokens at {STREAM_RATE:g}/s after {STREAM_THINK:g}s thinking")
         before_worker = sampler.rss("worker")
         started_at = dt.datetime.now(dt.UTC)
-        results, window = run_clients(jobs, ctx["workdir"], f"stream-{n}", sampler,
-                                      timeout=STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 150,
-                                      go_line=lambda: str(time.time() + 0.5))
+        poller = LivePoller(ctx["db_url"], started_at)
+        try:
+            results, window = run_clients(jobs, ctx["workdir"], f"stream-{n}", sampler,
+                                          timeout=STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 150,
+                                          go_line=lambda: str(time.time() + 0.5))
+        finally:
+            poller.stop()
         with psycopg.connect(ctx["db_url"]) as conn:
             statuses = dict(conn.execute(
                 "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s "
@@ -207,8 +212,37 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
         say(f"  outcomes: { {o: sum(1 for r in replies if r['outcome'] == o) for o in {r['outcome'] for r in replies}} }, "
             f"db: {statuses}")
         rows.append({"chats": n, "results": results, "window": window, "db_statuses": statuses,
+                     "peak_streaming_db": poller.peak_streaming, "peak_pending_db": poller.peak_pending,
                      "idle_worker_rss": idle_worker, "idle_web_rss": idle_web, "before_worker_rss": before_worker})
     return rows
+
+
+class LivePoller:
+    """Polls how many replies are `streaming` (and `pending`) in the database, every 0.5 s."""
+
+    def __init__(self, db_url: str, since: dt.datetime):
+        import threading
+
+        self.db_url, self.since = db_url, since
+        self.peak_streaming = self.peak_pending = 0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.db_url, autocommit=True) as conn:
+            while not self.stopped.wait(0.5):
+                counts = dict(conn.execute(
+                    "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s "
+                    "AND status IN ('pending', 'streaming') GROUP BY status", (self.since,)).fetchall())
+                self.peak_streaming = max(self.peak_streaming, counts.get("streaming", 0))
+                self.peak_pending = max(self.peak_pending, counts.get("pending", 0))
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
 
 
 def profile_worker(pid: int, seconds: int, out: Path) -> subprocess.Popen | None:

@@ -205,6 +205,15 @@ class Sampler:
                 pass
         return total
 
+    def _threads(self, name: str) -> int:
+        total = 0
+        for p in self.procs.get(name, []):
+            try:
+                total += p.num_threads()
+            except psutil.Error:
+                pass
+        return total
+
     def rss(self, name: str) -> int:
         return self._rss(name)
 
@@ -216,6 +225,7 @@ class Sampler:
                 "sys0": psutil.cpu_times(),
                 "peak": {n: self._rss(n) for n in self.procs},
                 "start_rss": {n: self._rss(n) for n in self.procs},
+                "threads": {n: self._threads(n) for n in self.procs},
             }
 
     def end_window(self) -> dict:
@@ -232,6 +242,7 @@ class Sampler:
             "cpu_pct": {n: 100.0 * c / wall for n, c in cpu.items()},
             "machine_busy_pct": 100.0 * busy / wall / psutil.cpu_count(),
             "peak_rss": dict(w["peak"]),
+            "peak_threads": dict(w["threads"]),
             "start_rss": dict(w["start_rss"]),
         }
 
@@ -242,6 +253,7 @@ class Sampler:
                     continue
                 for n in self.procs:
                     self.window["peak"][n] = max(self.window["peak"].get(n, 0), self._rss(n))
+                    self.window["threads"][n] = max(self.window["threads"].get(n, 0), self._threads(n))
 
     def close(self) -> None:
         self.stopped.set()

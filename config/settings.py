@@ -210,6 +210,7 @@ MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 100_000)
 MAX_LIVE_REPLIES = env_int("MAX_LIVE_REPLIES", 3)
 # Retries of transient provider errors back off from this, doubling each time.
 PROVIDER_RETRY_BASE_SECONDS = env_float("PROVIDER_RETRY_BASE_SECONDS", 0.5)
+PROVIDER_LIMIT_WINDOW_SECONDS = env_int("PROVIDER_LIMIT_WINDOW_SECONDS", 60)
 
 LOGGING = {
     "version": 1,

@@ -90,6 +90,18 @@ def simulator_server() -> Iterator[Simulator]:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def close_pools_before_teardown(django_db_setup, django_db_blocker) -> Iterator[None]:
+    """Connections left in pools and worker threads would keep the test database from being dropped."""
+    yield
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    connection.close_pool()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def isolated_queue() -> str:
     """Our own Celery queue, so a development worker on this machine never takes test tasks."""
     from config.celery import app

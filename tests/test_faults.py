@@ -132,15 +132,14 @@ def test_the_org_wide_limiter_counts_requests_and_tokens_per_minute(catalog):
         assert capacity_acquire(model_slug=slug, rpm=2, tpm=1000, tokens=600) > 0
 
 
-def test_a_reply_over_the_org_limit_waits_for_capacity_instead_of_failing(simulator, catalog, make_user):
+def test_a_reply_over_the_org_limit_waits_for_capacity_instead_of_failing(simulator, catalog, make_user, settings):
+    settings.PROVIDER_LIMIT_WINDOW_SECONDS = 3  # a "minute" of 3 s
     model = catalog["o1-mini"]
     model.rpm_limit = 1
     model.save()
     user = make_user()
-    now = time.time()
-    if 60 - now % 60 < 3:  # do not straddle a minute boundary
-        wait_until(lambda: 60 - time.time() % 60 > 55, timeout=5)
-    capacity_acquire(model_slug=model.slug, rpm=1, tpm=None, tokens=1)  # someone else took this minute's request
+    wait_until(lambda: 3 - time.time() % 3 > 1.5, timeout=5)  # not at the edge of a window
+    capacity_acquire(model_slug=model.slug, rpm=1, tpm=None, tokens=1)  # someone else took this window's request
     reply = send(user, "patience [sim:think=0]")
     listener = GroupListener(reply.conversation_id)
 
