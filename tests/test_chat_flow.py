@@ -117,7 +117,9 @@ def test_a_provider_error_ends_in_failed_with_a_readable_error_and_a_refund(simu
     assert len(simulator.requests()) == services.MAX_ATTEMPTS
 
 
-@pytest.mark.parametrize("text, code", [("", "empty"), ("   \n\t", "empty"), ("a\x00b", "invalid"), ("\ud800", "invalid"), (None, "invalid")])
+@pytest.mark.parametrize(
+    "text, code", [("", "empty"), ("   \n\t", "empty"), ("a\x00b", "invalid"), ("\ud800", "invalid"), (None, "invalid")]
+)
 def test_bad_messages_are_refused_with_nothing_stored(catalog, make_user, text, code):
     user = make_user()
     with pytest.raises(services.SendRefused) as refused:
