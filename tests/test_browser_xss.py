@@ -83,10 +83,11 @@ def test_hostile_html_in_streamed_answers_is_inert_during_streaming_and_after_a_
     log_in(page, live_url, "mallory")
 
     for n, (name, payload) in enumerate(PAYLOADS.items(), start=1):
-        send(page, f"Answer {n} {directives(f'Payload {n}: {payload} and then the end of answer {n}.')}")
+        reply = f"Payload {n}:\n\n{payload}\n\nThat was the end of answer {n}."
+        send(page, f"Answer {n} {directives(reply)}")
         expect(page.locator("article.msg-assistant .msg-foot")).to_have_count(n)
         answer = last_answer(page)
-        expect(answer).to_contain_text(f"end of answer {n}.")
+        expect(answer).to_contain_text(f"That was the end of answer {n}.")
         assert executable_in(answer) == [], name
         html = answer.inner_html()
         for needle in ("<script", "onerror", "onload", "ontoggle", "javascript:", "<iframe", "srcdoc"):
@@ -102,7 +103,7 @@ def test_hostile_html_in_streamed_answers_is_inert_during_streaming_and_after_a_
     expect(page.locator("article.msg-assistant .msg-foot")).to_have_count(len(PAYLOADS))
     for n, name in enumerate(PAYLOADS, start=1):
         answer = page.locator("article.msg-assistant").nth(n - 1)
-        expect(answer).to_contain_text(f"end of answer {n}.")
+        expect(answer).to_contain_text(f"That was the end of answer {n}.")
         assert executable_in(answer) == [], name
     assert_nothing_ran(page)
 

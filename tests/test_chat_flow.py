@@ -149,3 +149,21 @@ def test_the_title_comes_from_the_first_message_without_a_model_call(simulator, 
     reply = send(make_user(), "How do I   sort a list of dicts by a key in Python without copying it?")
     assert reply.conversation.title == "How do I sort a list of dicts by a key in Python without…"
     assert simulator.requests() == []
+
+
+def test_a_message_over_the_size_limit_is_refused(catalog, make_user, settings):
+    settings.MAX_MESSAGE_CHARS = 1_000
+    with pytest.raises(services.SendRefused) as refused:
+        send(make_user(), "x" * 1_001)
+    assert refused.value.code == "too_long"
+    assert "1,001 characters; the limit is 1,000" in str(refused.value)
+    assert not Message.objects.exists()
+
+
+def test_a_disabled_model_is_refused(catalog, make_user):
+    catalog["o1-preview"].enabled = False
+    catalog["o1-preview"].save()
+    with pytest.raises(services.SendRefused) as refused:
+        send(make_user(), "hi", model="o1-preview")
+    assert refused.value.code == "unknown_model"
+    assert not Message.objects.exists()

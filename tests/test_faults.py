@@ -12,10 +12,11 @@ import pytest
 import time_machine
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+from django.test import Client
 from django.utils import timezone
 
 from chat import fanout, services
-from chat.limiter import capacity_acquire
+from chat.limiter import capacity_acquire, redis_sync
 from chat.models import LedgerEntry, Message
 from tests.conftest import ROOT, _stop, _subprocess_env, wait_until
 
@@ -76,7 +77,13 @@ def test_a_rate_limit_waits_for_retry_after_and_tells_the_user_it_waits(simulato
     assert statuses[0]["detail"] == "Waiting for capacity…"
 
 
-def test_out_of_credit_is_not_retried_refunds_and_tells_staff(simulator, catalog, make_user, caplog):
+@pytest.fixture
+def no_alert_left_behind():
+    yield
+    redis_sync().delete(services.ALERT_KEY)
+
+
+def test_out_of_credit_is_not_retried_refunds_and_tells_staff(simulator, catalog, make_user, caplog, no_alert_left_behind):
     with caplog.at_level(logging.ERROR):
         reply = generate(send(make_user(), "x [sim:fault=quota]"))
 
@@ -85,6 +92,12 @@ def test_out_of_credit_is_not_retried_refunds_and_tells_staff(simulator, catalog
     assert "out of credit" in reply.error
     assert any("insufficient_quota" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
     assert "out of credit" in services.provider_alert()
+    staff = make_user(is_staff=True)
+    staff.is_superuser = True
+    staff.save()
+    admin = Client()
+    admin.force_login(staff)
+    assert b"out of credit (insufficient_quota)" in admin.get("/admin/").content
 
 
 def test_server_errors_are_retried_with_backoff_then_succeed(simulator, catalog, make_user):

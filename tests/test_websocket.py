@@ -95,19 +95,30 @@ def test_another_users_conversation_cannot_be_followed(catalog, make_user):
 
     _, reply = services.message_send(user=make_user(), conversation_id=None, model_slug="o1-mini", text="secret plans")
 
+    frames = [
+        {"type": "subscribe", "conversation_id": reply.conversation_id},
+        {"type": "resync", "message_id": reply.id},
+        {"type": "stop", "message_id": reply.id},
+        {"type": "regenerate", "message_id": reply.id},
+        {"type": "edit", "message_id": reply.id - 1, "text": "hijacked"},
+        {"type": "send", "conversation_id": reply.conversation_id, "model": "o1-mini", "text": "me too"},
+    ]
+
     @async_to_sync
     async def run():
         _, communicator = await handshake(session_cookie(make_user()))
-        await communicator.send_json_to({"type": "subscribe", "conversation_id": reply.conversation_id})
-        first = await communicator.receive_json_from()
-        await communicator.send_json_to({"type": "resync", "message_id": reply.id})
-        second = await communicator.receive_json_from()
+        answers = []
+        for frame in frames:
+            await communicator.send_json_to(frame)
+            answers.append(await communicator.receive_json_from())
         await communicator.disconnect()
-        return first, second
+        return answers
 
     for answer in run():
         assert answer["code"] == "not_found"
         assert "secret" not in json.dumps(answer)
+    assert [m.text for m in Message.objects.filter(conversation_id=reply.conversation_id)] == ["secret plans", ""]
+    assert Message.objects.get(id=reply.id).status == "pending"
 
 
 def test_a_flood_of_frames_closes_the_socket(catalog, make_user):
