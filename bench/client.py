@@ -85,7 +85,7 @@ async def product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs: 
         text = job["prompt"].format(chat=chat, i=i)
         if turns >= job.get("turns_per_conversation", 20):
             conversation_id, turns = None, 0
-        sent_at = time.perf_counter()
+        sent_at, sent_wall = time.perf_counter(), time.time()
         await ws.send(json.dumps({"type": "send", "conversation_id": conversation_id, "model": MODEL,
                                   "text": text, "client_id": f"c{chat}-{i}"}))
         direct = asyncio.create_task(direct_ttft(client, text, errors))
@@ -109,7 +109,9 @@ async def product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs: 
         if reply_id is None or reply_id not in first_delta:
             errors.append({"chat": chat, "i": i, "what": "no text delta"})
             continue
-        pairs.append({"start": sent_at, "b": first_delta.pop(reply_id) - sent_at, "a": a})
+        b = first_delta.pop(reply_id) - sent_at
+        pairs.append({"start": sent_at, "b": b, "a": a, "reply_id": reply_id, "text": text, "sent_wall": sent_wall,
+                      "first_wall": sent_wall + b})
 
 
 async def direct_ttft(client, text: str, errors: list) -> float | None:
@@ -119,7 +121,8 @@ async def direct_ttft(client, text: str, errors: list) -> float | None:
     try:
         stream = await client.chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": text}], stream=True,
-            stream_options={"include_usage": True}, max_completion_tokens=MAX_COMPLETION_TOKENS)
+            stream_options={"include_usage": True}, max_completion_tokens=MAX_COMPLETION_TOKENS,
+            user="bench-direct")  # only marks the request in the simulator's log; ignored otherwise
         async for chunk in stream:
             if first is None and chunk.choices and chunk.choices[0].delta.content:
                 first = time.perf_counter()
@@ -149,6 +152,7 @@ async def run_ttft(job: dict) -> dict:
     return {
         "product": [p["b"] for p in kept],
         "direct": [p["a"] for p in kept],
+        "pairs": [{k: p[k] for k in ("reply_id", "text", "sent_wall", "first_wall")} for p in kept],
         "errors": errors[:20],
         "error_count": len(errors),
         "wall_s": wall,

@@ -101,6 +101,19 @@ def ttft_section(results: dict) -> list[str]:
             f"{c.get('worker', 0):.0f} % | {c.get('simulator', 0):.0f} % | {100 * r['client_cpu_s'] / r['wall_s']:.0f} % | "
             f"{ms(percentile(r['loop_lag'], 99))} | {w['machine_busy_pct'] * 2:.0f} % | {r['error_count']} |"
         )
+    parts = list(rows[0]["result"].get("breakdown", {}))
+    if parts:
+        out += ["", "Where the product's time to first token goes, p50 / p99 in ms (from the client's clock, the reply",
+                "row's `created_at` and the simulator's receive time; the simulator's 200 ms of thinking is taken out;",
+                "the last column is the same for the direct SDK call, i.e. (a) − 200 ms):", "",
+                "| server | active chats | " + " | ".join(parts) + " | direct: client → simulator → client |",
+                "| --- | --- | " + " | ".join("---" for _ in parts) + " | --- |"]
+        for row in rows:
+            r = row["result"]
+            cells = [f"{ms(percentile(r['breakdown'][k], 50))} / {ms(percentile(r['breakdown'][k], 99))}" for k in parts]
+            direct = [x - 0.2 for x in r["direct"]]
+            out.append(f"| {row['server']} | {row['chats']} | " + " | ".join(cells)
+                       + f" | {ms(percentile(direct, 50))} / {ms(percentile(direct, 99))} |")
     out.append("")
     return out
 

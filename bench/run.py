@@ -20,6 +20,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -39,7 +40,8 @@ WORKER_POOL = 40
 WEB_POOL = 10
 SIM_THINK, SIM_RATE = 1.0, 50.0  # simulator defaults; every figure sets its own with [sim:...] tags
 
-TTFT_PROMPT = "ttft chat {chat} message {i} [sim:think=0.2] [sim:tokens=5] [sim:rate=100]"
+TTFT_THINK = 0.2
+TTFT_PROMPT = f"ttft chat {{chat}} message {{i}} [sim:think={TTFT_THINK}] [sim:tokens=5] [sim:rate=100]"
 STREAM_THINK, STREAM_TOKENS, STREAM_RATE = 1.0, 200, 20.0
 STREAM_PROMPT = (f"stream chat {{chat}} [sim:think={STREAM_THINK:g}] [sim:tokens={STREAM_TOKENS}] "
                  f"[sim:rate={STREAM_RATE:g}]")
@@ -168,12 +170,49 @@ def figure_ttft(args, ctx: dict, sampler: Sampler, server: str, levels: list[int
                "sessions": ctx["sessions"][:n], "chats": n, "sim_url": ctx["sim_url"], "prompt": TTFT_PROMPT,
                "warmup": 2.0, "duration": duration}
         say(f"TTFT via {server}: {n} active chats for {duration:g}s (+2s warm-up)")
+        sim_clear(ctx["sim_url"])
         results, window = run_clients([job], ctx["workdir"], f"ttft-{server}-{n}", sampler, timeout=duration + 180)
         result = results[0]
+        result["breakdown"] = ttft_breakdown(result.pop("pairs"), ctx)
         rows.append({"server": server, "chats": n, "result": result, "window": window})
         say(f"  {len(result['product'])} product / {len(result['direct'])} direct samples, "
             f"{result['error_count']} errors")
     return rows
+
+
+def sim_clear(sim_url: str) -> None:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{sim_url}/_sim/requests", method="DELETE"), timeout=5).close()
+
+
+def ttft_breakdown(pairs: list[dict], ctx: dict) -> dict[str, list[float]]:
+    """Where the added time goes, per product sample, from three clocks on this one machine:
+    the client's, the web server's (the reply row's created_at) and the simulator's (request received)."""
+    import urllib.request
+
+    import psycopg
+
+    with urllib.request.urlopen(f"{ctx['sim_url']}/_sim/requests", timeout=10) as response:
+        requests = json.load(response)
+    received = {}
+    for r in requests:
+        if r.get("user") != "bench-direct":
+            received[r["messages"][-1]["content"]] = r["_sim"]["received_at"]
+    with psycopg.connect(ctx["db_url"]) as conn:
+        created = dict(conn.execute("SELECT id, extract(epoch FROM created_at)::float8 FROM chat_message WHERE id = ANY(%s)",
+                                    ([p["reply_id"] for p in pairs],)).fetchall())
+    parts: dict[str, list[float]] = {"send → reply row stored (web)": [], "reply row → request at the simulator (commit, "
+                                     "Celery, worker)": [], "simulator's first token → delta at the browser": []}
+    keys = list(parts)
+    for p in pairs:
+        got, row = received.get(p["text"]), created.get(p["reply_id"])
+        if got is None or row is None:
+            continue
+        parts[keys[0]].append(row - p["sent_wall"])
+        parts[keys[1]].append(got - row)
+        parts[keys[2]].append(p["first_wall"] - got - TTFT_THINK)
+    return parts
 
 
 def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[dict]:
@@ -267,20 +306,29 @@ def main() -> None:
     args.ttft_seconds_1 = 10.0 if args.quick else 30.0
     args.ttft_seconds = 6.0 if args.quick else 20.0
     args.stream_spread = 2.0
+    started = dt.datetime.now(dt.UTC)
+    # Raw results and server logs stay here (ignored by git); job files and the users' session keys
+    # go to a temporary directory that is removed at the end.
+    outdir = ROOT / "bench" / "results" / started.strftime("%Y%m%d-%H%M%S")
+    outdir.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-"))
+    say(f"results and logs in {outdir.relative_to(ROOT)}")
+    try:
+        run(args, started, outdir, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     steps = [int(x) for x in args.steps.split(",")]
     levels = [int(x) for x in args.levels.split(",")]
-
     wall0 = time.monotonic()
-    started = dt.datetime.now(dt.UTC)
     base_db = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     db_url = with_db(base_db, BENCH_DB)
     run_id = uuid.uuid4().hex[:8]
     queue, prefix = f"bench-{run_id}", f"bench-{run_id}"
-    workdir = ROOT / "bench" / "results" / started.strftime("%Y%m%d-%H%M%S")
-    workdir.mkdir(parents=True, exist_ok=True)
-    say(f"results and logs in {workdir.relative_to(ROOT)}")
 
     env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "CELERY_QUEUE": queue,
            "CHANNEL_PREFIX": prefix, "DEBUG": "false", "SECRET_KEY": BENCH_SECRET_KEY,
@@ -313,7 +361,7 @@ def main() -> None:
     # Figure 3 first, while no web server or worker holds database connections.
     if "quota" not in skip:
         say("quota admission through services.message_send")
-        quota_out = workdir / "quota.json"
+        quota_out = outdir / "quota.json"
         t = time.monotonic()
         quota_cmd = [PY, str(ROOT / "bench" / "quota.py"), "--out", str(quota_out), "--users", str(users_path),
                      "--seconds", "2" if args.quick else "4", "--runs", "3", "--race-rounds", "3" if args.quick else "5"]
@@ -326,7 +374,7 @@ def main() -> None:
         r = redis.Redis.from_url(redis_url)
         r.delete(f"{queue}-unread", f"_kombu.binding.{queue}-unread")
 
-    stack = Stack(workdir / "logs")
+    stack = Stack(outdir / "logs")
     sampler = None
     try:
         if {"ttft", "stream"} <= skip:
@@ -370,7 +418,7 @@ def main() -> None:
         if "stream" not in skip:
             profiler = None
             if os.environ.get("BENCH_PROFILE"):
-                profiler = profile_worker(worker.pid, 40, workdir / "worker-profile.speedscope.json")
+                profiler = profile_worker(worker.pid, 40, outdir / "worker-profile.speedscope.json")
             results["stream"] = figure_stream(args, ctx, sampler, steps)
             if profiler:
                 profiler.wait(60)
@@ -393,8 +441,8 @@ def main() -> None:
 
     results["finished"] = dt.datetime.now(dt.UTC).isoformat()
     results["duration_s"] = time.monotonic() - wall0
-    results["logs"] = {p.name: p.read_text(errors="replace")[-3000:] for p in sorted((workdir / "logs").glob("*.log"))}
-    (workdir / "results.json").write_text(json.dumps(results))
+    results["logs"] = {p.name: p.read_text(errors="replace")[-3000:] for p in sorted((outdir / "logs").glob("*.log"))}
+    (outdir / "results.json").write_text(json.dumps(results))
     Path(args.out).write_text(report.render(results))
     say(f"wrote {args.out} in {results['duration_s']:.0f}s")
 

@@ -28,6 +28,13 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
         "quota": services.quota_json(request.user),
         "max_chars": settings.MAX_MESSAGE_CHARS,
         "username": request.user.get_username(),
+        # The stored messages, so a reload shows the conversation before the socket opens.
+        "snapshot": {
+            "conversation": services.conversation_json(conversation),
+            "messages": [services.message_json(m) for m in selectors.conversation_messages(conversation=conversation)],
+        }
+        if conversation
+        else None,
     }
     return render(request, "chat/chat.html", {"bootstrap": bootstrap, "conversation": conversation})
 

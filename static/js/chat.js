@@ -1556,7 +1556,8 @@
 
   paintSidebar();
   paintPicker();
-  setMessages([]);
+  if (boot.snapshot) onSnapshot(boot.snapshot); // the socket's snapshot refreshes it
+  else setMessages([]);
   autoGrow(el.prompt, promptMax());
   if (!state.conversationId && !narrow.matches) el.prompt.focus();
   // A first connect that fails should say so; a quick one should not flash a banner.

@@ -1,0 +1,146 @@
+"""The README's screenshots, taken from the live stack (ASGI server, Celery worker,
+simulator; fixtures in conftest.py) in Debian's Chromium, into docs/screenshots/.
+
+Run with `make screenshots`. Not part of `make test`: the file name does not match
+`test_*.py`, and pytest collects it only when it is named on the command line."""
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from django.apps import apps
+from playwright.sync_api import Page, expect
+
+from chat.services import message_send
+from tests.conftest import wait_until
+from tests.test_browser_chat import last_answer, log_in, send
+
+OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+EARLIER_CHATS = [
+    "Proof that the square root of 2 is irrational",
+    "Refactor the billing cron job",
+    "Summarise the Q3 incident report",
+    "SQL for the weekly retention cohort",
+]
+
+
+@contextmanager
+def browsing(browser, *, viewport=DESKTOP, color_scheme="light", storage_state=None) -> Iterator[Page]:
+    context = browser.new_context(
+        viewport=viewport, color_scheme=color_scheme, device_scale_factor=1, storage_state=storage_state,
+        reduced_motion="reduce",
+    )
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def shoot(page: Page, name: str) -> None:
+    OUT.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(0, page.viewport_size["height"] - 1)  # no hover effects
+    page.screenshot(path=OUT / name, animations="disabled", caret="hide")
+
+
+def earlier_chats(user, model) -> None:
+    Conversation = apps.get_model("chat", "Conversation")
+    Message = apps.get_model("chat", "Message")
+    for title in EARLIER_CHATS:
+        conversation = Conversation.objects.create(user=user, title=title, model=model)
+        Message.objects.create(conversation=conversation, role="user", model=model, text=title)
+
+
+def test_desktop_light_dark_and_phone(live_url, browser, make_user, catalog):
+    user = make_user("ada")
+    earlier_chats(user, catalog["o1-mini"])
+    with browsing(browser) as page:
+        log_in(page, live_url, "ada")
+        send(page, "Write a Python function that greets someone by name, and show it as markdown.")
+        answer = last_answer(page)
+        expect(answer.locator(".code-block code.hljs .hljs-keyword").first).to_have_text("def")
+        expect(answer.locator(".msg-foot")).to_be_visible()
+        url = page.url
+        state = page.context.storage_state()
+        page.locator("#prompt").blur()
+        shoot(page, "desktop-light.png")
+
+    with browsing(browser, color_scheme="dark", storage_state=state) as page:
+        page.goto(url)
+        expect(last_answer(page).locator(".code-block code.hljs .hljs-keyword").first).to_have_text("def")
+        shoot(page, "desktop-dark.png")
+
+    with browsing(browser, viewport=PHONE, storage_state=state) as page:
+        page.goto(url)
+        expect(last_answer(page).locator(".code-block code.hljs .hljs-keyword").first).to_have_text("def")
+        shoot(page, "phone.png")
+
+
+def test_thinking(live_url, browser, make_user, catalog):
+    """A long think without a directive in the message: the page is kept from hearing
+    the answer (its text deltas are held back), so it shows what a slow model looks like."""
+    user = make_user("ada")
+    earlier_chats(user, catalog["o1-mini"])
+    with browsing(browser) as page:
+
+        def handle(ws):
+            server = ws.connect_to_server()
+            ws.on_message(lambda message: server.send(message))
+            server.on_message(lambda message: None if '"type":"delta"' in message.replace(" ", "")
+                              or '"type":"done"' in message.replace(" ", "") else ws.send(message))
+
+        page.route_web_socket(re.compile(r".*/ws/chat/$"), handle)
+        log_in(page, live_url, "ada")
+        send(page, "Is there a closed form for the number of spanning trees of a 3×n grid graph?")
+        expect(last_answer(page).locator("details.reasoning summary")).to_have_text("Thinking… 4s", timeout=10_000)
+        shoot(page, "thinking.png")
+
+
+def test_quota_exhausted(live_url, browser, make_user, catalog):
+    user = make_user("ada")
+    earlier_chats(user, catalog["o1-mini"])
+    apps.get_model("chat", "QuotaOverride").objects.create(
+        user=user, model=catalog["o1-preview"], messages=1, window_kind="anchored", window_length=7, window_unit="day"
+    )
+    with browsing(browser) as page:
+        log_in(page, live_url, "ada")
+        send(page, "Prove that there are infinitely many primes.")
+        expect(last_answer(page).locator(".msg-foot")).to_be_visible()
+        send(page, "And are there infinitely many twin primes?")
+        banner = page.get_by_role("alert").filter(has_text="limit reached")
+        expect(banner.get_by_role("button", name="Switch to o1-mini")).to_be_visible()
+        shoot(page, "quota-exhausted.png")
+
+
+def test_admin_dashboard(live_url, browser, make_user, catalog):
+    Message = apps.get_model("chat", "Message")
+    admin = make_user("admin", is_staff=True)
+    admin.is_superuser = True  # the dashboard also needs permission to read the quota ledger
+    admin.save()
+    plan = {"ada": 6, "grace": 4, "linus": 3, "margaret": 2, "alan": 1}
+    models = ["o1-preview", "o1-mini", "gpt-4o"]
+    for name, rounds in plan.items():
+        user = make_user(name)
+        conversation_id = None
+        for n in range(rounds):
+            wait_until(lambda: not Message.objects.filter(conversation__user=user, status__in=["pending", "streaming"])
+                       .exists(), timeout=30, what="the previous answer")
+            _, reply = message_send(user=user, conversation_id=conversation_id, model_slug=models[n % 3],
+                                    text=f"Question {n + 1} from {name}")
+            conversation_id = reply.conversation_id
+    wait_until(lambda: not Message.objects.filter(status__in=["pending", "streaming"]).exists(),
+               timeout=30, what="every answer")
+    with browsing(browser) as page:
+        log_in(page, live_url, "admin")
+        page.goto(f"{live_url}/usage/?days=7")
+        expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible()
+        page.wait_for_function("() => window.Chart && Object.keys(window.Chart.instances).length >= 3")
+        shoot(page, "admin-dashboard.png")
+
