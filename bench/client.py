@@ -66,7 +66,7 @@ async def open_socket(job: dict, session: str):
 
 async def wait_for_go() -> None:
     print("ready", flush=True)
-    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await stdin_line()
 
 
 # --- Figure 1: time to first token ---------------------------------------------------
@@ -265,7 +265,9 @@ def reply_metrics(reply: Reply, rate: float) -> dict:
     status = (reply.done or {}).get("status")
     # What the person ends up reading: the final stored text from `done` (the browser shows it), else the stream.
     final = stored if reply.done is not None else reply.streamed
-    if reply.done is None:
+    if reply.error == "connect failed":
+        outcome = "connect failed"
+    elif reply.done is None:
         outcome = "socket closed" if "ConnectionClosed" in reply.error else "no done"
     elif status != "done":
         outcome = f"status {status}"
@@ -301,38 +303,68 @@ async def run_stream(job: dict) -> dict:
     sessions = job["sessions"]
     sem = asyncio.Semaphore(50)
 
+    connect_errors: list[str] = []
+
     async def opened(s: str):
         async with sem:
-            return await open_socket(job, s)
+            try:
+                return await open_socket(job, s)
+            except Exception as exc:  # the server refused or failed the handshake: count it
+                connect_errors.append(repr(exc)[:200])
+                return None
 
     t = time.perf_counter()
     sockets = await asyncio.gather(*(opened(s) for s in sessions))
     connect_s = time.perf_counter() - t
-    start_line = await asyncio.get_running_loop().run_in_executor(None, _ready_and_read)
-    start_at = float(start_line)
+    print("ready", flush=True)
+    start_at = float(await stdin_line())
     lag, cpu0, wall0 = LoopLag(), psutil.Process().cpu_times(), time.perf_counter()
     lag.start()
     first = job["first_chat"]
     replies = [Reply(chat=first + i, text_sent=job["prompt"].format(chat=first + i)) for i in range(len(sockets))]
     spread = job["spread"]
     total = job["total_chats"]
-    await asyncio.gather(*(stream_one(job, ws, r, start_at + spread * (r.chat / total))
-                           for ws, r in zip(sockets, replies, strict=True)))
+    for ws, r in zip(sockets, replies, strict=True):
+        if ws is None:
+            r.error = "connect failed"
+    tasks = [asyncio.create_task(stream_one(job, ws, r, start_at + spread * (r.chat / total)))
+             for ws, r in zip(sockets, replies, strict=True) if ws is not None]
+    # The runner writes "stop" when the database shows no reply moving any more: stop waiting then.
+    stop = asyncio.create_task(stdin_line())
+    pending = set(tasks)
+    while pending and not stop.done():
+        _, pending = await asyncio.wait(pending | {stop}, return_when=asyncio.FIRST_COMPLETED)
+        pending.discard(stop)
+    stop.cancel()
+    for t in pending:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for r in replies:
+        if r.done is None and not r.error:
+            r.error = "no done when the run stopped: no reply was moving any more"
     lag.stop()
     cpu1, wall = psutil.Process().cpu_times(), time.perf_counter() - wall0
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    await asyncio.gather(*(ws.close() for ws in sockets if ws is not None), return_exceptions=True)
     return {
         "replies": [reply_metrics(r, job["rate"]) for r in replies],
         "connect_s": connect_s,
+        "connect_errors": connect_errors,
         "wall_s": wall,
         "client_cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
         "loop_lag": lag.samples,
     }
 
 
-def _ready_and_read() -> str:
-    print("ready", flush=True)
-    return sys.stdin.readline().strip()
+_stdin: asyncio.StreamReader | None = None
+
+
+async def stdin_line() -> str:
+    """The next line from the runner, read without a thread (a blocked reader thread would delay exit)."""
+    global _stdin
+    if _stdin is None:
+        _stdin = asyncio.StreamReader()
+        await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(_stdin), sys.stdin)
+    return (await _stdin.readline()).decode().strip()
 
 
 async def main() -> None:

@@ -146,6 +146,14 @@ def main() -> None:
     ctx = multiprocessing.get_context("spawn")
     tasks, results, gate = ctx.Queue(), ctx.Queue(), ctx.Barrier(P)
 
+    t0 = time.monotonic()
+
+    def rates(runs: list[dict]) -> str:
+        return ", ".join(f"{r['per_second']:.0f}/s" for r in runs)
+
+    def note(what: str) -> None:
+        print(f"[quota +{time.monotonic() - t0:5.1f}s] {what}", file=sys.stderr, flush=True)
+
     def fire(per_process_lanes: list[list[list[int]]], seconds: float | None, reserve_only: bool = False) -> dict:
         for lanes in per_process_lanes:
             tasks.put({"lanes": lanes, "seconds": seconds, "reserve_only": reserve_only})
@@ -166,6 +174,7 @@ def main() -> None:
                  "users": len(quota_users)}
     for r in racers:
         r.start()
+    note("racers started")
     try:
         # Distinct users: each thread owns its users, so no two sends wait on the same row lock.
         # Each user gets at most PER_USER sends over all runs, under the plan's 50 a day.
@@ -179,14 +188,15 @@ def main() -> None:
             lanes = [lane * sends_each for lane in lanes]
             return [lanes[p * T:(p + 1) * T] for p in range(P)]
 
-        for key, users, reserve_only in (("distinct", quota_users[:half], False),
-                                         ("reserve_only", quota_users[half:], True)):
+        for key, users, reserve_only, n_runs in (("distinct", quota_users[:half], False, args.runs),
+                                                 ("reserve_only", quota_users[half:], True, max(1, args.runs - 1))):
             runs = []
-            for _ in range(args.runs):
+            for _ in range(n_runs):
                 result = fire(distinct_lanes(users, per_run), args.seconds, reserve_only)
                 result.pop("outcomes")
                 runs.append(result)
             out[key] = runs
+            note(f"{key}: {rates(runs)}")
         out["users"] = half
 
         # One hot user: each send waits for the one before (the profile and counter row locks).
@@ -194,11 +204,12 @@ def main() -> None:
         QuotaOverride.objects.create(user=hot, model=mini, messages=1_000_000, window_kind="anchored",
                                      window_length=1, window_unit="day")
         hot_runs = []
-        for _ in range(args.runs):
+        for _ in range(max(1, args.runs - 1)):
             result = fire([[[hot.id] * 100_000 for _ in range(T)] for _ in range(P)], args.seconds)
             result.pop("outcomes")
             hot_runs.append(result)
         out["hot"] = hot_runs
+        note(f"hot user: {rates(hot_runs)}")
 
         # The last slot: a limit of 3 with 2 used, then 100 sends at once from P processes.
         races = []
@@ -220,6 +231,7 @@ def main() -> None:
                           "counter_used": used, "replies_stored": replies,
                           "over_admitted": max(0, admitted - 1, used - 3, replies - 3)})
         out["race"] = races
+        note(f"races: admitted {[r['admitted'] for r in races]}")
         connections.close_all()
     finally:
         for _ in racers:

@@ -138,8 +138,8 @@ def stream_section(results: dict) -> list[str]:
         "  deterministic answer for that prompt, and so does the text assembled from deltas (\"tail only in `done`\"",
         "  counts replies whose last deltas never arrived, so only `done` completed them); **lost / duplicated**:",
         "  the final text is shorter / longer than that answer; **failed**: the reply ended `failed`, no `done`",
-        f"  came within {s['stream_think'] + s['stream_tokens'] / s['stream_rate'] + 30:.0f} s of sending, or the server "
-        "closed the socket;",
+        f"  came within {s['stream_think'] + s['stream_tokens'] / s['stream_rate'] + 60:.0f} s of sending, or the server "
+        "closed the socket, or the WebSocket handshake failed;",
         "- **added inter-chunk delay** of a delta = its gap since the previous delta at the client − (new whole tokens",
         f"  it carries × {interval * 1000:.0f} ms), i.e. how much later than the simulator's pacing it came. Deltas are",
         f"  coalesced every {s['flush_seconds'] * 1000:.0f} ms by design, and this subtracts their token count, so",
@@ -165,8 +165,9 @@ def stream_section(results: dict) -> list[str]:
         tail_fixed = outcomes.count("complete at done")
         lost = outcomes.count("lost text")
         dup = outcomes.count("duplicated text")
-        failed = sum(1 for o in outcomes if o.startswith("status") or o in ("no done", "socket closed"))
+        failed = sum(1 for o in outcomes if o.startswith("status") or o in ("no done", "socket closed", "connect failed"))
         closed = outcomes.count("socket closed")
+        refused = outcomes.count("connect failed")
         gaps = sum(r["gaps"] for r in replies)
         overlaps = sum(r["overlaps"] for r in replies)
         added = [x for r in replies for x in r["added_gaps"]]
@@ -178,7 +179,8 @@ def stream_section(results: dict) -> list[str]:
         target = "all complete, p99 ≤ 100 ms" + (" (≥ 500 held)" if n >= STREAMS else "")
         out.append(
             f"| {n} | {peak} (in the DB: {row.get('peak_streaming_db', '–')}) | {complete} | {failed}"
-            f"{f' ({closed} sockets closed by the server)' if closed else ''} | {lost} | {dup} | {gaps} / {overlaps} / {tail_fixed} | "
+            f"{f'; {closed} sockets closed by the server' if closed else ''}"
+            f"{f'; {refused} handshakes failed' if refused else ''} | {lost} | {dup} | {gaps} / {overlaps} / {tail_fixed} | "
             f"{ms(percentile(added, 50))} / **{ms(p99)}** | {ms(percentile(lag, 99))} | {ms(percentile(ttft, 50))} / "
             f"{ms(percentile(ttft, 99))} | {target} | {yes(ok and (n < STREAMS or peak >= STREAMS))} |"
         )
@@ -187,7 +189,8 @@ def stream_section(results: dict) -> list[str]:
         held = max(row.get("peak_streaming_db") or 0, peak)
         per_held = (w["peak_rss"].get("worker", 0) - row["idle_worker_rss"]) / held / 2**20 if held else math.nan
         mem_rows.append((n, w, row, per_gen, per_held))
-    errors = sorted({r["error"] for row in rows for res in row["results"] for r in res["replies"] if r["error"]})
+    errors = sorted({r["error"] for row in rows for res in row["results"] for r in res["replies"] if r["error"]}
+                    | {e for row in rows for res in row["results"] for e in res.get("connect_errors", [])})
     if errors:
         out += ["", "Errors seen by clients or stored on failed replies (distinct): "
                 + "; ".join(f"`{e[:160]}`" for e in errors[:8])]
@@ -278,6 +281,39 @@ def quota_section(results: dict) -> list[str]:
     return out
 
 
+def profile_section(results: dict) -> list[str]:
+    profiles = results.get("profiles") or {}
+    out = ["## Profiles", ""]
+    if not results.get("profiler"):
+        return out + ["No profile: py-spy is not installed (`.venv/bin/pip install py-spy`, then `make bench` again).", ""]
+    out += ["Taken by `make bench` itself with py-spy (`py-spy record --nonblocking --rate 50 --threads`), while the",
+            "figure named below ran; raw stacks in `bench/results/<date>/*.pyspy.txt`. Percentages are of the samples",
+            "named in each heading; a function's share includes what it calls.", ""]
+    web = profiles.get("web")
+    if web:
+        st = web["sync_thread"]
+        busy = 100 * st["busy_samples"] / st["samples"] if st["samples"] else math.nan
+        out += [f"### Web server: {web['what']}", "",
+                "Channels runs every `database_sync_to_async` call of every socket of the process in one thread",
+                f"(`ThreadPoolExecutor-0_0`); it was running a call in **{busy:.0f} %** of its {st['samples']} samples "
+                "(`--idle` sampling). Inside those calls:", "",
+                "| share of the busy samples | function |", "| --- | --- |"]
+        out += [f"| {100 * c / st['busy_samples']:.0f} % | `{f}` |" for f, c in st["functions"]]
+        out.append("")
+    worker = profiles.get("worker")
+    if worker:
+        pr = worker["process"]
+        out += [f"### Worker: {worker['what']}", "",
+                f"Samples holding the GIL (`--gil`): {pr['samples']} in 10 s at 50 Hz, i.e. the worker's Python ran "
+                f"{100 * pr['samples'] / 500:.0f} % of the time. By thread:", "",
+                "| share | thread |", "| --- | --- |"]
+        out += [f"| {100 * c / pr['samples']:.0f} % | `{t}` |" for t, c in pr["threads"]]
+        out += ["", "| share | function |", "| --- | --- |"]
+        out += [f"| {100 * c / pr['samples']:.0f} % | `{f}` |" for f, c in pr["functions"]]
+        out.append("")
+    return out
+
+
 def render(results: dict) -> str:
     m, v = results["machine"], results["versions"]
     out = [
@@ -319,6 +355,8 @@ def render(results: dict) -> str:
     out += ttft_section(results)
     out += stream_section(results)
     out += quota_section(results)
+    if "profiles" in results:
+        out += profile_section(results)
     if results.get("notes"):
         out += ["## Notes", "", *results["notes"], ""]
     return "\n".join(out) + "\n"

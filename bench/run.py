@@ -29,7 +29,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import report  # noqa: E402
+from bench import profile, report  # noqa: E402
 from bench.stack import PY, Sampler, Stack, start_simulator, start_web, start_worker  # noqa: E402
 
 BENCH_DB = "bench_chat"
@@ -125,6 +125,12 @@ class Client:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
+    def stop(self) -> None:
+        try:
+            self.go("stop")
+        except (BrokenPipeError, OSError):
+            pass  # it has finished already
+
     def result(self, timeout: float) -> dict:
         try:
             self.proc.wait(timeout)
@@ -143,7 +149,7 @@ class Client:
 
 
 def run_clients(jobs: list[dict], workdir: Path, name: str, sampler: Sampler, timeout: float,
-                go_line=lambda: "go") -> tuple[list[dict], dict]:
+                go_line=lambda: "go", on_go=None, stuck=None) -> tuple[list[dict], dict]:
     clients = [Client(job, workdir, f"{name}-{i}") for i, job in enumerate(jobs)]
     try:
         for c in clients:
@@ -153,6 +159,17 @@ def run_clients(jobs: list[dict], workdir: Path, name: str, sampler: Sampler, ti
         line = go_line()
         for c in clients:
             c.go(line)
+        if on_go:
+            on_go()
+        if stuck is not None:
+            deadline = time.monotonic() + timeout
+            while any(c.proc.poll() is None for c in clients) and time.monotonic() < deadline:
+                if stuck():
+                    say("  no reply moving in the database any more: stopping the clients")
+                    for c in clients:
+                        c.stop()
+                    break
+                time.sleep(0.5)
         results = [c.result(timeout) for c in clients]
         window = sampler.end_window()
         sampler.remove("client")
@@ -171,9 +188,26 @@ def figure_ttft(args, ctx: dict, sampler: Sampler, server: str, levels: list[int
                "warmup": 2.0, "duration": duration}
         say(f"TTFT via {server}: {n} active chats for {duration:g}s (+2s warm-up)")
         sim_clear(ctx["sim_url"])
-        results, window = run_clients([job], ctx["workdir"], f"ttft-{server}-{n}", sampler, timeout=duration + 180)
+        recording: list = []
+
+        def start_profile(n=n, recording=recording, duration=duration) -> None:
+            if ctx.get("profile") and server == "uvicorn" and n == max(levels):
+                recording.append(profile.Recording(ctx["web_pid"], duration, ctx["outdir"] / "web.pyspy.txt",
+                                                   gil_only=False))
+
+        results, window = run_clients([job], ctx["workdir"], f"ttft-{server}-{n}", sampler, timeout=duration + 180,
+                                      on_go=start_profile)
         result = results[0]
         result["breakdown"] = ttft_breakdown(result.pop("pairs"), ctx)
+        if recording:
+            rows_ = recording[0].wait()
+            ctx["profiles"]["web"] = {
+                "what": f"uvicorn, {n} active chats (figure 1), {duration:g} s",
+                "sync_thread": profile.summarise(rows_, thread="ThreadPoolExecutor-0_0",
+                                                 busy_marker="SyncToAsync.thread_handler",
+                                                 patterns=("chat/", "check_connection", "channels/auth", "sessions/")),
+                "event_loop": profile.summarise(rows_, thread="MainThread", patterns=("chat/", "channels/", "uvicorn/")),
+            }
         rows.append({"server": server, "chats": n, "result": result, "window": window})
         say(f"  {len(result['product'])} product / {len(result['direct'])} direct samples, "
             f"{result['error_count']} errors")
@@ -230,19 +264,44 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
                          "cookie_name": ctx["cookie_name"], "sessions": ctx["sessions"][first:first + count],
                          "first_chat": first, "total_chats": n, "prompt": STREAM_PROMPT.replace("{chat}", f"{{chat}} step {n}"),
                          "rate": STREAM_RATE, "spread": args.stream_spread,
-                         "reply_timeout": STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 30})
+                         "reply_timeout": STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 60})
             first += count
         say(f"streams: {n} simultaneous chats ({shards} client process(es)), "
             f"{STREAM_TOKENS} tokens at {STREAM_RATE:g}/s after {STREAM_THINK:g}s thinking")
         before_worker = sampler.rss("worker")
         started_at = dt.datetime.now(dt.UTC)
         poller = LivePoller(ctx["db_url"], started_at)
+        recording: list = []
+        timers: list = []
+
+        def start_profile(n=n, recording=recording, timers=timers) -> None:
+            import threading
+
+            if ctx.get("profile") and n == steps[len(steps) // 2]:
+                def go(recording=recording) -> None:
+                    recording.append(profile.Recording(ctx["worker_pid"], 10, ctx["outdir"] / "worker.pyspy.txt",
+                                                       gil_only=True))
+                timers.append(threading.Timer(STREAM_THINK + 4, go))
+                timers[-1].start()
+
         try:
             results, window = run_clients(jobs, ctx["workdir"], f"stream-{n}", sampler,
                                           timeout=STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 150,
-                                          go_line=lambda: str(time.time() + 0.5))
+                                          go_line=lambda: str(time.time() + 0.5), on_go=start_profile,
+                                          stuck=poller.stuck)
         finally:
             poller.stop()
+            for t in timers:
+                t.cancel()
+        if recording:
+            rows_ = recording[0].wait()
+            ctx["profiles"]["worker"] = {
+                "what": f"Celery worker, {n} simultaneous chats (figure 2), 10 s from {STREAM_THINK + 4:g} s after the sends",
+                "process": profile.summarise(rows_, patterns=("chat/", "channels_redis/core", "openai/_streaming",
+                                                             "openai/_base_client", "psycopg_pool", "kombu/transport",
+                                                             "BaseEventLoop._run_once"),
+                                             busy_marker=""),
+            }
         with psycopg.connect(ctx["db_url"]) as conn:
             statuses = dict(conn.execute(
                 "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s "
@@ -264,6 +323,9 @@ class LivePoller:
 
         self.db_url, self.since = db_url, since
         self.peak_streaming = self.peak_pending = 0
+        self.signature: tuple = ()
+        self.changed_at = time.monotonic()
+        self.streaming = 0
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -275,23 +337,23 @@ class LivePoller:
             while not self.stopped.wait(0.5):
                 counts = dict(conn.execute(
                     "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s "
-                    "AND status IN ('pending', 'streaming') GROUP BY status", (self.since,)).fetchall())
-                self.peak_streaming = max(self.peak_streaming, counts.get("streaming", 0))
+                    "GROUP BY status", (self.since,)).fetchall())
+                self.streaming = counts.get("streaming", 0)
+                self.peak_streaming = max(self.peak_streaming, self.streaming)
                 self.peak_pending = max(self.peak_pending, counts.get("pending", 0))
+                signature = tuple(sorted(counts.items()))
+                if signature != self.signature:
+                    self.signature, self.changed_at = signature, time.monotonic()
+
+    def stuck(self) -> bool:
+        """Nothing streams and no reply was created or changed status for 15 s: what is left never moves.
+
+        (A task still waiting for a database connection gives up after DB_POOL_TIMEOUT, 10 s.)"""
+        return self.signature != () and self.streaming == 0 and time.monotonic() - self.changed_at > 15
 
     def stop(self) -> None:
         self.stopped.set()
         self.thread.join(5)
-
-
-def profile_worker(pid: int, seconds: int, out: Path) -> subprocess.Popen | None:
-    py_spy = shutil.which("py-spy") or str(Path(PY).parent / "py-spy")
-    if not Path(py_spy).exists():
-        say("py-spy is not installed: no profile (pip install py-spy)")
-        return None
-    return subprocess.Popen([py_spy, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "50",
-                             "--format", "speedscope", "--output", str(out), "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def main() -> None:
@@ -301,9 +363,10 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated figures to skip: ttft,stream,quota")
     parser.add_argument("--steps", default="50,200,500", help="simultaneous chats per streaming step")
     parser.add_argument("--levels", default="1,10,50", help="active chats per TTFT level")
+    parser.add_argument("--no-profile", action="store_true", help="do not run py-spy even if it is installed")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
-    args.ttft_seconds_1 = 10.0 if args.quick else 30.0
+    args.ttft_seconds_1 = 10.0 if args.quick else 20.0
     args.ttft_seconds = 6.0 if args.quick else 20.0
     args.stream_spread = 2.0
     started = dt.datetime.now(dt.UTC)
@@ -364,7 +427,7 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
         quota_out = outdir / "quota.json"
         t = time.monotonic()
         quota_cmd = [PY, str(ROOT / "bench" / "quota.py"), "--out", str(quota_out), "--users", str(users_path),
-                     "--seconds", "2" if args.quick else "4", "--runs", "3", "--race-rounds", "3" if args.quick else "5"]
+                     "--seconds", "2" if args.quick else "3", "--runs", "3", "--race-rounds", "3" if args.quick else "5"]
         subprocess.run(quota_cmd, cwd=ROOT, env={**env, "CELERY_QUEUE": f"{queue}-unread"}, check=True)
         results["quota"] = json.loads(quota_out.read_text())
         results["quota"]["command"] = "bench/quota.py " + " ".join(quota_cmd[2:]).replace(str(ROOT) + "/", "")
@@ -387,7 +450,11 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
         sampler = Sampler({"web": web.pid, "worker": worker.pid, "simulator": sim.pid})
         ctx = {"ws_url": f"ws://127.0.0.1:{port}/ws/chat/", "origin": f"http://127.0.0.1:{port}",
                "cookie_name": users["cookie_name"], "sessions": [u["session"] for u in users["stream_users"]],
-               "sim_url": sim_url, "workdir": workdir, "db_url": db_url}
+               "sim_url": sim_url, "workdir": workdir, "db_url": db_url, "outdir": outdir,
+               "web_pid": web.pid, "worker_pid": worker.pid, "profile": profile.available() and not args.no_profile,
+               "profiles": {}}
+        results["profiles"] = ctx["profiles"]
+        results["profiler"] = "py-spy" if ctx["profile"] else None
         results["commands"] = {
             "simulator": " ".join(sim.command).replace(PY, ".venv/bin/python"),
             "web": " ".join(web.command).replace(PY, ".venv/bin/python"),
@@ -406,22 +473,18 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
                 results["commands"]["web (daphne)"] = " ".join(web_d.command).replace(str(Path(PY).parent), ".venv/bin")
                 ctx_d = {**ctx, "ws_url": f"ws://127.0.0.1:{port_d}/ws/chat/", "origin": f"http://127.0.0.1:{port_d}"}
                 time.sleep(1)
-                results["ttft"] += figure_ttft(args, ctx_d, sampler, "daphne", [lv for lv in levels if lv in (1, max(levels))])
+                results["ttft"] += figure_ttft(args, ctx_d, sampler, "daphne", [max(levels)])
                 stack.stop(web_d)
                 sampler.remove("web")
                 # A fresh uvicorn for the streaming figure, so its memory is measured from idle.
                 web, port = start_web(stack, server_env, "uvicorn")
                 sampler.add("web", web.pid)
-                ctx = {**ctx, "ws_url": f"ws://127.0.0.1:{port}/ws/chat/", "origin": f"http://127.0.0.1:{port}"}
+                ctx = {**ctx, "ws_url": f"ws://127.0.0.1:{port}/ws/chat/", "origin": f"http://127.0.0.1:{port}",
+                       "web_pid": web.pid}
                 time.sleep(1)
 
         if "stream" not in skip:
-            profiler = None
-            if os.environ.get("BENCH_PROFILE"):
-                profiler = profile_worker(worker.pid, 40, outdir / "worker-profile.speedscope.json")
             results["stream"] = figure_stream(args, ctx, sampler, steps)
-            if profiler:
-                profiler.wait(60)
         for proc in stack.procs:
             if not proc.alive():
                 say(f"{proc.name} died:\n{proc.log_tail()}")

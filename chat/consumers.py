@@ -5,8 +5,9 @@ The protocol is in docs/protocol.md.
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
@@ -15,6 +16,15 @@ from . import fanout, selectors, services
 from .models import Message
 
 MAX_FRAME_BYTES_OVERHEAD = 4096
+# Channels' default runs every ORM call of the process in ONE thread; sends from
+# many sockets would queue behind each other. A pool, sized to the DB pool, does not.
+_db_threads = ThreadPoolExecutor(max_workers=settings.WEB_DB_THREADS, thread_name_prefix="db")
+
+
+def database_sync_to_async(func):
+    return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_db_threads)
+
+
 FLOOD_BURST = 30
 FLOOD_PER_SECOND = 10.0
 

@@ -208,6 +208,8 @@ STREAM_FLUSH_SECONDS = env_float("STREAM_FLUSH_SECONDS", 0.05)
 STREAM_CHECKPOINT_SECONDS = env_float("STREAM_CHECKPOINT_SECONDS", 1.0)
 
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 100_000)
+# Threads for the WebSocket consumer's database work; keep below DB_POOL_MAX.
+WEB_DB_THREADS = env_int("WEB_DB_THREADS", 8)
 MAX_LIVE_REPLIES = env_int("MAX_LIVE_REPLIES", 3)
 # Retries of transient provider errors back off from this, doubling each time.
 PROVIDER_RETRY_BASE_SECONDS = env_float("PROVIDER_RETRY_BASE_SECONDS", 0.5)

@@ -4,12 +4,15 @@ simulator; fixtures in conftest.py) in Debian's Chromium, into docs/screenshots/
 Run with `make screenshots`. Not part of `make test`: the file name does not match
 `test_*.py`, and pytest collects it only when it is named on the command line."""
 
+import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 
 from django.apps import apps
+from django.db.models import F
 from playwright.sync_api import Page, expect
 
 from chat.services import message_send
@@ -47,6 +50,7 @@ def browsing(browser, *, viewport=DESKTOP, color_scheme="light", storage_state=N
 def shoot(page: Page, name: str) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     page.mouse.move(0, page.viewport_size["height"] - 1)  # no hover effects
+    page.evaluate("document.activeElement && document.activeElement.blur()")  # no focus ring
     page.screenshot(path=OUT / name, animations="disabled", caret="hide")
 
 
@@ -69,7 +73,6 @@ def test_desktop_light_dark_and_phone(live_url, browser, make_user, catalog):
         expect(answer.locator(".msg-foot")).to_be_visible()
         url = page.url
         state = page.context.storage_state()
-        page.locator("#prompt").blur()
         shoot(page, "desktop-light.png")
 
     with browsing(browser, color_scheme="dark", storage_state=state) as page:
@@ -93,8 +96,7 @@ def test_thinking(live_url, browser, make_user, catalog):
         def handle(ws):
             server = ws.connect_to_server()
             ws.on_message(lambda message: server.send(message))
-            server.on_message(lambda message: None if '"type":"delta"' in message.replace(" ", "")
-                              or '"type":"done"' in message.replace(" ", "") else ws.send(message))
+            server.on_message(lambda message: None if json.loads(message)["type"] in ("delta", "done") else ws.send(message))
 
         page.route_web_socket(re.compile(r".*/ws/chat/$"), handle)
         log_in(page, live_url, "ada")
@@ -120,27 +122,35 @@ def test_quota_exhausted(live_url, browser, make_user, catalog):
 
 
 def test_admin_dashboard(live_url, browser, make_user, catalog):
+    """Usage from real sends (the worker answers them through the simulator); the ledger
+    entries are then spread over the past week so the daily chart shows a week."""
     Message = apps.get_model("chat", "Message")
+    LedgerEntry = apps.get_model("chat", "LedgerEntry")
     admin = make_user("admin", is_staff=True)
     admin.is_superuser = True  # the dashboard also needs permission to read the quota ledger
     admin.save()
-    plan = {"ada": 6, "grace": 4, "linus": 3, "margaret": 2, "alan": 1}
+    rounds = {"ada": 9, "grace": 7, "linus": 5, "margaret": 4, "alan": 3, "edsger": 2}
+    users = {name: make_user(name) for name in rounds}
+    apps.get_model("chat", "QuotaOverride").objects.create(  # someone at their limit
+        user=users["linus"], model=catalog["o1-preview"], messages=2, window_kind="anchored", window_length=7,
+        window_unit="day",
+    )
     models = ["o1-preview", "o1-mini", "gpt-4o"]
-    for name, rounds in plan.items():
-        user = make_user(name)
-        conversation_id = None
-        for n in range(rounds):
-            wait_until(lambda: not Message.objects.filter(conversation__user=user, status__in=["pending", "streaming"])
-                       .exists(), timeout=30, what="the previous answer")
-            _, reply = message_send(user=user, conversation_id=conversation_id, model_slug=models[n % 3],
-                                    text=f"Question {n + 1} from {name}")
-            conversation_id = reply.conversation_id
-    wait_until(lambda: not Message.objects.filter(status__in=["pending", "streaming"]).exists(),
-               timeout=30, what="every answer")
+    conversations: dict[str, int | None] = dict.fromkeys(rounds)
+    for n in range(max(rounds.values())):
+        for name, user in users.items():
+            if n < rounds[name]:
+                _, reply = message_send(user=user, conversation_id=conversations[name],
+                                        model_slug=models[n % 3], text=f"Question {n + 1} from {name}")
+                conversations[name] = reply.conversation_id
+        wait_until(lambda: not Message.objects.filter(status__in=["pending", "streaming"]).exists(),
+                   timeout=30, what="this round of answers")
+    replies = Message.objects.filter(role="assistant").order_by("id")
+    for i, reply in enumerate(replies):
+        LedgerEntry.objects.filter(message=reply).update(created_at=F("created_at") - timedelta(days=(i * 3) % 7))
     with browsing(browser) as page:
         log_in(page, live_url, "admin")
         page.goto(f"{live_url}/usage/?days=7")
         expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible()
         page.wait_for_function("() => window.Chart && Object.keys(window.Chart.instances).length >= 3")
         shoot(page, "admin-dashboard.png")
-
