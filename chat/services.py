@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from . import fanout, providers
@@ -334,6 +334,7 @@ class ReplyStream:
         saved = Message.objects.filter(id=self.reply.id, status=Message.Status.STREAMING).update(
             text="".join(self.text), reasoning="".join(self.reasoning), lease_expires_at=timezone.now() + LEASE
         )
+        release_connection()
         # Zero rows: the user pressed stop (or the reaper gave up on us).
         self.stopped = saved == 0
 
@@ -348,6 +349,16 @@ def _status(reply: Message, status: str, detail: str = "") -> None:
         fanout.conversation_group(reply.conversation_id),
         {"type": "chat.status", "message_id": reply.id, "status": status, "detail": detail},
     )
+
+
+def release_connection() -> None:
+    """Hand this thread's database connection back to the pool.
+
+    A generation lasts seconds to minutes but writes only now and then; holding
+    a connection throughout would cap concurrent generations at the pool size.
+    """
+    if not connection.in_atomic_block:
+        connection.close()
 
 
 ALERT_KEY = "provider-alert"
@@ -437,6 +448,7 @@ def reply_generate(*, message_id: int) -> None:
     except ContextTooLarge as exc:
         reply_fail(reply=reply, stream=ReplyStream(reply), error=str(exc))
         return
+    release_connection()
     spec = model_spec(reply.model)
     stream = ReplyStream(reply)
     leases.hold(reply.id)
