@@ -57,11 +57,18 @@ class LoopLag:
             self.task.cancel()
 
 
-async def open_socket(job: dict, session: str):
+async def open_socket(job: dict, session: str, attempts: int = 1):
     headers = {"Cookie": f"{job['cookie_name']}={session}", "Origin": job["origin"]}
-    return await connect(job["ws_url"], additional_headers=headers, proxy=None, max_size=None,
-                         compression=job.get("compression", "deflate"), open_timeout=60,
-                         ping_interval=None, max_queue=None)
+    for attempt in range(attempts):
+        try:
+            return await connect(job["ws_url"], additional_headers=headers, proxy=None, max_size=None,
+                                 compression=job.get("compression", "deflate"), open_timeout=60,
+                                 ping_interval=None, max_queue=None)
+        except Exception as exc:
+            print(f"handshake failed ({exc!r}), attempt {attempt + 1} of {attempts}", file=sys.stderr, flush=True)
+            if attempt + 1 == attempts:
+                raise
+            await asyncio.sleep(2)
 
 
 async def wait_for_go() -> None:
@@ -135,7 +142,7 @@ async def run_ttft(job: dict) -> dict:
     from openai import AsyncOpenAI
 
     n = job["chats"]
-    sockets = [await open_socket(job, s) for s in job["sessions"][:n]]
+    sockets = [await open_socket(job, s, attempts=5) for s in job["sessions"][:n]]
     client = AsyncOpenAI(base_url=job["sim_url"] + "/v1", api_key="bench", max_retries=0)
     await wait_for_go()
     lag, cpu0, wall0 = LoopLag(), psutil.Process().cpu_times(), time.perf_counter()
@@ -178,6 +185,7 @@ class Reply:
     done: dict | None = None
     first_wall: float | None = None
     done_wall: float | None = None
+    last_wall: float | None = None
     error: str = ""
 
 
@@ -232,6 +240,7 @@ def _delta(reply: Reply, frame: dict, now: float) -> bool:
     if reply.first_wall is None:
         reply.first_wall = time.time() - (time.perf_counter() - now)
     reply.deltas.append((now, offset, text))
+    reply.last_wall = time.time() - (time.perf_counter() - now)
     n = len(reply.streamed)
     if offset > n:
         reply.gaps += 1
@@ -282,6 +291,7 @@ def reply_metrics(reply: Reply, rate: float) -> dict:
     else:
         outcome = "different text"
     return {
+        "reply_id": reply.reply_id,
         "outcome": outcome,
         "error": reply.error or (reply.done or {}).get("error", ""),
         "stored_matches_expected": stored == expected,
@@ -295,6 +305,7 @@ def reply_metrics(reply: Reply, rate: float) -> dict:
         "sent_at": reply.sent_at,
         "first_wall": reply.first_wall,
         "done_wall": reply.done_wall,
+        "last_delta_wall": reply.last_wall,
         "ttft": (reply.first_wall - reply.sent_at) if reply.first_wall else None,
     }
 

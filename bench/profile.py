@@ -16,7 +16,8 @@ from pathlib import Path
 PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 # Where threads wait rather than work: a sample whose innermost frame is one of these is idle.
 IDLE_LEAVES = ("Condition.wait", "EpollSelector.select", "_worker (concurrent/futures/thread.py:81)", "Queue.get",
-               "Event.wait", "select (selectors.py", "_epoll.poll", "sleep", "Thread._wait_for_tstate_lock")
+               "Event.wait", "select (selectors.py", "_epoll.poll", "sleep", "Thread._wait_for_tstate_lock",
+               "Runner.run (asyncio/runners.py")  # uvloop's loop waits in C, under Runner.run
 
 
 def available() -> bool:
@@ -57,7 +58,7 @@ def thread_name(frame: str) -> str:
     return m.group(1) if m else frame
 
 
-def summarise(rows: list[tuple[list[str], int]], *, thread: str | None = None, patterns: tuple[str, ...],
+def summarise(rows: list[tuple[list[str], int]], *, thread: str | tuple[str, ...] | None = None, patterns: tuple[str, ...],
               busy_marker: str | None = None, top: int = 14) -> dict:
     """Busy share of a thread (or of the process) and inclusive shares of interesting functions.
 
@@ -67,10 +68,12 @@ def summarise(rows: list[tuple[list[str], int]], *, thread: str | None = None, p
     total = busy = 0
     inclusive: Counter[str] = Counter()
     threads: Counter[str] = Counter()
+    names: set[str] = set()
     for frames, count in rows:
         name = thread_name(frames[0])
         if thread and not name.startswith(thread):
             continue
+        names.add(name)
         total += count
         if busy_marker is not None:
             if not any(busy_marker in f for f in frames):
@@ -86,6 +89,7 @@ def summarise(rows: list[tuple[list[str], int]], *, thread: str | None = None, p
                 seen.add(n)
                 inclusive[n] += count
     return {
+        "thread_count": len(names),
         "samples": total,
         "busy_samples": busy,
         "threads": threads.most_common(6),

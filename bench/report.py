@@ -13,6 +13,19 @@ RESERVATIONS = 1000
 MB_PER_GENERATION = 0.5
 
 
+def others(window: dict) -> str:
+    """CPU other people's processes used meanwhile (the machine is shared), and PostgreSQL's for us."""
+    o = window.get("owners_pct", {})
+    if not o:
+        return "–"
+    return f"{o.get('other', 0) + o.get('postgres (other)', 0):.0f} %"
+
+
+def pg_ours(window: dict) -> str:
+    o = window.get("owners_pct", {})
+    return f"{o.get('postgres (bench_chat)', 0):.0f} %" if o else "–"
+
+
 def yes(ok: bool) -> str:
     return "**met**" if ok else "**missed**"
 
@@ -90,16 +103,18 @@ def ttft_section(results: dict) -> list[str]:
     out += ["", "Load during each level (CPU as % of one core, averaged over the level; the machine has "
             f"{results['machine']['cores']} cores, so 200 % is all of it; \"machine busy\" counts every process on the "
             "machine, ours and other people's):", "",
-            "| server | active chats | sends/s | web | worker | simulator | client | client loop lag p99 (ms) "
-            "| machine busy | errors |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| server | active chats | sends/s | web | worker | simulator | client | PostgreSQL (bench_chat) "
+            "| client loop lag p99 (ms) | machine busy | other people's processes "
+            "| web's channel-layer inbox, peak waiting | errors |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in rows:
         r, w = row["result"], row["window"]
         c = w["cpu_pct"]
         out.append(
             f"| {row['server']} | {row['chats']} | {len(r['product']) / r['measured_s']:.1f} | {c.get('web', 0):.0f} % | "
             f"{c.get('worker', 0):.0f} % | {c.get('simulator', 0):.0f} % | {100 * r['client_cpu_s'] / r['wall_s']:.0f} % | "
-            f"{ms(percentile(r['loop_lag'], 99))} | {w['machine_busy_pct'] * 2:.0f} % | {r['error_count']} |"
+            f"{pg_ours(w)} | {ms(percentile(r['loop_lag'], 99))} | {w['machine_busy_pct'] * 2:.0f} % | {others(w)} | "
+            f"{row.get('peak_inbox', '–')} | {r['error_count']} |"
         )
     parts = list(rows[0]["result"].get("breakdown", {}))
     if parts:
@@ -138,7 +153,7 @@ def stream_section(results: dict) -> list[str]:
         "  deterministic answer for that prompt, and so does the text assembled from deltas (\"tail only in `done`\"",
         "  counts replies whose last deltas never arrived, so only `done` completed them); **lost / duplicated**:",
         "  the final text is shorter / longer than that answer; **failed**: the reply ended `failed`, no `done`",
-        f"  came within {s['stream_think'] + s['stream_tokens'] / s['stream_rate'] + 60:.0f} s of sending, or the server "
+        f"  came within {s['stream_think'] + s['stream_tokens'] / s['stream_rate'] + 45:.0f} s of sending, or the server "
         "closed the socket, or the WebSocket handshake failed;",
         "- **added inter-chunk delay** of a delta = its gap since the previous delta at the client − (new whole tokens",
         f"  it carries × {interval * 1000:.0f} ms), i.e. how much later than the simulator's pacing it came. Deltas are",
@@ -189,6 +204,17 @@ def stream_section(results: dict) -> list[str]:
         held = max(row.get("peak_streaming_db") or 0, peak)
         per_held = (w["peak_rss"].get("worker", 0) - row["idle_worker_rss"]) / held / 2**20 if held else math.nan
         mem_rows.append((n, w, row, per_gen, per_held))
+    notes = []
+    for row in rows:
+        st = row.get("no_done_db_statuses")
+        if st is None:
+            continue
+        parts = ", ".join(f"{v} `{k}`" for k, v in sorted(st.items())) or "none"
+        notes.append(f"{row['chats']} chats: {parts}; {row.get('never_admitted', 0)} sends never got a `sent` frame")
+    if notes:
+        out += ["", "Replies whose `done` never reached the browser (\"failed\" without a failed status), by their status "
+                "in the database at the end of the step: " + "; ".join(notes) + ". A `done` status there means the "
+                "answer was stored complete but the browser was never told."]
     errors = sorted({r["error"] for row in rows for res in row["results"] for r in res["replies"] if r["error"]}
                     | {e for row in rows for res in row["results"] for e in res.get("connect_errors", [])})
     if errors:
@@ -197,8 +223,9 @@ def stream_section(results: dict) -> list[str]:
     out += ["", "Memory and CPU per step (CPU % of one core, averaged over the step):", "",
             "| simultaneous chats | worker peak RSS (MiB) | worker MiB per generation | target | verdict "
             "| web peak RSS (MiB) | worker threads (peak) | worker CPU | web CPU | simulator CPU | client CPU (processes) "
-            "| client loop lag p99 (ms) | machine busy | step wall (s) | reply statuses in the DB after the step |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+            "| client loop lag p99 (ms) | PostgreSQL (bench_chat) | machine busy | other people's processes "
+            "| step wall (s) | web's channel-layer inbox, peak messages waiting | reply statuses in the DB after the step |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for n, w, row, per_gen, per_held in mem_rows:
         c = w["cpu_pct"]
         lag = [x for res in row["results"] for x in res["loop_lag"]]
@@ -210,7 +237,8 @@ def stream_section(results: dict) -> list[str]:
             f"{w.get('peak_threads', {}).get('worker', '–')} | "
             f"{c.get('worker', 0):.0f} % | {c.get('web', 0):.0f} % | {c.get('simulator', 0):.0f} % | "
             f"{client_cpu:.0f} % ({len(row['results'])}) | {ms(percentile(lag, 99))} | "
-            f"{w['machine_busy_pct'] * 2:.0f} % of 200 % | {w['wall_s']:.0f} | "
+            f"{pg_ours(w)} | {w['machine_busy_pct'] * 2:.0f} % | {others(w)} | {w['wall_s']:.0f} | "
+            f"{row.get('peak_inbox', '–')} | "
             f"{', '.join(f'{k} {v}' for k, v in sorted(row['db_statuses'].items()))} |"
         )
     out.append("")
@@ -291,15 +319,22 @@ def profile_section(results: dict) -> list[str]:
             "named in each heading; a function's share includes what it calls.", ""]
     web = profiles.get("web")
     if web:
-        st = web["sync_thread"]
-        busy = 100 * st["busy_samples"] / st["samples"] if st["samples"] else math.nan
         out += [f"### Web server: {web['what']}", "",
-                "Channels runs every `database_sync_to_async` call of every socket of the process in one thread",
-                f"(`ThreadPoolExecutor-0_0`); it was running a call in **{busy:.0f} %** of its {st['samples']} samples "
-                "(`--idle` sampling). Inside those calls:", "",
-                "| share of the busy samples | function |", "| --- | --- |"]
-        out += [f"| {100 * c / st['busy_samples']:.0f} % | `{f}` |" for f, c in st["functions"]]
-        out.append("")
+                "Threads that run the consumers' ORM calls (`database_sync_to_async`), sampled with `--idle`; a",
+                "thread is busy while it runs a call (including time it waits on PostgreSQL or Redis inside it):", ""]
+        for label, st in web.get("db_threads", {}).items():
+            if not st["samples"]:
+                continue
+            busy = 100 * st["busy_samples"] / st["samples"]
+            out += [f"{label}: {st['thread_count']} thread(s), busy **{busy:.0f} %** of their samples.", ""]
+            if st["busy_samples"]:
+                out += ["| share of the busy samples | function |", "| --- | --- |"]
+                out += [f"| {100 * c / st['busy_samples']:.0f} % | `{f}` |" for f, c in st["functions"]]
+                out.append("")
+        loop = web.get("event_loop")
+        if loop and loop["samples"]:
+            out += [f"The event loop (`MainThread`, uvloop) was busy {100 * loop['busy_samples'] / loop['samples']:.0f} % "
+                    "of its samples.", ""]
     worker = profiles.get("worker")
     if worker:
         pr = worker["process"]

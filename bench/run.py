@@ -60,10 +60,23 @@ def with_db(url: str, name: str) -> str:
     return urlunsplit(parts._replace(path=f"/{name}"))
 
 
-def recreate_database(base_url: str) -> None:
+def db_connect(url: str, *, autocommit: bool = False, patience: float = 120):
+    """A connection, retried while the shared server is out of connection slots."""
     import psycopg
 
-    with psycopg.connect(base_url, autocommit=True) as conn:
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return psycopg.connect(url, autocommit=autocommit, connect_timeout=5)
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def recreate_database(base_url: str) -> None:
+
+    with db_connect(base_url, autocommit=True) as conn:
         conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
         conn.execute(f"CREATE DATABASE {BENCH_DB}")
 
@@ -71,7 +84,6 @@ def recreate_database(base_url: str) -> None:
 def server_versions(db_url: str, redis_url: str) -> dict[str, str]:
     import importlib.metadata as md
 
-    import psycopg
     import redis
 
     versions = {"Python": platform.python_version()}
@@ -81,7 +93,7 @@ def server_versions(db_url: str, redis_url: str) -> dict[str, str]:
             versions[dist if dist != "redis" else "redis (Python client)"] = md.version(dist)
         except md.PackageNotFoundError:
             pass
-    with psycopg.connect(db_url) as conn:
+    with db_connect(db_url) as conn:
         versions["PostgreSQL server"] = conn.execute("SHOW server_version").fetchone()[0]
         versions["PostgreSQL max_connections"] = conn.execute("SHOW max_connections").fetchone()[0]
     versions["Redis server"] = redis.Redis.from_url(redis_url).info("server")["redis_version"]
@@ -187,6 +199,7 @@ def figure_ttft(args, ctx: dict, sampler: Sampler, server: str, levels: list[int
                "sessions": ctx["sessions"][:n], "chats": n, "sim_url": ctx["sim_url"], "prompt": TTFT_PROMPT,
                "warmup": 2.0, "duration": duration}
         say(f"TTFT via {server}: {n} active chats for {duration:g}s (+2s warm-up)")
+        wait_for_db_slots(ctx["db_url"], WEB_POOL + WORKER_POOL // 2)
         sim_clear(ctx["sim_url"])
         recording: list = []
 
@@ -195,23 +208,54 @@ def figure_ttft(args, ctx: dict, sampler: Sampler, server: str, levels: list[int
                 recording.append(profile.Recording(ctx["web_pid"], duration, ctx["outdir"] / "web.pyspy.txt",
                                                    gil_only=False))
 
-        results, window = run_clients([job], ctx["workdir"], f"ttft-{server}-{n}", sampler, timeout=duration + 180,
-                                      on_go=start_profile)
+        poller = LivePoller(ctx["db_url"], dt.datetime.now(dt.UTC), ctx["redis_url"], ctx["channel_prefix"])
+        try:
+            results, window = run_clients([job], ctx["workdir"], f"ttft-{server}-{n}", sampler, timeout=duration + 180,
+                                          on_go=start_profile)
+        finally:
+            poller.stop()
         result = results[0]
         result["breakdown"] = ttft_breakdown(result.pop("pairs"), ctx)
         if recording:
             rows_ = recording[0].wait()
             ctx["profiles"]["web"] = {
                 "what": f"uvicorn, {n} active chats (figure 1), {duration:g} s",
-                "sync_thread": profile.summarise(rows_, thread="ThreadPoolExecutor-0_0",
-                                                 busy_marker="SyncToAsync.thread_handler",
-                                                 patterns=("chat/", "check_connection", "channels/auth", "sessions/")),
+                "db_threads": {
+                    label: profile.summarise(rows_, thread=prefix, busy_marker="SyncToAsync.thread_handler",
+                                             patterns=("chat/", "check_connection", "channels/auth", "sessions/",
+                                                       "psycopg/connection.py:", "Connection.wait"))
+                    for label, prefix in (("the consumers' pool (`db_N` threads)", "db_"),
+                                          ("Channels' single thread (`ThreadPoolExecutor-0_0`)", "ThreadPoolExecutor-0_"))
+                },
                 "event_loop": profile.summarise(rows_, thread="MainThread", patterns=("chat/", "channels/", "uvicorn/")),
             }
-        rows.append({"server": server, "chats": n, "result": result, "window": window})
+        rows.append({"server": server, "chats": n, "result": result, "window": window, "peak_inbox": poller.peak_inbox})
         say(f"  {len(result['product'])} product / {len(result['direct'])} direct samples, "
             f"{result['error_count']} errors")
     return rows
+
+
+def wait_for_db_slots(db_url: str, need: int, timeout: float = 30) -> float:
+    """Wait until PostgreSQL has `need` free connection slots; the server is shared with other people's tests.
+
+    Returns the seconds waited (the run goes on after `timeout` either way)."""
+    import psycopg
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with psycopg.connect(db_url, connect_timeout=3) as conn:
+                used, limit = conn.execute(
+                    "SELECT (SELECT count(*) FROM pg_stat_activity), current_setting('max_connections')::int").fetchone()
+            if limit - used >= need:
+                break
+        except psycopg.Error:
+            pass
+        time.sleep(2)
+    waited = time.monotonic() - started
+    if waited > 2:
+        say(f"  waited {waited:.0f}s for {need} free PostgreSQL connection slots")
+    return waited
 
 
 def sim_clear(sim_url: str) -> None:
@@ -225,7 +269,6 @@ def ttft_breakdown(pairs: list[dict], ctx: dict) -> dict[str, list[float]]:
     the client's, the web server's (the reply row's created_at) and the simulator's (request received)."""
     import urllib.request
 
-    import psycopg
 
     with urllib.request.urlopen(f"{ctx['sim_url']}/_sim/requests", timeout=10) as response:
         requests = json.load(response)
@@ -233,7 +276,7 @@ def ttft_breakdown(pairs: list[dict], ctx: dict) -> dict[str, list[float]]:
     for r in requests:
         if r.get("user") != "bench-direct":
             received[r["messages"][-1]["content"]] = r["_sim"]["received_at"]
-    with psycopg.connect(ctx["db_url"]) as conn:
+    with db_connect(ctx["db_url"]) as conn:
         created = dict(conn.execute("SELECT id, extract(epoch FROM created_at)::float8 FROM chat_message WHERE id = ANY(%s)",
                                     ([p["reply_id"] for p in pairs],)).fetchall())
     parts: dict[str, list[float]] = {"send → reply row stored (web)": [], "reply row → request at the simulator (commit, "
@@ -250,7 +293,6 @@ def ttft_breakdown(pairs: list[dict], ctx: dict) -> dict[str, list[float]]:
 
 
 def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[dict]:
-    import psycopg
 
     rows = []
     idle_worker = sampler.rss("worker")
@@ -264,13 +306,14 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
                          "cookie_name": ctx["cookie_name"], "sessions": ctx["sessions"][first:first + count],
                          "first_chat": first, "total_chats": n, "prompt": STREAM_PROMPT.replace("{chat}", f"{{chat}} step {n}"),
                          "rate": STREAM_RATE, "spread": args.stream_spread,
-                         "reply_timeout": STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 60})
+                         "reply_timeout": STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 45})
             first += count
         say(f"streams: {n} simultaneous chats ({shards} client process(es)), "
             f"{STREAM_TOKENS} tokens at {STREAM_RATE:g}/s after {STREAM_THINK:g}s thinking")
+        wait_for_db_slots(ctx["db_url"], WEB_POOL + WORKER_POOL)
         before_worker = sampler.rss("worker")
         started_at = dt.datetime.now(dt.UTC)
-        poller = LivePoller(ctx["db_url"], started_at)
+        poller = LivePoller(ctx["db_url"], started_at, ctx["redis_url"], ctx["channel_prefix"])
         recording: list = []
         timers: list = []
 
@@ -302,29 +345,41 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
                                                              "BaseEventLoop._run_once"),
                                              busy_marker=""),
             }
-        with psycopg.connect(ctx["db_url"]) as conn:
+        with db_connect(ctx["db_url"]) as conn:
             statuses = dict(conn.execute(
                 "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s "
                 "GROUP BY status", (started_at,)).fetchall())
         replies = [r for res in results for r in res["replies"]]
+        unfinished = [r["reply_id"] for r in replies if r["outcome"] in ("no done", "socket closed") and r["reply_id"]]
+        with db_connect(ctx["db_url"]) as conn:
+            no_done_statuses = dict(conn.execute(
+                "SELECT status, count(*) FROM chat_message WHERE id = ANY(%s) GROUP BY status", (unfinished,)).fetchall())
         say(f"  outcomes: { {o: sum(1 for r in replies if r['outcome'] == o) for o in {r['outcome'] for r in replies}} }, "
             f"db: {statuses}")
         rows.append({"chats": n, "results": results, "window": window, "db_statuses": statuses,
                      "peak_streaming_db": poller.peak_streaming, "peak_pending_db": poller.peak_pending,
+                     "peak_inbox": poller.peak_inbox, "no_done_db_statuses": no_done_statuses,
+                     "never_admitted": sum(1 for r in replies if r["reply_id"] is None),
                      "idle_worker_rss": idle_worker, "idle_web_rss": idle_web, "before_worker_rss": before_worker})
     return rows
+
+
+STUCK_SECONDS = float(os.environ.get("BENCH_STUCK_SECONDS", "15"))
 
 
 class LivePoller:
     """Polls how many replies are `streaming` (and `pending`) in the database, every 0.5 s."""
 
-    def __init__(self, db_url: str, since: dt.datetime):
+    def __init__(self, db_url: str, since: dt.datetime, redis_url: str = "", prefix: str = ""):
         import threading
 
         self.db_url, self.since = db_url, since
+        self.redis_url, self.prefix = redis_url, prefix
+        self.peak_inbox = 0
         self.peak_streaming = self.peak_pending = 0
         self.signature: tuple = ()
-        self.changed_at = time.monotonic()
+        self.changed_at = self.polled_at = time.monotonic()
+        self.polled_at -= 10
         self.streaming = 0
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -333,23 +388,49 @@ class LivePoller:
     def _run(self) -> None:
         import psycopg
 
-        with psycopg.connect(self.db_url, autocommit=True) as conn:
-            while not self.stopped.wait(0.5):
+        conn = None
+        while not self.stopped.wait(0.5):
+            try:
+                conn = conn or psycopg.connect(self.db_url, autocommit=True, connect_timeout=2)
                 counts = dict(conn.execute(
                     "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s "
                     "GROUP BY status", (self.since,)).fetchall())
-                self.streaming = counts.get("streaming", 0)
-                self.peak_streaming = max(self.peak_streaming, self.streaming)
-                self.peak_pending = max(self.peak_pending, counts.get("pending", 0))
-                signature = tuple(sorted(counts.items()))
-                if signature != self.signature:
-                    self.signature, self.changed_at = signature, time.monotonic()
+            except psycopg.Error:
+                # The server may be out of connection slots (the machine is shared): try again.
+                conn = None
+                continue
+            self.polled_at = time.monotonic()
+            self._poll_inbox()
+            self.streaming = counts.get("streaming", 0)
+            self.peak_streaming = max(self.peak_streaming, self.streaming)
+            self.peak_pending = max(self.peak_pending, counts.get("pending", 0))
+            signature = tuple(sorted(counts.items()))
+            if signature != self.signature:
+                self.signature, self.changed_at = signature, time.monotonic()
+        if conn is not None:
+            conn.close()
+
+    def _poll_inbox(self) -> None:
+        """Messages waiting in the web process's channel-layer inbox (channels_redis keeps one sorted set
+        per process for all its sockets; past the layer's capacity, 1000, group sends to it are dropped)."""
+        if not self.redis_url:
+            return
+        import redis
+
+        try:
+            r = redis.Redis.from_url(self.redis_url, socket_timeout=2)
+            keys = [k for k in r.scan_iter(match=f"{self.prefix}specific*", count=1000)]
+            waiting = sum(r.zcard(k) for k in keys if not k.endswith(b"$inflight") and r.type(k) == b"zset")
+            self.peak_inbox = max(self.peak_inbox, waiting)
+        except redis.RedisError:
+            pass
 
     def stuck(self) -> bool:
         """Nothing streams and no reply was created or changed status for 15 s: what is left never moves.
 
         (A task still waiting for a database connection gives up after DB_POOL_TIMEOUT, 10 s.)"""
-        return self.signature != () and self.streaming == 0 and time.monotonic() - self.changed_at > 15
+        fresh = time.monotonic() - self.polled_at < 2
+        return fresh and self.signature != () and self.streaming == 0 and time.monotonic() - self.changed_at > STUCK_SECONDS
 
     def stop(self) -> None:
         self.stopped.set()
@@ -366,8 +447,8 @@ def main() -> None:
     parser.add_argument("--no-profile", action="store_true", help="do not run py-spy even if it is installed")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
-    args.ttft_seconds_1 = 10.0 if args.quick else 20.0
-    args.ttft_seconds = 6.0 if args.quick else 20.0
+    args.ttft_seconds_1 = 10.0 if args.quick else 15.0
+    args.ttft_seconds = 6.0 if args.quick else 15.0
     args.stream_spread = 2.0
     started = dt.datetime.now(dt.UTC)
     # Raw results and server logs stay here (ignored by git); job files and the users' session keys
@@ -428,8 +509,14 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
         t = time.monotonic()
         quota_cmd = [PY, str(ROOT / "bench" / "quota.py"), "--out", str(quota_out), "--users", str(users_path),
                      "--seconds", "2" if args.quick else "3", "--runs", "3", "--race-rounds", "3" if args.quick else "5"]
+        wait_for_db_slots(db_url, 40)
+        quota_sampler = Sampler({})
+        quota_sampler.start_window()
         subprocess.run(quota_cmd, cwd=ROOT, env={**env, "CELERY_QUEUE": f"{queue}-unread"}, check=True)
+        quota_window = quota_sampler.end_window()
+        quota_sampler.close()
         results["quota"] = json.loads(quota_out.read_text())
+        results["quota"]["window"] = quota_window
         results["quota"]["command"] = "bench/quota.py " + " ".join(quota_cmd[2:]).replace(str(ROOT) + "/", "")
         say(f"  done in {time.monotonic() - t:.0f}s")
         import redis
@@ -451,6 +538,7 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
         ctx = {"ws_url": f"ws://127.0.0.1:{port}/ws/chat/", "origin": f"http://127.0.0.1:{port}",
                "cookie_name": users["cookie_name"], "sessions": [u["session"] for u in users["stream_users"]],
                "sim_url": sim_url, "workdir": workdir, "db_url": db_url, "outdir": outdir,
+               "redis_url": redis_url, "channel_prefix": prefix,
                "web_pid": web.pid, "worker_pid": worker.pid, "profile": profile.available() and not args.no_profile,
                "profiles": {}}
         results["profiles"] = ctx["profiles"]

@@ -205,6 +205,9 @@ class Sampler:
                 pass
         return total
 
+    def _our_pids(self) -> set[int]:
+        return {os.getpid()} | {p.pid for procs in self.procs.values() for p in procs}
+
     def _threads(self, name: str) -> int:
         total = 0
         for p in self.procs.get(name, []):
@@ -226,6 +229,7 @@ class Sampler:
                 "peak": {n: self._rss(n) for n in self.procs},
                 "start_rss": {n: self._rss(n) for n in self.procs},
                 "threads": {n: self._threads(n) for n in self.procs},
+                "owners0": cpu_by_owner(self._our_pids()),
             }
 
     def end_window(self) -> dict:
@@ -234,6 +238,7 @@ class Sampler:
         assert w is not None
         wall = time.monotonic() - w["t0"]
         cpu = {n: self._cpu(n) - w["cpu0"].get(n, 0.0) for n in self.procs}
+        owners = cpu_delta(w["owners0"], cpu_by_owner(self._our_pids()))
         sys1 = psutil.cpu_times()
         busy = sum(getattr(sys1, f) - getattr(w["sys0"], f) for f in ("user", "system", "nice", "irq", "softirq"))
         return {
@@ -241,6 +246,7 @@ class Sampler:
             "cpu_s": cpu,
             "cpu_pct": {n: 100.0 * c / wall for n, c in cpu.items()},
             "machine_busy_pct": 100.0 * busy / wall / psutil.cpu_count(),
+            "owners_pct": {k: 100.0 * v / wall for k, v in owners.items()},
             "peak_rss": dict(w["peak"]),
             "peak_threads": dict(w["threads"]),
             "start_rss": dict(w["start_rss"]),
@@ -258,6 +264,53 @@ class Sampler:
     def close(self) -> None:
         self.stopped.set()
         self.thread.join(2)
+
+
+def cpu_by_owner(ours: set[int]) -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of every process on the machine, with who it belongs to.
+
+    "bench": our servers and clients; "postgres (bench_chat)": backends serving the bench database
+    (Debian's PostgreSQL puts the database name in the process title); "postgres (other)", "redis";
+    "other": everything else, mostly other people's work on this shared machine.
+    """
+    found = {}
+    procs = list(psutil.process_iter(["name", "cmdline", "ppid"]))
+    parent = {p.pid: p.info["ppid"] for p in procs}
+
+    def descends(pid: int) -> bool:
+        for _ in range(20):
+            if pid in ours:
+                return True
+            pid = parent.get(pid, 0)
+            if not pid:
+                return False
+        return False
+
+    for p in procs:
+        try:
+            t = p.cpu_times()
+            name = p.info["name"] or ""
+            title = " ".join(p.info["cmdline"] or [])
+            if descends(p.pid):
+                owner = "bench"
+            elif name.startswith("postgres") or title.startswith("postgres"):
+                owner = "postgres (bench_chat)" if " bench_chat " in f" {title} " else "postgres (other)"
+            elif name.startswith("redis-server"):
+                owner = "redis"
+            else:
+                owner = "other"
+            found[p.pid] = (owner, t.user + t.system)
+        except psutil.Error:
+            pass
+    return found
+
+
+def cpu_delta(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for pid, (owner, cpu) in after.items():
+        start = before.get(pid, (owner, 0.0))[1]
+        totals[owner] = totals.get(owner, 0.0) + max(0.0, cpu - start)
+    return totals
 
 
 def postgres_pids() -> list[int]:

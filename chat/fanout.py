@@ -37,7 +37,9 @@ def user_group(user_id: int) -> str:
 
 
 def _buffer_keys(message_id: int) -> tuple[str, str]:
-    return f"reply:{message_id}:text", f"reply:{message_id}:reasoning"
+    # The channel layer's prefix keeps several installations (or test runs) on one Redis apart.
+    prefix = settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    return f"{prefix}:reply:{message_id}:text", f"{prefix}:reply:{message_id}:reasoning"
 
 
 def redis_client() -> aioredis.Redis:

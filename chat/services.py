@@ -449,6 +449,7 @@ def reply_generate(*, message_id: int) -> None:
         reply_fail(reply=reply, stream=ReplyStream(reply), error=str(exc))
         return
     release_connection()
+    fanout.buffer_clear(reply.id)  # nothing left from an earlier database with the same ids
     spec = model_spec(reply.model)
     stream = ReplyStream(reply)
     leases.hold(reply.id)

@@ -120,6 +120,7 @@ DATABASES["default"]["OPTIONS"] = {
         "timeout": env_float("DB_POOL_TIMEOUT", 10.0),
     },
     "connect_timeout": 5,
+    "application_name": env_str("DB_APPLICATION_NAME", "chat"),
 }
 # After a PostgreSQL restart, dead pooled connections are replaced, not handed out.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True

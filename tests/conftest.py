@@ -103,12 +103,14 @@ def close_pools_before_teardown(django_db_setup, django_db_blocker) -> Iterator[
 
 @pytest.fixture(scope="session", autouse=True)
 def isolated_queue() -> str:
-    """Our own Celery queue, so a development worker on this machine never takes test tasks."""
+    """Our own Celery queue and channel-layer prefix, so a development server or
+    another test run on this machine never takes our tasks or sees our events."""
     from config.celery import app
 
     queue = f"test-{uuid.uuid4().hex[:8]}"
     app.conf.task_default_queue = queue
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = queue
     return queue
 
 
@@ -158,6 +160,8 @@ def _subprocess_env(simulator: Simulator, queue: str) -> dict[str, str]:
         "OPENAI_BASE_URL": f"{simulator.url}/v1",
         "OPENAI_READ_TIMEOUT": "5",
         "CELERY_QUEUE": queue,
+        "CHANNEL_PREFIX": queue,
+        "DB_APPLICATION_NAME": "chat-live-stack",
         "DEBUG": "true",
         "LOG_LEVEL": "WARNING",
     }

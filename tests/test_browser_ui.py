@@ -260,7 +260,7 @@ def test_a_second_tab_on_the_same_chat_follows_the_answer_live(live_url, browser
     second.goto(first.url)
     finished(second)
 
-    text = "Stream to both tabs [sim:think=0] [sim:rate=30] [sim:tokens=45]"
+    text = "Stream to both tabs [sim:think=0] [sim:rate=30] [sim:tokens=60]"
     send(first, text)
 
     expect(second.locator("article.msg-user").last.locator(".bubble")).to_have_text(text)
@@ -308,7 +308,7 @@ def test_a_dropped_connection_reconnects_and_resumes_the_answer_without_gap_or_d
     page.route_web_socket(re.compile(r".*/ws/chat/$"), handle)
     log_in(page, live_url, "flaky")
 
-    send(page, "Keep talking [sim:think=0] [sim:rate=25] [sim:tokens=100]")
+    send(page, "Keep talking [sim:think=0] [sim:rate=30] [sim:tokens=150]")
     answer = last_answer(page)
     expect(answer.locator(".md")).to_contain_text("You said: Keep talking.")
     reply_id = int(answer.get_attribute("data-id"))
@@ -330,12 +330,14 @@ def test_a_dropped_connection_reconnects_and_resumes_the_answer_without_gap_or_d
     reply = stored_reply("flaky", "done")
     assert reply.id == reply_id
     expect(answer.locator(".md")).to_have_text(reply.text.strip())
-    # The snapshot on reconnecting carried what was missed while offline.
+    # The snapshot on reconnecting carried what was missed while offline, and deltas followed.
     [resumed] = net["snapshots"]
     assert resumed["messages"][-1]["id"] == reply.id
+    assert resumed["messages"][-1]["status"] == "streaming", "the answer ended before the page reconnected"
     assert len(resumed["messages"][-1]["text"]) > len(before)
 
-    assert net["held_done"]
+    # page.evaluate lets Playwright run the socket handlers while we wait.
+    wait_until(lambda: page.evaluate("true") and net["held_done"], what="the held-back done frame")
     net["sockets"][-1][0].send(net["held_done"][-1])
     finished(page)
     expect(answer.locator(".md")).to_have_text(reply.text.strip())

@@ -107,10 +107,12 @@ def test_dropped_database_connections_are_replaced_without_a_restart(live_url, m
     with ws(live_url, user) as socket:
         first = send(socket, "before [sim:think=0]")
         receive_until_done(socket, first)
-    with connection.cursor() as cursor:  # what a PostgreSQL restart does to every open connection
+    with connection.cursor() as cursor:  # what a PostgreSQL restart does to the web's and worker's connections
         cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name = 'chat-live-stack'"
         )
+        assert cursor.fetchone()[0] > 0
     with ws(live_url, user) as socket:
         second = send(socket, "after [sim:think=0]")
         text, _ = receive_until_done(socket, second)
