@@ -117,7 +117,9 @@ def test_another_users_conversation_cannot_be_followed(catalog, make_user):
     for answer in run():
         assert answer["code"] == "not_found"
         assert "secret" not in json.dumps(answer)
-    assert [m.text for m in Message.objects.filter(conversation_id=reply.conversation_id)] == ["secret plans", ""]
+    stored = Message.objects.filter(conversation_id=reply.conversation_id)
+    assert [(m.role, m.replaced) for m in stored] == [("user", False), ("assistant", False)]
+    assert stored[0].text == "secret plans"
     untouched = Message.objects.get(id=reply.id)
     assert untouched.status != "stopped" and not untouched.replaced
 
