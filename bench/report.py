@@ -210,7 +210,9 @@ def stream_section(results: dict) -> list[str]:
         if st is None:
             continue
         parts = ", ".join(f"{v} `{k}`" for k, v in sorted(st.items())) or "none"
-        notes.append(f"{row['chats']} chats: {parts}; {row.get('never_admitted', 0)} sends never got a `sent` frame")
+        notes.append(f"{row['chats']} chats: {parts}; {row.get('never_admitted', 0)} sends never got a `sent` frame; "
+                     f"{row.get('stopped_after', 0)} replies still pending or streaming at the end were then stopped "
+                     "(as the stop button does) so the next step started from an idle worker")
     if notes:
         out += ["", "Replies whose `done` never reached the browser (\"failed\" without a failed status), by their status "
                 "in the database at the end of the step: " + "; ".join(notes) + ". A `done` status there means the "

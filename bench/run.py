@@ -356,7 +356,17 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
                 "SELECT status, count(*) FROM chat_message WHERE id = ANY(%s) GROUP BY status", (unfinished,)).fetchall())
         say(f"  outcomes: { {o: sum(1 for r in replies if r['outcome'] == o) for o in {r['outcome'] for r in replies}} }, "
             f"db: {statuses}")
+        # Replies the clients gave up on are still being written: stop them the way the product's stop
+        # button does (status -> stopped; the worker sees it at its next checkpoint and ends), so the
+        # next step starts from an idle worker.
+        with db_connect(ctx["db_url"], autocommit=True) as conn:
+            stopped = conn.execute("UPDATE chat_message SET status = 'stopped' WHERE role = 'assistant' "
+                                   "AND status IN ('pending', 'streaming')").rowcount
+        if stopped:
+            say(f"  stopped {stopped} replies still pending or streaming; letting the worker wind down")
+            time.sleep(5)
         rows.append({"chats": n, "results": results, "window": window, "db_statuses": statuses,
+                     "stopped_after": stopped,
                      "peak_streaming_db": poller.peak_streaming, "peak_pending_db": poller.peak_pending,
                      "peak_inbox": poller.peak_inbox, "no_done_db_statuses": no_done_statuses,
                      "never_admitted": sum(1 for r in replies if r["reply_id"] is None),

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import pytest
 import time_machine
@@ -172,14 +173,25 @@ def test_a_user_may_not_have_more_than_three_answers_in_flight(catalog, make_use
     assert Message.objects.filter(conversation__user=user).count() == 6
 
 
+@pytest.fixture
+def own_queue(isolated_queue) -> Iterator[str]:
+    """A queue only this test's worker reads (the session's live worker must not take its tasks)."""
+    from config.celery import app
+
+    queue = f"{isolated_queue}-own"
+    app.conf.task_default_queue = queue
+    yield queue
+    app.conf.task_default_queue = isolated_queue
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_worker_leaves_its_reply_incomplete_refunded_or_kept_and_never_rewritten(
-    simulator_server, catalog, make_user, isolated_queue
+    simulator_server, catalog, make_user, isolated_queue, own_queue
 ):
     user = make_user()
     env = _subprocess_env(simulator_server, isolated_queue)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "-c", "4", "-Q", isolated_queue,
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "-c", "4", "-Q", own_queue,
          "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
         cwd=ROOT, env={**env, "STREAM_CHECKPOINT_SECONDS": "0.2"}, start_new_session=True,
     )
