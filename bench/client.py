@@ -80,15 +80,33 @@ async def wait_for_go() -> None:
 
 
 async def product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs: list, errors: list) -> None:
+    """Wraps one tab: if the server drops its socket, count it and open a new one, as the page does."""
+    counter = [0]  # message numbers go on across reconnects, so every prompt stays unique
+    while time.perf_counter() < stop_at:
+        try:
+            await _product_chat(job, ws, client, chat, stop_at, pairs, errors, counter)
+            return
+        except Exception as exc:  # a closed socket, a timeout: reported, not fatal to the run
+            errors.append({"chat": chat, "what": f"socket lost: {exc!r}"[:200]})
+            try:
+                await ws.close()
+            except Exception:
+                pass
+            ws = await open_socket(job, job["sessions"][chat], attempts=5)
+
+
+async def _product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs: list, errors: list,
+                        counter: list[int]) -> None:
     """One browser tab sending message after message, each as soon as the last answer is done.
 
     At the moment each message is sent, the same prompt also goes straight to the simulator
     through the SDK (a separate task on the same loop), so (a) and (b) are taken side by side.
     """
-    conversation_id, turns, i = None, 0, 0
+    conversation_id, turns = None, 0
     first_delta: dict[int, float] = {}
     while time.perf_counter() < stop_at:
-        i += 1
+        counter[0] += 1
+        i = counter[0]
         text = job["prompt"].format(chat=chat, i=i)
         if turns >= job.get("turns_per_conversation", 20):
             conversation_id, turns = None, 0

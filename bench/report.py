@@ -33,8 +33,9 @@ def yes(ok: bool) -> str:
 def peak_concurrency(replies: list[dict]) -> int:
     events = []
     for r in replies:
-        if r["first_wall"] and r["done_wall"]:
-            events += [(r["first_wall"], 1), (r["done_wall"], -1)]
+        end = r["done_wall"] or r.get("last_delta_wall")
+        if r["first_wall"] and end:
+            events += [(r["first_wall"], 1), (end, -1)]
     peak = live = 0
     for _, d in sorted(events):
         live += d
@@ -116,6 +117,9 @@ def ttft_section(results: dict) -> list[str]:
             f"{pg_ours(w)} | {ms(percentile(r['loop_lag'], 99))} | {w['machine_busy_pct'] * 2:.0f} % | {others(w)} | "
             f"{row.get('peak_inbox', '–')} | {r['error_count']} |"
         )
+    kinds = sorted({str(e.get("what") or e.get("code") or e)[:120] for row in rows for e in row["result"]["errors"]})
+    if kinds:
+        out += ["", "Errors the clients saw (distinct, first few): " + "; ".join(f"`{k}`" for k in kinds[:6]) + "."]
     parts = list(rows[0]["result"].get("breakdown", {}))
     if parts:
         out += ["", "Where the product's time to first token goes, p50 / p99 in ms (from the client's clock, the reply",
@@ -160,8 +164,9 @@ def stream_section(results: dict) -> list[str]:
         f"  coalesced every {s['flush_seconds'] * 1000:.0f} ms by design, and this subtracts their token count, so",
         "  coalescing alone adds ≈ 0 on average; **schedule lag** = how far a delta is behind the first delta plus",
         "  the simulator's schedule (accumulated delay);",
-        "- **peak simultaneous** = the most replies between their first delta and their `done` at one instant, as",
-        "  the clients saw it; \"in the DB\" = the most replies with status `streaming` at once (polled every 0.5 s);",
+        "- **peak simultaneous** = the most replies between their first delta and their `done` (or their last",
+        "  delta, when no `done` came) at one instant, as the clients saw it; \"in the DB\" = the most replies",
+        "  with status `streaming` at once (polled every 0.5 s);",
         "- memory: peak RSS during the step (sampled every 0.2 s with psutil); per generation =",
         "  (peak worker RSS during the step − worker RSS at idle before the first step) / N tasks started, and",
         "  the same divided by the peak number of replies streaming at once.",
@@ -210,13 +215,13 @@ def stream_section(results: dict) -> list[str]:
         if st is None:
             continue
         parts = ", ".join(f"{v} `{k}`" for k, v in sorted(st.items())) or "none"
-        notes.append(f"{row['chats']} chats: {parts}; {row.get('never_admitted', 0)} sends never got a `sent` frame; "
-                     f"{row.get('stopped_after', 0)} replies still pending or streaming at the end were then stopped "
-                     "(as the stop button does) so the next step started from an idle worker")
+        notes.append(f"- {row['chats']} chats: {parts}; {row.get('never_admitted', 0)} sends never got a `sent` frame.")
     if notes:
-        out += ["", "Replies whose `done` never reached the browser (\"failed\" without a failed status), by their status "
-                "in the database at the end of the step: " + "; ".join(notes) + ". A `done` status there means the "
-                "answer was stored complete but the browser was never told."]
+        out += ["", "Replies that failed without a `failed` status (no `done` reached the browser), by their status in the",
+                "database at the end of the step (`done` there would mean the answer was stored complete but the",
+                "browser was never told; `streaming` means it was still being written):", "", *notes, "",
+                "After each step, replies still pending or streaming are stopped the way the stop button does it",
+                "(status → `stopped`; the worker ends at its next checkpoint), so the next step starts from an idle worker."]
     errors = sorted({r["error"] for row in rows for res in row["results"] for r in res["replies"] if r["error"]}
                     | {e for row in rows for res in row["results"] for e in res.get("connect_errors", [])})
     if errors:

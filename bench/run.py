@@ -533,6 +533,10 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
 
         r = redis.Redis.from_url(redis_url)
         r.delete(f"{queue}-unread", f"_kombu.binding.{queue}-unread")
+        # Nothing answered those replies; in use they would have ended. Left pending, thousands of them
+        # would weigh on every later send's count of live replies.
+        with db_connect(db_url, autocommit=True) as conn:
+            conn.execute("UPDATE chat_message SET status = 'stopped' WHERE status = 'pending'")
 
     stack = Stack(outdir / "logs")
     sampler = None
@@ -597,6 +601,9 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
 
             r = redis.Redis.from_url(redis_url)
             r.delete(queue, f"_kombu.binding.{queue}", f"{queue}-unread", f"_kombu.binding.{queue}-unread")
+            # Channel-layer groups and resume buffers of this run (groups would linger for a day).
+            for key in r.scan_iter(match=f"{prefix}*", count=1000):
+                r.delete(key)
         except Exception as exc:
             say(f"could not clean Redis: {exc!r}")
 

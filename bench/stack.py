@@ -311,16 +311,3 @@ def cpu_delta(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, 
         start = before.get(pid, (owner, 0.0))[1]
         totals[owner] = totals.get(owner, 0.0) + max(0.0, cpu - start)
     return totals
-
-
-def postgres_pids() -> list[int]:
-    """The PostgreSQL server's processes (read only: for CPU accounting)."""
-    pids = []
-    for p in psutil.process_iter(["name", "username"]):
-        if p.info["name"] in ("postgres", "postmaster") or (p.info["name"] or "").startswith("postgres"):
-            pids.append(p.pid)
-    return pids
-
-
-def redis_pids() -> list[int]:
-    return [p.pid for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("redis-server")]
