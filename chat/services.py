@@ -255,8 +255,8 @@ def _done(reply: Message) -> None:
 
 def context_for(reply: Message) -> list[dict[str, str]]:
     """Earlier turns' user text and visible answers, never reasoning, trimmed to the window."""
-    earlier = reply.conversation.messages.filter(id__lt=reply.id, replaced=False).exclude(text="")
-    turns = [{"role": m.role, "content": m.text} for m in earlier.only("role", "text")]
+    earlier = Message.objects.filter(conversation_id=reply.conversation_id, id__lt=reply.id, replaced=False).exclude(text="")
+    turns = [{"role": role, "content": text} for role, text in earlier.values_list("role", "text")]
     return context_trim(turns, context_window=reply.model.context_window, max_output_tokens=reply.model.max_output_tokens)
 
 

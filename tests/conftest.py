@@ -167,22 +167,32 @@ def _subprocess_env(simulator: Simulator, queue: str) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="session")
-def live_stack(django_db_setup, django_db_blocker, simulator_server, isolated_queue) -> Iterator[str]:
-    """A real ASGI server and Celery worker on the test database; yields the base URL."""
-    env = _subprocess_env(simulator_server, isolated_queue)
+def start_web(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
+    """A uvicorn server; returns it and its base URL once it answers."""
     port = free_port()
     web = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port), "--log-level", "warning"],
         cwd=ROOT, env=env,
     )
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "--concurrency", "20",
-         "-Q", isolated_queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-        cwd=ROOT, env=env,
-    )
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _http_ok(f"{url}/accounts/login/"), timeout=30, what="the web server")
+    return web, url
+
+
+def start_worker(env: dict[str, str], queue: str, concurrency: int = 20, **popen) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "--concurrency", str(concurrency),
+         "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
+        cwd=ROOT, env=env, **popen,
+    )
+
+
+@pytest.fixture(scope="session")
+def live_stack(django_db_setup, django_db_blocker, simulator_server, isolated_queue) -> Iterator[str]:
+    """A real ASGI server and Celery worker on the test database; yields the base URL."""
+    env = _subprocess_env(simulator_server, isolated_queue)
+    worker = start_worker(env, isolated_queue)
+    web, url = start_web(env)
     yield url
     _stop(web)
     _stop(worker)

@@ -4,8 +4,6 @@ import datetime as dt
 import logging
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 
@@ -19,7 +17,7 @@ from django.utils import timezone
 from chat import fanout, services
 from chat.limiter import capacity_acquire, redis_sync
 from chat.models import LedgerEntry, Message
-from tests.conftest import ROOT, _stop, _subprocess_env, wait_until
+from tests.conftest import _stop, _subprocess_env, start_worker, wait_until
 
 pytestmark = pytest.mark.django_db
 
@@ -190,11 +188,7 @@ def test_a_killed_worker_leaves_its_reply_incomplete_refunded_or_kept_and_never_
 ):
     user = make_user()
     env = _subprocess_env(simulator_server, isolated_queue)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "-c", "4", "-Q", own_queue,
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-        cwd=ROOT, env={**env, "STREAM_CHECKPOINT_SECONDS": "0.2"}, start_new_session=True,
-    )
+    worker = start_worker({**env, "STREAM_CHECKPOINT_SECONDS": "0.2"}, own_queue, concurrency=4, start_new_session=True)
     try:
         writing = send(user, "long one [sim:think=0] [sim:rate=20] [sim:tokens=400]")
         thinking = send(user, "slow thinker [sim:think=60]")

@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-import sys
 import tempfile
 
 import pytest
@@ -11,7 +10,7 @@ from django.db import connection
 from websockets.sync.client import connect
 
 from chat.models import Message
-from tests.conftest import ROOT, _http_ok, _stop, _subprocess_env, free_port, wait_until
+from tests.conftest import _stop, _subprocess_env, free_port, start_web, start_worker, wait_until
 from tests.test_websocket import receive_until_done, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,14 +48,8 @@ def stack_on_private_redis(simulator_server, catalog, isolated_queue):
     private = PrivateRedis()
     private.start()
     env = {**_subprocess_env(simulator_server, isolated_queue), "REDIS_URL": private.url}
-    port = free_port()
-    web = subprocess.Popen([sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port),
-                            "--log-level", "warning"], cwd=ROOT, env=env)
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "-c", "8", "-Q", isolated_queue,
-         "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "ERROR"], cwd=ROOT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _http_ok(f"{url}/accounts/login/"), timeout=30, what="the web server")
+    worker = start_worker(env, isolated_queue, concurrency=8)
+    web, url = start_web(env)
     yield url, private
     _stop(web)
     _stop(worker)
