@@ -18,7 +18,7 @@ import zoneinfo
 from dataclasses import dataclass
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Sum
+from django.db.models import Count, F, Min, Sum
 from django.utils import timezone
 
 from .models import (
@@ -174,9 +174,8 @@ def _rolling_used(user, model_id: int, since: dt.datetime) -> tuple[int, dt.date
     """Counted replies since `since`, and when the oldest of them was sent."""
     counted = Message.objects.filter(
         conversation__user=user, model_id=model_id, role=Message.Role.ASSISTANT, quota__in=COUNTED, created_at__gt=since
-    ).order_by("created_at")
-    oldest = counted.values_list("created_at", flat=True).first()
-    return counted.count(), oldest
+    ).aggregate(used=Count("id"), oldest=Min("created_at"))
+    return counted["used"], counted["oldest"]
 
 
 def _current(limit: Limit, counter: QuotaCounter | None, rules: Rules, user, now: dt.datetime):
