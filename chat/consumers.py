@@ -171,7 +171,6 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "reply": services.message_json(reply),
             }
         )
-        await self.chat_quota({})
 
     # --- events from the channel layer ---
 
@@ -191,7 +190,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({**event, "type": "conversation"})
 
     async def chat_quota(self, event: dict) -> None:
-        models = await database_sync_to_async(services.quota_json)(self.user)
+        models = event.get("models") or await database_sync_to_async(services.quota_json)(self.user)
         await self.send_json({"type": "quota", "models": models})
 
     async def session_ended(self, event: dict) -> None:

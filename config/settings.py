@@ -130,8 +130,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000, "prefix": env_str("CHANNEL_PREFIX", "chat")},
+        # Pub/sub: one PUBLISH per group message, pushed to each web process; no per-message
+        # polling. Live updates are best effort anyway (offsets + resync + resume buffer).
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "chat")},
     }
 }
 

@@ -1,15 +1,17 @@
 """Provider and process faults end in a clear state, with no text or quota lost."""
 
+import asyncio
+import concurrent.futures
 import datetime as dt
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 import time_machine
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.test import Client
 from django.utils import timezone
@@ -38,27 +40,39 @@ def generate(reply: Message) -> Message:
 
 
 class GroupListener:
-    """Receives what the browser would on a conversation's group."""
+    """Receives what the browser would on a conversation's group.
+
+    Pub/sub subscriptions belong to one event loop, so the listener runs in a
+    thread with a loop of its own for as long as the test lasts.
+    """
 
     def __init__(self, conversation_id: int):
+        self.group = fanout.conversation_group(conversation_id)
+        self.received: list[dict] = []
+        self.marker_seen = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        subscribed = concurrent.futures.Future()
+        threading.Thread(target=self.loop.run_until_complete, args=(self._listen(subscribed),), daemon=True).start()
+        subscribed.result(timeout=5)
+
+    async def _listen(self, subscribed: concurrent.futures.Future) -> None:
         self.layer = get_channel_layer()
-        self.channel = async_to_sync(self.layer.new_channel)()
-        async_to_sync(self.layer.group_add)(fanout.conversation_group(conversation_id), self.channel)
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, channel)
+        subscribed.set_result(True)
+        while True:
+            event = await self.layer.receive(channel)
+            if event["type"] == "test.marker":
+                self.marker_seen.set()
+            else:
+                self.received.append(event)
 
     def events(self) -> list[dict]:
-        received = []
-
-        async def drain():
-            import asyncio
-
-            while True:
-                try:
-                    received.append(await asyncio.wait_for(self.layer.receive(self.channel), 0.5))
-                except TimeoutError:
-                    return
-
-        async_to_sync(drain)()
-        return received
+        """Everything sent to the group so far: a marker sent after the fanout's queue is empty comes last."""
+        assert fanout.flush()
+        asyncio.run_coroutine_threadsafe(self.layer.group_send(self.group, {"type": "test.marker"}), self.loop).result(5)
+        assert self.marker_seen.wait(5)
+        return list(self.received)
 
 
 def test_a_rate_limit_waits_for_retry_after_and_tells_the_user_it_waits(simulator, catalog, make_user):
