@@ -57,12 +57,15 @@ def ttft_section(results: dict) -> list[str]:
     if not rows:
         return []
     s = results["settings"]
+    think, tokens, rate = s["ttft_shape"]
     out = [
         "## 1. Time to first token the app adds",
         "",
-        f"Prompt: `{s['ttft_prompt']}`: a fixed 0.2 s of thinking, then 5 tokens at 100/s. For N active chats,",
-        "N browser tabs (one WebSocket and one user each) each send a message as soon as the previous answer's",
-        "`done` arrives, so N answers are always in flight. At the instant each tab sends, the client also sends",
+        f"Prompt: `{s['ttft_prompt']}`: a fixed {think:g} s of thinking, then {tokens} tokens at {rate:g}/s. For N",
+        "active chats, N browser tabs (one WebSocket and one user each) each send a message as soon as the previous",
+        "answer's `done` arrives, so N answers are always in flight (and streaming while others start; an answer",
+        "this short, next to real reasoning models' tens of seconds, keeps the send rate high). At the instant",
+        "each tab sends, the client also sends",
         "the same prompt straight to the simulator through the `openai` SDK (`AsyncOpenAI`, streaming), so every",
         "(b) has an (a) taken side by side, under the same load:",
         "",
@@ -123,8 +126,8 @@ def ttft_section(results: dict) -> list[str]:
     parts = list(rows[0]["result"].get("breakdown", {}))
     if parts:
         out += ["", "Where the product's time to first token goes, p50 / p99 in ms (from the client's clock, the reply",
-                "row's `created_at` and the simulator's receive time; the simulator's 200 ms of thinking is taken out;",
-                "the last column is the same for the direct SDK call, i.e. (a) − 200 ms):", "",
+                f"row's `created_at` and the simulator's receive time; the simulator's {think * 1000:.0f} ms of thinking is",
+                f"taken out; the last column is the same for the direct SDK call, i.e. (a) − {think * 1000:.0f} ms):", "",
                 "| server | active chats | " + " | ".join(parts) + " | direct: client → simulator → client |",
                 "| --- | --- | " + " | ".join("---" for _ in parts) + " | --- |"]
         for row in rows:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from config import commands
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 GRACE = 10.0
@@ -132,11 +134,8 @@ def start_simulator(stack: Stack, env: dict[str, str], *, think: float, rate: fl
 
 
 def web_command(server: str, port: int) -> list[str]:
-    if server == "daphne":
-        return [str(Path(PY).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "-v", "0",
-                "config.asgi:application"]
-    return [PY, "-m", "uvicorn", "config.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--log-level", "warning", "--backlog", "2048"]
+    command = commands.web("127.0.0.1", port, server)
+    return command + (["-v", "0"] if server == "daphne" else ["--log-level", "warning"])
 
 
 def start_web(stack: Stack, env: dict[str, str], server: str = "uvicorn") -> tuple[Proc, int]:
@@ -149,8 +148,7 @@ def start_web(stack: Stack, env: dict[str, str], server: str = "uvicorn") -> tup
 
 
 def worker_command(queue: str, concurrency: int) -> list[str]:
-    return [PY, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "--concurrency", str(concurrency),
-            "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"]
+    return commands.worker(concurrency, queue=queue)
 
 
 def start_worker(stack: Stack, env: dict[str, str], *, queue: str, concurrency: int) -> Proc:

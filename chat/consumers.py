@@ -7,6 +7,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
@@ -47,6 +48,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(fanout.user_group(self.user.id), self.channel_name)
         if self.conversation_id:
             await self.channel_layer.group_discard(fanout.conversation_group(self.conversation_id), self.channel_name)
+
+    async def dispatch(self, message: dict) -> None:
+        # Channels' own dispatch first closes stale database connections, in the
+        # process's ONE sync thread, before every event: a thread hop per delta per
+        # socket. This consumer reaches the database only through
+        # database_sync_to_async, which closes them in the thread that uses them.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     def _flooding(self) -> bool:
         now = time.monotonic()

@@ -20,6 +20,7 @@ from django.db import connection
 
 from chat import providers
 from chat.catalog import catalog_seed
+from config import commands
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -171,8 +172,7 @@ def start_web(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
     """A uvicorn server; returns it and its base URL once it answers."""
     port = free_port()
     web = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "config.asgi:application", "--port", str(port), "--log-level", "warning"],
-        cwd=ROOT, env=env,
+        commands.web("127.0.0.1", port) + ["--log-level", "warning"], cwd=ROOT, env=env,
     )
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: _http_ok(f"{url}/accounts/login/"), timeout=30, what="the web server")
@@ -180,11 +180,7 @@ def start_web(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
 
 
 def start_worker(env: dict[str, str], queue: str, concurrency: int = 20, **popen) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "--concurrency", str(concurrency),
-         "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING"],
-        cwd=ROOT, env=env, **popen,
-    )
+    return subprocess.Popen(commands.worker(concurrency, queue=queue), cwd=ROOT, env=env, **popen)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,24 @@
+"""The command lines of the product's processes, shared by bin/run, the tests and
+the benchmarks, so that what is tested and measured is what runs.
+
+Plain Python, no Django: bin/run imports it before anything is configured.
+"""
+
+import sys
+from pathlib import Path
+
+PY = sys.executable
+
+
+def web(host: str, port: int, server: str = "uvicorn") -> list[str]:
+    if server == "daphne":
+        return [str(Path(PY).parent / "daphne"), "-b", host, "-p", str(port), "config.asgi:application"]
+    # Chat frames are small JSON; compressing each one costs more CPU than it saves.
+    return [PY, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
+            "--ws-per-message-deflate", "false", "--backlog", "2048"]
+
+
+def worker(concurrency: int, *, queue: str | None = None, loglevel: str = "WARNING") -> list[str]:
+    command = [PY, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "--concurrency", str(concurrency),
+               "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", loglevel]
+    return command + (["-Q", queue] if queue else [])
