@@ -1,5 +1,5 @@
 """Live traffic to browsers: Redis pub/sub through the channel layer, plus a
-short-lived resume buffer in Redis.
+short-lived resume buffer in Redis; and the process's live loop it runs on.
 
 Callers never wait. Whatever a process sends (from request threads, generating
 threads or the event loop) goes into one queue in order; a daemon thread with
@@ -16,9 +16,11 @@ checkpointed text when Redis has lost it.
 
 import asyncio
 import atexit
+import concurrent.futures
 import logging
 import threading
 from collections import deque
+from collections.abc import Coroutine
 
 import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
@@ -68,14 +70,23 @@ def redis_client() -> aioredis.Redis:
     return _redis[loop]
 
 
-def _submit(item: tuple) -> None:
-    global _loop
+def _live_loop() -> asyncio.AbstractEventLoop:
     if _loop is None:
         with _start_lock:
             if _loop is None:
                 ready = threading.Event()
                 threading.Thread(target=_serve, args=(ready,), name="fanout", daemon=True).start()
                 ready.wait()
+    return _loop
+
+
+def run_soon(coro: Coroutine) -> concurrent.futures.Future:
+    """Run `coro` on this process's live loop, beside the sending; a worker streams its replies there."""
+    return asyncio.run_coroutine_threadsafe(coro, _live_loop())
+
+
+def _submit(item: tuple) -> None:
+    _live_loop()
     if len(_queue) >= MAX_QUEUED and item[0] == "delta":
         log.warning("live updates backlog full; dropping a delta (clients will resync)")
         return

@@ -1,8 +1,7 @@
 """The openai SDK behind one small interface. No ORM in here."""
 
 import json
-import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import httpx2
@@ -40,26 +39,24 @@ class Chunk:
     usage: dict[str, int] = field(default_factory=dict)
 
 
-_client: openai.OpenAI | None = None
-_client_lock = threading.Lock()
+_client: openai.AsyncOpenAI | None = None
 
 
-def client() -> openai.OpenAI:
-    """One client per process: it pools HTTP connections and is thread-safe."""
+def client() -> openai.AsyncOpenAI:
+    """One client per process, used only on its live loop (chat.fanout): it pools HTTP connections."""
     global _client
-    with _client_lock:
-        if _client is None:
-            _client = openai.OpenAI(
-                api_key=settings.OPENAI_API_KEY or "simulator",
-                base_url=settings.OPENAI_BASE_URL or None,
-                # Retries are ours (chat/services.py), so the user can be told why we wait.
-                max_retries=0,
-                timeout=httpx2.Timeout(settings.OPENAI_READ_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT),
-                http_client=httpx2.Client(
-                    limits=httpx2.Limits(max_connections=1000, max_keepalive_connections=100),
-                    timeout=httpx2.Timeout(settings.OPENAI_READ_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT),
-                ),
-            )
+    if _client is None:
+        timeout = httpx2.Timeout(settings.OPENAI_READ_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT)
+        _client = openai.AsyncOpenAI(
+            api_key=settings.OPENAI_API_KEY or "simulator",
+            base_url=settings.OPENAI_BASE_URL or None,
+            # Retries are ours (chat/services.py), so the user can be told why we wait.
+            max_retries=0,
+            timeout=timeout,
+            http_client=httpx2.AsyncClient(
+                limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=200), timeout=timeout
+            ),
+        )
     return _client
 
 
@@ -89,10 +86,10 @@ def _reasoning_of(delta: dict) -> str:
     return delta.get("reasoning_content") or delta.get("reasoning") or ""
 
 
-def _sse_data(lines: Iterator[str]) -> Iterator[dict]:
+async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[dict]:
     """The JSON payload of each server-sent event, until `[DONE]`."""
     data: list[str] = []
-    for line in lines:
+    async for line in lines:
         if line.startswith("data:"):
             data.append(line[5:].lstrip(" "))
         elif not line and data:
@@ -129,7 +126,7 @@ def _translate(exc: Exception) -> ProviderError:
         except ValueError:
             seconds = None
         return ProviderError("The model provider is busy.", permanent=False, kind="rate_limit", retry_after=seconds)
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
         return ProviderError("The model took too long to answer.", permanent=False, kind="timeout")
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError("The connection to the model provider was lost.", permanent=False, kind="connection")
@@ -144,7 +141,7 @@ def _translate(exc: Exception) -> ProviderError:
     raise exc
 
 
-def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> Iterator[Chunk]:
+async def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> AsyncIterator[Chunk]:
     """Yield the answer as it arrives; raise ProviderError on any failure.
 
     The SDK sends the request and turns error statuses into exceptions; the
@@ -155,14 +152,14 @@ def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> Iterator[Chu
     try:
         completions = client().chat.completions
         if not spec.supports_streaming:
-            message = completions.create(**request_params(spec, messages)).to_dict()
+            message = (await completions.create(**request_params(spec, messages))).to_dict()
             choice = message["choices"][0]["message"]
             yield Chunk(text=choice.get("content") or "", reasoning=_reasoning_of(choice))
             if message.get("usage"):
                 yield Chunk(usage=_usage(message["usage"]))
             return
-        with completions.with_streaming_response.create(**request_params(spec, messages)) as response:
-            for event in _sse_data(response.iter_lines()):
+        async with completions.with_streaming_response.create(**request_params(spec, messages)) as response:
+            async for event in _sse_data(response.iter_lines()):
                 if event.get("usage"):
                     yield Chunk(usage=_usage(event["usage"]))
                 if not event.get("choices"):

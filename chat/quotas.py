@@ -7,18 +7,18 @@ A limit is (model, messages, window). Windows:
 - calendar: day, Monday-start week or month boundaries in the plan's time zone;
 - rolling: the last N hours or days; a slot frees as each message ages out.
 
-Every reservation takes the user's QuotaCounter row lock for that model, so
-concurrent sends from any number of processes are serialised per user and
-model; the ledger's unique constraints make a second settle or refund of one
-reply impossible.
+Every counted reservation takes the user's QuotaCounter row lock for that
+model, so concurrent sends from any number of processes are serialised per
+user and model; the ledger's unique constraints make a second settle or refund
+of one reply impossible.
 """
 
 import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Min, Sum
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from .models import (
@@ -132,19 +132,14 @@ def calendar_window(limit: Limit, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> Wi
 
 @dataclass
 class Rules:
-    """Everything that decides one user's limits, fetched in a few queries."""
+    """Everything that decides one user's limits: per model the limit that applies, and the grants."""
 
-    plan: Plan | None
-    plan_limits: dict[int, PlanLimit]
-    overrides: dict[int, QuotaOverride]
+    limits: dict[int, Limit]
     grants: dict[int, int]
+    time_zone: zoneinfo.ZoneInfo
 
     def limit_for(self, model_id: int) -> Limit | None:
-        return self.overrides.get(model_id) or self.plan_limits.get(model_id)
-
-    @property
-    def time_zone(self) -> zoneinfo.ZoneInfo:
-        return zoneinfo.ZoneInfo(self.plan.calendar_time_zone if self.plan else "UTC")
+        return self.limits.get(model_id)
 
 
 def user_plan(user) -> Plan | None:
@@ -153,29 +148,60 @@ def user_plan(user) -> Plan | None:
     return plan or Plan.objects.filter(is_default=True).first()
 
 
+# Every send asks this, so it is one round trip: per model, the user's override, else the limit of
+# the user's plan (the default plan when the profile names none); unexpired grants; the plan's time zone.
+RULES_SQL = """
+WITH plan AS (
+    SELECT id, calendar_time_zone FROM chat_plan
+    WHERE id = COALESCE((SELECT plan_id FROM accounts_profile WHERE user_id = %(user)s),
+                        (SELECT id FROM chat_plan WHERE is_default))
+)
+SELECT DISTINCT ON (l.model_id)
+       l.overridden, l.model_id, l.messages, l.window_kind, l.window_length, l.window_unit, l.disabled,
+       (SELECT COALESCE(SUM(g.messages), 0) FROM chat_quotagrant g
+         WHERE g.user_id = %(user)s AND g.model_id = l.model_id AND g.expires_at > %(now)s),
+       COALESCE((SELECT calendar_time_zone FROM plan), 'UTC')
+FROM (
+    SELECT true AS overridden, model_id, messages, window_kind, window_length, window_unit, disabled
+      FROM chat_quotaoverride WHERE user_id = %(user)s
+    UNION ALL
+    SELECT false, model_id, messages, window_kind, window_length, window_unit, disabled
+      FROM chat_planlimit WHERE plan_id = (SELECT id FROM plan)
+) AS l
+WHERE %(model)s::bigint IS NULL OR l.model_id = %(model)s
+ORDER BY l.model_id, l.overridden DESC
+"""
+
+
 def rules_get(user, now: dt.datetime, model_id: int | None = None) -> Rules:
-    plan = user_plan(user)
-
-    def scoped(qs):
-        return qs.filter(model_id=model_id) if model_id else qs
-
-    plan_limits = {pl.model_id: pl for pl in scoped(PlanLimit.objects.filter(plan=plan))} if plan else {}
-    overrides = {o.model_id: o for o in scoped(QuotaOverride.objects.filter(user=user))}
-    grants = dict(
-        scoped(QuotaGrant.objects.filter(user=user, expires_at__gt=now))
-        .values("model_id")
-        .annotate(total=Sum("messages"))
-        .values_list("model_id", "total")
-    )
-    return Rules(plan, plan_limits, overrides, grants)
+    with connection.cursor() as cursor:
+        cursor.execute(RULES_SQL, {"user": user.pk, "now": now, "model": model_id})
+        rows = cursor.fetchall()
+    limits, grants = {}, {}
+    for overridden, model, messages, kind, length, unit, disabled, granted, _ in rows:
+        limits[model] = (QuotaOverride if overridden else PlanLimit)(
+            model_id=model, messages=messages, window_kind=kind, window_length=length, window_unit=unit,
+            disabled=disabled,
+        )
+        grants[model] = granted
+    # Without limits, no calendar window needs the plan's time zone.
+    return Rules(limits, grants, zoneinfo.ZoneInfo(rows[0][-1] if rows else "UTC"))
 
 
 def _rolling_used(user, model_id: int, since: dt.datetime) -> tuple[int, dt.datetime | None]:
-    """Counted replies since `since`, and when the oldest of them was sent."""
-    counted = Message.objects.filter(
-        conversation__user=user, model_id=model_id, role=Message.Role.ASSISTANT, quota__in=COUNTED, created_at__gt=since
-    ).aggregate(used=Count("id"), oldest=Min("created_at"))
-    return counted["used"], counted["oldest"]
+    """Counted replies since `since`, and when the oldest of them was sent.
+
+    Raw SQL: the picker's status asks this after every send, and the ORM's aggregate
+    costs several times the query itself.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT count(*), min(m.created_at) FROM chat_message m
+               JOIN chat_conversation c ON c.id = m.conversation_id
+               WHERE c.user_id = %s AND m.model_id = %s AND m.role = %s AND m.quota = ANY(%s) AND m.created_at > %s""",
+            [user.pk, model_id, Message.Role.ASSISTANT, list(COUNTED), since],
+        )
+        return cursor.fetchone()
 
 
 def _current(limit: Limit, counter: QuotaCounter | None, rules: Rules, user, now: dt.datetime):
@@ -204,33 +230,93 @@ def _refusal(model: AIModel, limit: Limit, resets_at: dt.datetime | None, tz: dt
     return QuotaRefused(f"{model.name} limit reached{when}.", model=model, resets_at=resets_at)
 
 
+# Count a reply: `counter` is a statement that yields the reply's quota_window_start, or no row
+# when it refuses; the reply and its ledger entry are written in the same round trip.
+RESERVE_SQL = """
+WITH counter AS ({counter}),
+reply AS (
+    UPDATE chat_message SET quota = %(reserved)s, quota_window_start = (SELECT window_start FROM counter)
+    WHERE id = %(reply)s AND EXISTS (SELECT FROM counter)
+    RETURNING id
+),
+ledger AS (
+    INSERT INTO chat_ledgerentry (user_id, model_id, kind, delta, message_id, note,
+                                  prompt_tokens, completion_tokens, reasoning_tokens, created_at)
+    SELECT %(user)s, %(model)s, %(kind)s, 1, id, '', 0, 0, 0, %(created_at)s FROM reply
+)
+SELECT window_start FROM counter
+"""
+
+# No limit: nothing to count against.
+UNLIMITED = "SELECT NULL::timestamptz AS window_start"
+
+# Rolling windows count the replies themselves, under the counter lock taken beforehand, so the
+# reply keeps no window start: a refund has no counter to give back to.
+ROLLING = """
+UPDATE chat_quotacounter SET window_start = %(start)s, window_end = %(end)s, used = %(used)s
+WHERE id = %(counter)s RETURNING NULL::timestamptz AS window_start
+"""
+
+# Anchored and calendar windows: check and count in one statement. ON CONFLICT locks the user's
+# (user, model) row and evaluates the WHERE against its latest committed version once the lock is
+# granted, so of two sends racing for the last slot the second sees the first's count and is
+# refused; a refused send returns no row but holds the lock until its transaction ends.
+# The counter's window carries on while an anchored one is open, or while the calendar window of
+# now has the same start; otherwise the message opens %(start)s to %(end)s.
+_OPEN = "(%(anchored)s AND c.window_end > %(now)s)"
+_SAME = f"({_OPEN} OR c.window_start = %(start)s)"
+WINDOWED = f"""
+INSERT INTO chat_quotacounter AS c (user_id, model_id, window_start, window_end, used)
+SELECT %(user)s, %(model)s, %(start)s, %(end)s, 1 WHERE %(allowed)s > 0
+ON CONFLICT (user_id, model_id) DO UPDATE SET
+    used = CASE WHEN {_SAME} THEN c.used + 1 ELSE 1 END,
+    window_start = CASE WHEN {_OPEN} THEN c.window_start ELSE %(start)s END,
+    window_end = CASE WHEN {_OPEN} THEN c.window_end ELSE %(end)s END
+WHERE CASE WHEN {_SAME} THEN c.used < %(allowed)s ELSE true END
+RETURNING c.window_start
+"""
+
+
 def quota_reserve(*, user, model: AIModel, reply: Message, now: dt.datetime | None = None) -> None:
     """Count `reply` against the user's limit for `model`, or raise QuotaRefused.
 
-    Must run inside the transaction that stores the reply. Takes the
-    (user, model) QuotaCounter row lock until that transaction ends: this is
-    what stops two concurrent sends both taking the last slot.
+    Must run inside the transaction that stores the reply. Holds the (user, model)
+    QuotaCounter row lock until that transaction ends: this is what stops two
+    concurrent sends both taking the last slot. Anchored and calendar windows
+    take two round trips (the rules, then one statement that checks, counts and
+    records); rolling windows, which count the replies themselves, take five.
     """
     now = now or timezone.now()
     rules = rules_get(user, now, model.id)
     limit = rules.limit_for(model.id)
-    window_start = None
     if limit is not None and limit.disabled:
         raise _refusal(model, limit, None, user_time_zone(user))
-    if limit is not None and limit.messages is not None:
+    params = {"user": user.pk, "model": model.id, "reply": reply.id, "reserved": Message.Quota.RESERVED,
+              "kind": LedgerEntry.Kind.RESERVE, "created_at": timezone.now()}
+    if limit is None or limit.messages is None:
+        counter = UNLIMITED
+    elif limit.window_kind == WindowKind.ROLLING:
+        counter = ROLLING
         QuotaCounter.objects.bulk_create([QuotaCounter(user=user, model=model)], ignore_conflicts=True)
-        counter = QuotaCounter.objects.select_for_update().get(user=user, model=model)
-        used, window, resets_at = _current(limit, counter, rules, user, now)
+        locked = QuotaCounter.objects.select_for_update().get(user=user, model=model)
+        used, window, resets_at = _current(limit, locked, rules, user, now)
         if used >= limit.messages + rules.grants.get(model.id, 0):
             raise _refusal(model, limit, resets_at, user_time_zone(user))
-        window = window or anchored_window(limit, now)
-        counter.window_start, counter.window_end, counter.used = window.start, window.end, used + 1
-        counter.save(update_fields=["window_start", "window_end", "used"])
-        # Rolling windows count the replies themselves, so a refund has no counter to touch.
-        window_start = None if limit.window_kind == WindowKind.ROLLING else window.start
-    Message.objects.filter(id=reply.id).update(quota=Message.Quota.RESERVED, quota_window_start=window_start)
-    reply.quota, reply.quota_window_start = Message.Quota.RESERVED, window_start
-    LedgerEntry.objects.create(user=user, model=model, kind=LedgerEntry.Kind.RESERVE, delta=1, message=reply)
+        params.update(counter=locked.id, used=used + 1, start=window.start, end=window.end)
+    else:
+        counter = WINDOWED
+        anchored = limit.window_kind == WindowKind.ANCHORED
+        window = anchored_window(limit, now) if anchored else calendar_window(limit, now, rules.time_zone)
+        params.update(anchored=anchored, now=now, start=window.start, end=window.end,
+                      allowed=limit.messages + rules.grants.get(model.id, 0))
+    with connection.cursor() as cursor:
+        cursor.execute(RESERVE_SQL.format(counter=counter), params)
+        counted = cursor.fetchone()
+    if counted is None:
+        # Refused, the counter (if there is one) still locked: read until when.
+        _, _, resets_at = _current(limit, QuotaCounter.objects.filter(user=user, model=model).first(), rules, user, now)
+        raise _refusal(model, limit, resets_at, user_time_zone(user))
+    reply.quota, reply.quota_window_start = Message.Quota.RESERVED, counted[0]
 
 
 def quota_settle(*, reply: Message, usage: dict[str, int] | None = None) -> bool:

@@ -162,6 +162,7 @@ def message_send(*, user, conversation_id: int | None, model_slug: object, text:
             conversation = Conversation.objects.create(user=user, model=model, title=title_from(text))
         else:
             conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+            conversation.user = user  # known: the announcement after commit need not fetch it again
         user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, model=model, text=text)
         reply = _reply_start(user=user, conversation=conversation, model=model, new_conversation=conversation_id is None)
         transaction.on_commit(lambda: _announce(conversation, [user_message, reply]))
@@ -282,7 +283,12 @@ def model_spec(model: AIModel) -> providers.ModelSpec:
 
 @dataclass
 class ReplyStream:
-    """Coalesces deltas for the browser and checkpoints the text to Postgres."""
+    """Coalesces deltas for the browser and checkpoints the text to Postgres.
+
+    While a reply streams, `add` and `flush` run on the live loop and
+    Checkpoints reads `text` from its thread (joining a list another thread
+    appends to is safe under the GIL); the loop only reads `stopped`.
+    """
 
     reply: Message
     started: float = field(default_factory=time.monotonic)
@@ -294,7 +300,6 @@ class ReplyStream:
     pending_reasoning: str = ""
     first_text_at: float | None = None
     last_flush: float = 0.0
-    last_checkpoint: float = field(default_factory=time.monotonic)
     usage: dict[str, int] = field(default_factory=dict)
     stopped: bool = False
 
@@ -313,8 +318,6 @@ class ReplyStream:
         self.pending_reasoning += chunk.reasoning
         if now - self.last_flush >= settings.STREAM_FLUSH_SECONDS:
             self.flush(now)
-        if now - self.last_checkpoint >= settings.STREAM_CHECKPOINT_SECONDS:
-            self.checkpoint(now)
 
     def flush(self, now: float | None = None) -> None:
         if not (self.pending_text or self.pending_reasoning):
@@ -334,16 +337,6 @@ class ReplyStream:
         self.sent_reasoning += len(reasoning)
         self.pending_text = self.pending_reasoning = ""
         self.last_flush = now or time.monotonic()
-
-    def checkpoint(self, now: float) -> None:
-        self.flush(now)
-        self.last_checkpoint = now
-        saved = Message.objects.filter(id=self.reply.id, status=Message.Status.STREAMING).update(
-            text="".join(self.text), reasoning="".join(self.reasoning), lease_expires_at=timezone.now() + LEASE
-        )
-        release_connection()
-        # Zero rows: the user pressed stop (or the reaper gave up on us).
-        self.stopped = saved == 0
 
     @property
     def thinking_ms(self) -> int:
@@ -388,46 +381,64 @@ def provider_alert() -> str:
     return value.decode() if value else ""
 
 
-class Leases:
-    """Renews the lease of every reply this process is writing, also while the model thinks.
+class Checkpoints:
+    """Writes the text of every reply this process is streaming to Postgres, in one statement a second.
 
-    When the process dies the renewals stop, and reply_reap ends its replies.
+    The same statement renews each reply's lease, also while the model thinks;
+    when the process dies the renewals stop, and reply_reap ends its replies. A
+    reply it no longer finds streaming was stopped by the user (or reaped): its
+    stream is told to stop.
     """
 
     def __init__(self) -> None:
-        self.ids: set[int] = set()
+        self.streams: dict[int, ReplyStream] = {}
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
-    def hold(self, message_id: int) -> None:
+    def hold(self, stream: "ReplyStream") -> None:
         with self.lock:
-            self.ids.add(message_id)
+            self.streams[stream.reply.id] = stream
             if self.thread is None:
-                self.thread = threading.Thread(target=self._renew_forever, name="leases", daemon=True)
+                self.thread = threading.Thread(target=self._write_forever, name="checkpoints", daemon=True)
                 self.thread.start()
 
-    def release(self, message_id: int) -> None:
+    def release(self, stream: "ReplyStream") -> None:
         with self.lock:
-            self.ids.discard(message_id)
+            self.streams.pop(stream.reply.id, None)
 
-    def _renew_forever(self) -> None:
+    def _write_forever(self) -> None:
         while True:
-            time.sleep(LEASE.total_seconds() / 4)
+            time.sleep(settings.STREAM_CHECKPOINT_SECONDS)
             with self.lock:
-                ids = list(self.ids)
-            if not ids:
+                streams = list(self.streams.values())
+            if not streams:
                 continue
             try:
-                Message.objects.filter(id__in=ids, status=Message.Status.STREAMING).update(
-                    lease_expires_at=timezone.now() + LEASE
-                )
+                saved = self.write(streams)
             except Exception:
-                log.exception("could not renew reply leases")
+                log.exception("could not checkpoint live replies")
+                continue
             finally:
                 connections.close_all()
+            for stream in streams:
+                stream.stopped = stream.reply.id not in saved
+
+    @staticmethod
+    def write(streams: list["ReplyStream"]) -> set[int]:
+        """Store each stream's text so far; returns the ids of the replies still streaming."""
+        rows = [(s.reply.id, "".join(s.text), "".join(s.reasoning)) for s in streams]
+        values = ", ".join(["(%s::bigint, %s::text, %s::text)"] * len(rows))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""UPDATE chat_message m SET text = v.text, reasoning = v.reasoning, lease_expires_at = %s
+                    FROM (VALUES {values}) AS v (id, text, reasoning)
+                    WHERE m.id = v.id AND m.status = %s RETURNING m.id""",
+                [timezone.now() + LEASE, *(value for row in rows for value in row), Message.Status.STREAMING],
+            )
+            return {row[0] for row in cursor.fetchall()}
 
 
-leases = Leases()
+checkpoints = Checkpoints()
 
 
 def _capacity_wait(reply: Message, turns: list[dict[str, str]]) -> None:
@@ -459,11 +470,11 @@ def reply_generate(*, message_id: int) -> None:
     fanout.buffer_clear(reply.id)  # nothing left from an earlier database with the same ids
     spec = model_spec(reply.model)
     stream = ReplyStream(reply)
-    leases.hold(reply.id)
+    checkpoints.hold(stream)
     try:
         _generate(reply, spec, turns, stream)
     finally:
-        leases.release(reply.id)
+        checkpoints.release(stream)
 
 
 def _generate(reply: Message, spec: providers.ModelSpec, turns: list[dict[str, str]], stream: "ReplyStream") -> None:
@@ -471,10 +482,7 @@ def _generate(reply: Message, spec: providers.ModelSpec, turns: list[dict[str, s
     while True:
         _capacity_wait(reply, turns)
         try:
-            for chunk in providers.stream_chat(spec, turns):
-                stream.add(chunk)
-                if stream.stopped:
-                    break
+            _stream(spec, turns, stream)
             break
         except providers.ProviderError as exc:
             if exc.kind == "insufficient_quota":
@@ -488,6 +496,26 @@ def _generate(reply: Message, spec: providers.ModelSpec, turns: list[dict[str, s
             time.sleep(wait)
             attempt += 1
     reply_finish(reply=reply, stream=stream)
+
+
+def _stream(spec: providers.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream) -> None:
+    """One attempt, streamed on the process's live loop; this thread waits.
+
+    One event loop reads every reply a worker writes: a thread per reply, woken
+    for every token, starved the thread that takes new tasks from the broker.
+    """
+    future = fanout.run_soon(_read(spec, turns, stream))
+    try:
+        future.result()
+    finally:
+        future.cancel()
+
+
+async def _read(spec: providers.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream) -> None:
+    async for chunk in providers.stream_chat(spec, turns):
+        stream.add(chunk)
+        if stream.stopped:
+            return
 
 
 def reply_finish(*, reply: Message, stream: ReplyStream) -> None:

@@ -1,7 +1,8 @@
 import os
+import sys
 
 from celery import Celery
-from celery.signals import task_postrun
+from celery.signals import task_postrun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -17,3 +18,12 @@ def close_db_connections(**kwargs) -> None:
 
     close_old_connections()
     connections.close_all()
+
+
+@worker_init.connect
+def shorter_gil_switch_interval(**kwargs) -> None:
+    # Hundreds of generating threads each wake per token. With the default 5 ms
+    # switch interval, every GIL hand-over to the thread that reads new tasks
+    # from the broker can wait 5 ms, and it needs many per task: measured, the
+    # queue backed up to 240 tasks at 15 tasks/s while 200 replies streamed.
+    sys.setswitchinterval(0.0005)

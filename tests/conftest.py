@@ -116,6 +116,21 @@ def isolated_queue() -> str:
 
 
 @pytest.fixture
+def private_queue(isolated_queue) -> Iterator[str]:
+    """A Celery queue of this test's own, so the session's live-stack worker never takes what
+    the test enqueues: tests that generate replies in this process leave it unread, others
+    start a worker of their own on it."""
+    from chat.limiter import redis_sync
+    from config.celery import app
+
+    queue = f"{isolated_queue}-private"
+    app.conf.task_default_queue = queue
+    yield queue
+    app.conf.task_default_queue = isolated_queue
+    redis_sync().delete(queue)
+
+
+@pytest.fixture
 def simulator(simulator_server: Simulator, settings) -> Iterator[Simulator]:
     """The model provider for code in this process is the simulator."""
     settings.OPENAI_BASE_URL = f"{simulator_server.url}/v1"

@@ -6,7 +6,9 @@ from chat import services
 from chat.context import context_trim, tokens_estimate
 from chat.models import Conversation, LedgerEntry, Message
 
-pytestmark = pytest.mark.django_db
+# Replies are generated in this process, and their checkpoints are written from another thread, which
+# must see the rows: each test commits for real, and what it enqueues no worker takes.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("private_queue")]
 
 
 def send(user, text: str, model: str = "o1-mini", conversation_id: int | None = None) -> Message:

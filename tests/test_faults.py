@@ -8,7 +8,6 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 import time_machine
@@ -21,7 +20,9 @@ from chat.limiter import capacity_acquire, redis_sync
 from chat.models import LedgerEntry, Message
 from tests.conftest import _stop, _subprocess_env, start_worker, wait_until
 
-pytestmark = pytest.mark.django_db
+# Replies are generated in this process, and their checkpoints are written from another thread, which
+# must see the rows: each test commits for real, and what it enqueues no worker takes.
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("private_queue")]
 
 
 @pytest.fixture(autouse=True)
@@ -185,24 +186,12 @@ def test_a_user_may_not_have_more_than_three_answers_in_flight(catalog, make_use
     assert Message.objects.filter(conversation__user=user).count() == 6
 
 
-@pytest.fixture
-def own_queue(isolated_queue) -> Iterator[str]:
-    """A queue only this test's worker reads (the session's live worker must not take its tasks)."""
-    from config.celery import app
-
-    queue = f"{isolated_queue}-own"
-    app.conf.task_default_queue = queue
-    yield queue
-    app.conf.task_default_queue = isolated_queue
-
-
-@pytest.mark.django_db(transaction=True)
 def test_a_killed_worker_leaves_its_reply_incomplete_refunded_or_kept_and_never_rewritten(
-    simulator_server, catalog, make_user, isolated_queue, own_queue
+    simulator_server, catalog, make_user, isolated_queue, private_queue
 ):
     user = make_user()
     env = _subprocess_env(simulator_server, isolated_queue)
-    worker = start_worker({**env, "STREAM_CHECKPOINT_SECONDS": "0.2"}, own_queue, concurrency=4, start_new_session=True)
+    worker = start_worker({**env, "STREAM_CHECKPOINT_SECONDS": "0.2"}, private_queue, concurrency=4, start_new_session=True)
     try:
         writing = send(user, "long one [sim:think=0] [sim:rate=20] [sim:tokens=400]")
         thinking = send(user, "slow thinker [sim:think=60]")

@@ -1,23 +1,33 @@
 """What the worker makes of a provider's event stream, beyond what the simulator sends."""
 
+import asyncio
+
 import pytest
 
 from chat.providers import ProviderError, _sse_data
 
 
+def events(lines: list[str]) -> list[dict]:
+    async def lines_of():
+        for line in lines:
+            yield line
+
+    async def read():
+        return [event async for event in _sse_data(lines_of())]
+
+    return asyncio.run(read())
+
+
 def test_events_are_read_until_done_and_multi_line_data_is_joined():
     lines = ['data: {"a": 1}', "", "event: x", 'data: {"b":', "data: 2}", "", "data: [DONE]", "", 'data: {"c": 3}', ""]
-    assert list(_sse_data(iter(lines))) == [{"a": 1}, {"b": 2}]
+    assert events(lines) == [{"a": 1}, {"b": 2}]
 
 
 def test_an_error_event_mid_stream_becomes_a_readable_provider_error():
-    lines = ['data: {"choices": []}', "", 'data: {"error": {"message": "overloaded"}}', ""]
-    events = _sse_data(iter(lines))
-    assert next(events) == {"choices": []}
     with pytest.raises(ProviderError, match="reported an error: overloaded"):
-        next(events)
+        events(['data: {"choices": []}', "", 'data: {"error": {"message": "overloaded"}}', ""])
 
 
 def test_a_malformed_event_is_a_provider_error_not_a_crash():
     with pytest.raises(ProviderError, match="malformed"):
-        list(_sse_data(iter(["data: {not json", ""])))
+        events(["data: {not json", ""])

@@ -11,10 +11,10 @@ pytestmark = pytest.mark.django_db
 def test_sending_a_message_takes_a_fixed_number_of_queries(catalog, make_user, django_assert_num_queries):
     user = make_user()
     services.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="warm up")
-    with django_assert_num_queries(18):  # a new conversation
+    with django_assert_num_queries(10):  # a new conversation
         services.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hello")
     conversation = Message.objects.filter(conversation__user=user).last().conversation
-    with django_assert_num_queries(19):  # an existing conversation
+    with django_assert_num_queries(11):  # an existing conversation
         services.message_send(user=user, conversation_id=conversation.id, model_slug="o1-preview", text="again")
 
 

@@ -114,6 +114,48 @@ def test_rolling_window_frees_one_slot_as_each_message_ages_out(catalog, make_us
         send(user, "gpt-4o")
 
 
+@pytest.mark.parametrize(
+    ("model", "counted_in_window"),
+    [("o1-preview", True), ("gpt-4o", False), ("unlisted", False)],  # anchored, rolling, no limit
+)
+def test_a_reservation_marks_the_reply_and_ledgers_it_once(catalog, make_user, model, counted_in_window):
+    user = make_user()
+    if model == "unlisted":
+        model = "o1-mini"
+        quotas.plan_set(user=user, plan=Plan.objects.create(name="No limits"))
+    with time_machine.travel(at(2026, 7, 1, 12, 0), tick=False):
+        reply = send(user, model)
+    stored = Message.objects.get(id=reply.id)
+    assert (stored.quota, stored.quota_window_start) == ("reserved", at(2026, 7, 1, 12, 0) if counted_in_window else None)
+    assert (reply.quota, reply.quota_window_start) == (stored.quota, stored.quota_window_start)
+    [entry] = LedgerEntry.objects.filter(message_id=reply.id)
+    assert (entry.kind, entry.delta, entry.user, entry.model) == ("reserve", 1, user, catalog[model])
+    assert entry.created_at == at(2026, 7, 1, 12, 0)
+
+
+def test_a_limit_lowered_below_what_was_used_refuses_until_the_window_closes(catalog, make_user):
+    user = make_user()
+    with time_machine.travel(at(2026, 8, 3, 9, 0), tick=False):
+        for _ in range(3):
+            send(user, "o1-mini")
+        override(user, catalog, "o1-mini", messages=2, window_kind="anchored", window_length=1, window_unit="day")
+        assert refused(user, "o1-mini").extra["resets_at"] == "2026-08-04T00:00:00+00:00"
+    with time_machine.travel(at(2026, 8, 4, 0, 0), tick=False):
+        send(user, "o1-mini")
+    assert QuotaCounter.objects.get(user=user, model=catalog["o1-mini"]).used == 1
+
+
+def test_a_calendar_window_counts_on_from_a_window_of_another_kind_that_started_the_same_moment(catalog, make_user):
+    user = make_user()
+    with time_machine.travel(at(2026, 8, 3, 0, 0), tick=False):  # a Monday, 00:00 UTC
+        send(user, "o1-mini")  # anchored: opens at 00:00, the day's calendar window start
+        override(user, catalog, "o1-mini", messages=2, window_kind="calendar", window_length=1, window_unit="week")
+        send(user, "o1-mini")
+        refusal = refused(user, "o1-mini")
+    assert refusal.extra["resets_at"] == "2026-08-10T00:00:00+00:00"  # the week's end, not the day's
+    assert QuotaCounter.objects.get(user=user, model=catalog["o1-mini"]).window_end == at(2026, 8, 10, 0, 0)
+
+
 def test_an_override_beats_the_plan(catalog, make_user):
     user, neighbour = make_user(), make_user()
     override(user, catalog, "o1-mini", messages=1, window_kind="anchored", window_length=1, window_unit="day")
@@ -183,6 +225,8 @@ def ledger_total(user, model) -> int:
     return entries.aggregate(total=Sum("delta"))["total"] or 0
 
 
+@pytest.mark.django_db(transaction=True)  # generated here; checkpoints come from another thread
+@pytest.mark.usefixtures("private_queue")
 def test_a_provider_failure_refunds_and_a_redelivered_task_changes_nothing(simulator, catalog, make_user, settings):
     settings.PROVIDER_RETRY_BASE_SECONDS = 0.01
     user = make_user()
