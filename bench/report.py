@@ -133,7 +133,7 @@ def ttft_section(results: dict) -> list[str]:
         for row in rows:
             r = row["result"]
             cells = [f"{ms(percentile(r['breakdown'][k], 50))} / {ms(percentile(r['breakdown'][k], 99))}" for k in parts]
-            direct = [x - 0.2 for x in r["direct"]]
+            direct = [x - think for x in r["direct"]]
             out.append(f"| {row['server']} | {row['chats']} | " + " | ".join(cells)
                        + f" | {ms(percentile(direct, 50))} / {ms(percentile(direct, 99))} |")
     out.append("")
