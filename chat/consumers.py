@@ -201,8 +201,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({**event, "type": "conversation"})
 
     async def chat_quota(self, event: dict) -> None:
-        models = event.get("models") or await database_sync_to_async(services.quota_json)(self.user)
-        await self.send_json({"type": "quota", "models": models})
+        if "models" in event:
+            await self.send_json({"type": "quota", "models": event["models"], "partial": event.get("partial", False)})
+            return
+        models = await database_sync_to_async(services.quota_json)(self.user)
+        await self.send_json({"type": "quota", "models": models, "partial": False})
 
     async def session_ended(self, event: dict) -> None:
         session = self.scope.get("session")

@@ -369,22 +369,23 @@ def quota_refund(*, reply: Message, reason: str) -> bool:
     return True
 
 
-def quota_status(*, user, now: dt.datetime | None = None) -> list[QuotaStatus]:
-    """Per enabled model: the limit, what is used and when it resets. Reads only."""
+def quota_status(*, user, now: dt.datetime | None = None, model: AIModel | None = None) -> list[QuotaStatus]:
+    """Per enabled model (or just `model`): the limit, what is used and when it resets. Reads only."""
     now = now or timezone.now()
-    rules = rules_get(user, now)
-    counters = {c.model_id: c for c in QuotaCounter.objects.filter(user=user)}
+    rules = rules_get(user, now, model.id if model else None)
+    counters = QuotaCounter.objects.filter(user=user, **({"model": model} if model else {}))
+    counters = {c.model_id: c for c in counters}
     statuses = []
-    for model in AIModel.objects.filter(enabled=True):
-        limit = rules.limit_for(model.id)
+    for one in [model] if model else AIModel.objects.filter(enabled=True):
+        limit = rules.limit_for(one.id)
         if limit is None or limit.messages is None or limit.disabled:
             statuses.append(
-                QuotaStatus(model, None, 0, None, bool(limit and limit.disabled), limit.describe() if limit else "unlimited")
+                QuotaStatus(one, None, 0, None, bool(limit and limit.disabled), limit.describe() if limit else "unlimited")
             )
             continue
-        used, _, resets_at = _current(limit, counters.get(model.id), rules, user, now)
-        allowed = limit.messages + rules.grants.get(model.id, 0)
-        statuses.append(QuotaStatus(model, allowed, used, resets_at, False, limit.describe()))
+        used, _, resets_at = _current(limit, counters.get(one.id), rules, user, now)
+        allowed = limit.messages + rules.grants.get(one.id, 0)
+        statuses.append(QuotaStatus(one, allowed, used, resets_at, False, limit.describe()))
     return statuses
 
 

@@ -183,13 +183,13 @@ def _conversation_changed(conversation: Conversation, *, deleted: bool = False) 
     )
 
 
-def _quota_changed(user) -> None:
-    """Every tab of the user updates its model picker; computed once, here, not per tab."""
-    fanout.send_event(fanout.user_group(user.id), {"type": "chat.quota", "models": quota_json(user)})
+def _quota_changed(user, model: AIModel) -> None:
+    """Every tab of the user updates `model` in its picker; computed once, here, not per tab."""
+    fanout.send_event(fanout.user_group(user.id), {"type": "chat.quota", "models": quota_json(user, model), "partial": True})
 
 
 def _announce(conversation: Conversation, messages: list[Message]) -> None:
-    _quota_changed(conversation.user)
+    _quota_changed(conversation.user, messages[-1].model)
     _conversation_changed(conversation)
     fanout.send_event(
         fanout.conversation_group(conversation.id),
@@ -255,7 +255,7 @@ def reply_stop(*, user, message_id: object) -> None:
 def _done(reply: Message) -> None:
     fanout.send_event(fanout.conversation_group(reply.conversation_id), {"type": "chat.done", "message": message_json(reply)})
     if reply.quota == Message.Quota.REFUNDED:
-        _quota_changed(reply.conversation.user)
+        _quota_changed(reply.conversation.user, reply.model)
 
 
 # --- The worker side -------------------------------------------------------
@@ -636,7 +636,7 @@ def conversation_delete(*, user, conversation_id: object) -> None:
     )
 
 
-def quota_json(user) -> list[dict]:
+def quota_json(user, model: AIModel | None = None) -> list[dict]:
     tz = user_time_zone(user)
-    return [status.as_json(tz) for status in quota_status(user=user)]
+    return [status.as_json(tz) for status in quota_status(user=user, model=model)]
 

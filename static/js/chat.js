@@ -613,6 +613,17 @@
 
   // ------------------------------------------------------------ model picker
 
+  // A partial update carries only the models whose numbers changed.
+  function quotaUpdate(frame) {
+    if (frame.partial) {
+      const changed = new Map(frame.models.map((q) => [q.model, q]));
+      state.quota = state.quota.map((q) => changed.get(q.model) || q);
+    } else {
+      state.quota = frame.models;
+    }
+    paintPicker();
+  }
+
   function quotaFor(slug) {
     return state.quota.find((q) => q.model === slug) || null;
   }
@@ -1359,7 +1370,7 @@
       case "status": return onStatus(frame);
       case "done": return onDone(frame);
       case "message": return onResynced(frame);
-      case "quota": state.quota = frame.models; return paintPicker();
+      case "quota": return quotaUpdate(frame);
       case "conversation": return onConversation(frame);
       case "error": return onError(frame);
       default: return undefined;
