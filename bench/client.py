@@ -276,13 +276,15 @@ def reply_metrics(reply: Reply, rate: float) -> dict:
     for t in tokens:
         total += len(t)
         ends.append(total)
-    added, lag = [], []
+    added, added_at, lag = [], [], []
     prev_t = prev_k = None
+    wall_minus_perf = time.time() - time.perf_counter()
     t0 = k0 = None
     for t, offset, text in reply.deltas:
         k = bisect.bisect_right(ends, offset + len(text))  # whole tokens received so far
         if prev_t is not None:
             added.append((t - prev_t) - (k - prev_k) / rate)
+            added_at.append(t + wall_minus_perf)
         if t0 is None:
             t0, k0 = t, k
         else:
@@ -319,6 +321,7 @@ def reply_metrics(reply: Reply, rate: float) -> dict:
         "gaps": reply.gaps,
         "overlaps": reply.overlaps,
         "added_gaps": [round(x, 5) for x in added],
+        "added_at": [round(x, 4) for x in added_at],
         "schedule_lag": [round(x, 5) for x in lag],
         "sent_at": reply.sent_at,
         "first_wall": reply.first_wall,

@@ -46,7 +46,8 @@ SIM_THINK, SIM_RATE = 1.0, 50.0  # simulator defaults; every figure sets its own
 TTFT_THINK, TTFT_TOKENS, TTFT_RATE = 1.0, 20, 50
 TTFT_PROMPT = (f"ttft chat {{chat}} message {{i}} [sim:think={TTFT_THINK:g}] [sim:tokens={TTFT_TOKENS}] "
                f"[sim:rate={TTFT_RATE:g}]")
-STREAM_THINK, STREAM_TOKENS, STREAM_RATE = 1.0, 200, 20.0
+# 20 s answers: long enough that all N of a step stream at once for a while after the N sends are admitted.
+STREAM_THINK, STREAM_TOKENS, STREAM_RATE = 1.0, 400, 20.0
 STREAM_PROMPT = (f"stream chat {{chat}} [sim:think={STREAM_THINK:g}] [sim:tokens={STREAM_TOKENS}] "
                  f"[sim:rate={STREAM_RATE:g}]")
 

