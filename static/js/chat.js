@@ -646,6 +646,8 @@
     paintPicker();
   }
 
+  let paintedPicker = "";
+
   function paintPicker() {
     const current = quotaFor(state.model);
     el.modelButtonName.textContent = modelName(state.model);
@@ -660,6 +662,10 @@
     }
     el.emptySub.textContent = current ? `${current.name} · ${current.description || ""}`.replace(/ · $/, "") : "";
 
+    // Rebuild the list only when its numbers changed: an open list is not swapped under the pointer.
+    const key = JSON.stringify([state.model, state.quota]);
+    if (key === paintedPicker) return;
+    paintedPicker = key;
     const active = el.modelList.querySelector(".is-active");
     const activeModel = active ? active.dataset.model : null;
     el.modelList.replaceChildren();
