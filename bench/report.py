@@ -408,6 +408,8 @@ def render(results: dict) -> str:
         env = {"web": f"DB_POOL_MAX={results['settings']['web_db_pool']}",
                "web (daphne)": f"DB_POOL_MAX={results['settings']['web_db_pool']}",
                "worker": f"DB_POOL_MAX={results['settings']['worker_db_pool']}"}.get(name, "")
+        if name == "worker":
+            command = command.replace(" ; ", f"` and `{env} ")
         out.append(f"- {name}: `{env + ' ' if env else ''}{command}`")
     out += ["- Load generator: `bench/client.py` (asyncio on uvloop, the `websockets` client with permessage-deflate",
             "  as browsers negotiate it, and `openai.AsyncOpenAI`), in separate processes; its CPU and event-loop",

@@ -31,12 +31,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench import profile, report  # noqa: E402
 from bench.stack import PY, Sampler, Stack, start_simulator, start_web, start_worker  # noqa: E402
+from config import commands  # noqa: E402
 
 BENCH_DB = "bench_chat"
 # Signs the bench sessions; a throwaway value for a throwaway database, not a secret.
 BENCH_SECRET_KEY = "bench-only-not-a-secret-" + "0123456789abcdef" * 3
-WORKER_CONCURRENCY = 600
-WORKER_POOL = 40
+WORKER_PROCESSES = commands.worker_processes()
+WORKER_CONCURRENCY = 600  # threads, over all worker processes
+WORKER_POOL = 40 // WORKER_PROCESSES  # database connections per worker process
 WEB_POOL = 10
 SIM_THINK, SIM_RATE = 1.0, 50.0  # simulator defaults; every figure sets its own with [sim:...] tags
 
@@ -204,7 +206,7 @@ def figure_ttft(args, ctx: dict, sampler: Sampler, server: str, levels: list[int
                "sessions": ctx["sessions"][:n], "chats": n, "sim_url": ctx["sim_url"], "prompt": TTFT_PROMPT,
                "warmup": 2.0, "duration": duration}
         say(f"TTFT via {server}: {n} active chats for {duration:g}s (+2s warm-up)")
-        wait_for_db_slots(ctx["db_url"], WEB_POOL + WORKER_POOL // 2)
+        wait_for_db_slots(ctx["db_url"], WEB_POOL + WORKER_POOL * WORKER_PROCESSES // 2)
         sim_clear(ctx["sim_url"])
         recording: list = []
 
@@ -315,7 +317,7 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
             first += count
         say(f"streams: {n} simultaneous chats ({shards} client process(es)), "
             f"{STREAM_TOKENS} tokens at {STREAM_RATE:g}/s after {STREAM_THINK:g}s thinking")
-        wait_for_db_slots(ctx["db_url"], WEB_POOL + WORKER_POOL)
+        wait_for_db_slots(ctx["db_url"], WEB_POOL + WORKER_POOL * WORKER_PROCESSES)
         before_worker = sampler.rss("worker")
         started_at = dt.datetime.now(dt.UTC)
         poller = LivePoller(ctx["db_url"], started_at, ctx["redis_url"], ctx["channel_prefix"])
@@ -344,7 +346,8 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
         if recording:
             rows_ = recording[0].wait()
             ctx["profiles"]["worker"] = {
-                "what": f"Celery worker, {n} simultaneous chats (figure 2), 10 s from {STREAM_THINK + 4:g} s after the sends",
+                "what": f"Celery worker 1 of {WORKER_PROCESSES}, {n} simultaneous chats (figure 2), 10 s from "
+                        f"{STREAM_THINK + 4:g} s after the sends",
                 "process": profile.summarise(rows_, patterns=("chat/", "channels_redis/core", "openai/_streaming",
                                                              "openai/_base_client", "psycopg_pool", "kombu/transport",
                                                              "BaseEventLoop._run_once"),
@@ -553,8 +556,11 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
         server_env = {**env, "OPENAI_BASE_URL": f"{sim_url}/v1", "DB_POOL_MAX": str(WEB_POOL)}
         worker_env = {**env, "OPENAI_BASE_URL": f"{sim_url}/v1", "DB_POOL_MAX": str(WORKER_POOL)}
         web, port = start_web(stack, server_env, "uvicorn")
-        worker = start_worker(stack, worker_env, queue=queue, concurrency=WORKER_CONCURRENCY)
-        sampler = Sampler({"web": web.pid, "worker": worker.pid, "simulator": sim.pid})
+        # As `make run` does: one worker process per core, the generations shared between them.
+        workers = [start_worker(stack, worker_env, queue=queue, concurrency=WORKER_CONCURRENCY // WORKER_PROCESSES,
+                                number=n) for n in range(1, WORKER_PROCESSES + 1)]
+        worker = workers[0]
+        sampler = Sampler({"web": web.pid, "worker": [w.pid for w in workers], "simulator": sim.pid})
         ctx = {"ws_url": f"ws://127.0.0.1:{port}/ws/chat/", "origin": f"http://127.0.0.1:{port}",
                "cookie_name": users["cookie_name"], "sessions": [u["session"] for u in users["stream_users"]],
                "sim_url": sim_url, "workdir": workdir, "db_url": db_url, "outdir": outdir,
@@ -566,7 +572,7 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
         results["commands"] = {
             "simulator": " ".join(sim.command).replace(PY, ".venv/bin/python"),
             "web": " ".join(web.command).replace(PY, ".venv/bin/python"),
-            "worker": " ".join(worker.command).replace(PY, ".venv/bin/python"),
+            "worker": " ; ".join(" ".join(w.command) for w in workers).replace(PY, ".venv/bin/python"),
         }
         time.sleep(2)  # let the worker connect to the broker
         results["idle_rss"] = {"web": sampler.rss("web"), "worker": sampler.rss("worker")}

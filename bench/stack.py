@@ -147,12 +147,8 @@ def start_web(stack: Stack, env: dict[str, str], server: str = "uvicorn") -> tup
     return proc, port
 
 
-def worker_command(queue: str, concurrency: int) -> list[str]:
-    return commands.worker(concurrency, queue=queue)
-
-
-def start_worker(stack: Stack, env: dict[str, str], *, queue: str, concurrency: int) -> Proc:
-    proc = stack.start("worker", worker_command(queue, concurrency), env)
+def start_worker(stack: Stack, env: dict[str, str], *, queue: str, concurrency: int, number: int = 1) -> Proc:
+    proc = stack.start(f"worker-{number}", commands.worker(concurrency, queue=queue, number=number), env)
     time.sleep(0.5)
     if not proc.alive():
         raise RuntimeError(f"the worker died:\n{proc.log_tail()}")

@@ -4,6 +4,7 @@ the benchmarks, so that what is tested and measured is what runs.
 Plain Python, no Django: bin/run imports it before anything is configured.
 """
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,7 +19,12 @@ def web(host: str, port: int, server: str = "uvicorn") -> list[str]:
             "--ws-per-message-deflate", "false", "--backlog", "2048"]
 
 
-def worker(concurrency: int, *, queue: str | None = None, loglevel: str = "WARNING") -> list[str]:
+def worker_processes() -> int:
+    """Celery worker processes to run: each streams its replies on one event loop, i.e. one core."""
+    return int(os.environ.get("WORKER_PROCESSES") or os.cpu_count() or 1)
+
+
+def worker(concurrency: int, *, queue: str | None = None, loglevel: str = "WARNING", number: int = 1) -> list[str]:
     command = [PY, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "--concurrency", str(concurrency),
-               "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", loglevel]
+               "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", loglevel, "-n", f"w{number}@%h"]
     return command + (["-Q", queue] if queue else [])
