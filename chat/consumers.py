@@ -201,11 +201,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({**event, "type": "conversation"})
 
     async def chat_quota(self, event: dict) -> None:
-        if "models" in event:
-            await self.send_json({"type": "quota", "models": event["models"], "partial": event.get("partial", False)})
-            return
-        models = await database_sync_to_async(services.quota_json)(self.user)
-        await self.send_json({"type": "quota", "models": models, "partial": False})
+        # Pushed after a send with the numbers computed once; asked for by the picker without them.
+        models = event["models"] if "models" in event else await database_sync_to_async(services.quota_json)(self.user)
+        await self.send_json({"type": "quota", "models": models, "partial": event.get("partial", False)})
 
     async def session_ended(self, event: dict) -> None:
         session = self.scope.get("session")

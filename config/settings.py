@@ -112,6 +112,7 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 # psycopg's pool: a generation borrows a connection only while it writes.
 DATABASES["default"]["OPTIONS"] = {
     "pool": {
@@ -124,8 +125,8 @@ DATABASES["default"]["OPTIONS"] = {
     # Server-side binding lets psycopg prepare the statements a connection repeats (after 5 uses):
     # Postgres then skips planning, which was most of its time per reservation (measured, bench/).
     # Set DB_PREPARED_STATEMENTS=false behind PgBouncer in transaction mode older than 1.21.
-    "server_side_binding": env_bool("DB_PREPARED_STATEMENTS", True),
-    "prepare_threshold": 5 if env_bool("DB_PREPARED_STATEMENTS", True) else None,
+    "server_side_binding": DB_PREPARED_STATEMENTS,
+    "prepare_threshold": 5 if DB_PREPARED_STATEMENTS else None,
 }
 # After a PostgreSQL restart, dead pooled connections are replaced, not handed out.
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
