@@ -1,4 +1,4 @@
-# `make run` and `make test` do all set-up: venv, packages, PostgreSQL/Redis (see config/services.py).
+# `make run` and `make test` do all set-up: venv, packages, PostgreSQL/Redis (see config/devservices.py).
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := run
@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 # Find or start PostgreSQL and Redis, then export DATABASE_URL and REDIS_URL.
 # Assigned first so that a failure stops the recipe (a bare `eval "$(...)"` would not).
-SERVICES := services="$$($(PY) -m config.services env)"; eval "$$services"
+SERVICES := services="$$($(PY) -m config.devservices env)"; eval "$$services"
 
 .PHONY: run test bench screenshots lint clean-data
 
@@ -56,5 +56,5 @@ lint: $(VENV)/.stamp-dev
 
 # Stop the embedded servers (if any) and delete their data.
 clean-data:
-	if [ -x $(PY) ]; then $(PY) -m config.services stop; fi
+	if [ -x $(PY) ]; then $(PY) -m config.devservices stop; fi
 	rm -rf .data

@@ -13,7 +13,6 @@ def validate_time_zone(value: str) -> None:
 class Profile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
-    plan = models.ForeignKey("chat.Plan", on_delete=models.PROTECT, null=True, blank=True, related_name="profiles")
 
     def __str__(self) -> str:
         return f"Profile of {self.user}"

@@ -3,6 +3,8 @@ from django.contrib.auth.signals import user_logged_out
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from live.publish import event_send, user_group
+
 from .models import Profile
 
 
@@ -16,6 +18,4 @@ def profile_for_new_user(sender, instance, created: bool, **kwargs) -> None:
 def close_sockets_of_ended_session(sender, request, user, **kwargs) -> None:
     if user is None or request is None or not request.session.session_key:
         return
-    from chat import fanout
-
-    fanout.send_event(fanout.user_group(user.id), {"type": "session.ended", "session_key": request.session.session_key})
+    event_send(user_group(user.id), {"type": "session.ended", "session_key": request.session.session_key})

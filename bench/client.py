@@ -25,7 +25,7 @@ import uvloop
 from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from chat.simulator.app import build_answer, parse_directives, tokenize  # noqa: E402
+from simulator.app import build_answer, parse_directives, tokenize  # noqa: E402
 
 MODEL = "o1-mini"
 MAX_COMPLETION_TOKENS = 65_536  # what the app sends for o1-mini (chat/catalog.py)

@@ -1,4 +1,4 @@
-"""Figure 3: quota admission through `services.message_send`, the real user action.
+"""Figure 3: quota admission through `actions.message_send`, the real user action.
 
     DATABASE_URL=... python bench/quota.py --out quota.json
 
@@ -50,9 +50,10 @@ def _run_task(task: dict, gate) -> dict:
     from django.contrib.auth import get_user_model
     from django.db import connections, transaction
 
-    from chat import services
-    from chat.models import AIModel, Conversation, Message
-    from chat.quotas import QuotaRefused, quota_reserve
+    from catalog.models import AIModel
+    from chat import actions
+    from chat.models import Conversation, Message
+    from quotas.services import QuotaRefused, quota_reserve
 
     model = AIModel.objects.get(slug=MODEL)
     lanes: list[list[int]] = task["lanes"]
@@ -72,11 +73,11 @@ def _run_task(task: dict, gate) -> dict:
 
     def send(uid: int) -> str:
         if not task.get("reserve_only"):
-            services.message_send(user=users[uid], conversation_id=None, model_slug=MODEL, text="bench")
+            actions.message_send(user=users[uid], conversation_id=None, model_slug=MODEL, text="bench")
             return "admitted"
         try:
             with transaction.atomic():
-                quota_reserve(user=users[uid], model=model, reply=replies[uid].pop())
+                quota_reserve(user=users[uid], model=model, reply_id=replies[uid].pop().id)
         except QuotaRefused:
             return "quota_exhausted"
         return "admitted"
@@ -96,7 +97,7 @@ def _run_task(task: dict, gate) -> dict:
                 t = time.perf_counter()
                 try:
                     outcome = send(uid)
-                except services.SendRefused as exc:
+                except actions.ActionRefused as exc:
                     outcome = exc.code
                 except Exception as exc:  # count it, do not hide it
                     outcome = f"error: {exc!r}"[:200]
@@ -137,8 +138,10 @@ def main() -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
     from accounts.services import user_create
-    from chat import services
-    from chat.models import AIModel, Message, QuotaCounter, QuotaOverride
+    from catalog.models import AIModel
+    from chat import actions
+    from chat.models import Message
+    from quotas.models import QuotaCounter, QuotaOverride
 
     quota_users: list[int] = json.loads(Path(args.users).read_text())["quota_users"]
     mini = AIModel.objects.get(slug=MODEL)
@@ -224,7 +227,7 @@ def main() -> None:
             QuotaOverride.objects.create(user=user, model=mini, messages=3, window_kind="anchored",
                                          window_length=7, window_unit="day")
             for _ in range(2):
-                services.message_send(user=user, conversation_id=None, model_slug=MODEL, text="bench")
+                actions.message_send(user=user, conversation_id=None, model_slug=MODEL, text="bench")
             per_process = [100 // P + (1 if p < 100 % P else 0) for p in range(P)]
             result = fire([[[user.id] for _ in range(n)] for n in per_process], None)
             outcomes = result["outcomes"]

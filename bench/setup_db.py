@@ -43,7 +43,7 @@ def main() -> None:
 
     from accounts.models import Profile
     from accounts.services import user_create
-    from chat.models import Plan
+    from quotas.models import Plan
 
     started = time.monotonic()
     unlimited = Plan.objects.create(name="Bench: unlimited", is_default=False,

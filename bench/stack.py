@@ -124,7 +124,7 @@ class Stack:
 
 def start_simulator(stack: Stack, env: dict[str, str], *, think: float, rate: float) -> tuple[Proc, str]:
     port = free_port()
-    proc = stack.start("simulator", [PY, "-m", "chat.simulator", "--port", str(port), "--think", str(think),
+    proc = stack.start("simulator", [PY, "-m", "simulator", "--port", str(port), "--think", str(think),
                                      "--rate", str(rate)], env)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_ok(f"{url}/_sim/health") or not proc.alive(), timeout=30, what="the simulator")

@@ -13,10 +13,15 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.http import Http404
 
-from . import fanout, selectors, services
-from .models import Message
+from live.publish import buffer_read, conversation_group, user_group
+from quotas.selectors import quota_json
 
-MAX_FRAME_BYTES_OVERHEAD = 4096
+from . import actions, selectors
+from .models import Message
+from .serializers import conversation_json, message_json
+
+# Room in a frame for the JSON around the message text, in characters.
+MAX_FRAME_CHARS_OVERHEAD = 4096
 # Channels' default runs every ORM call of the process in ONE thread; sends from
 # many sockets would queue behind each other. A pool, sized to the DB pool, does not.
 _db_threads = ThreadPoolExecutor(max_workers=settings.WEB_DB_THREADS, thread_name_prefix="db")
@@ -39,15 +44,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.conversation_id: int | None = None
         self.tokens = float(FLOOD_BURST)
         self.tokens_at = time.monotonic()
-        await self.channel_layer.group_add(fanout.user_group(self.user.id), self.channel_name)
+        await self.channel_layer.group_add(user_group(self.user.id), self.channel_name)
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         if getattr(self, "user", None) is None or not self.user.is_authenticated:
             return
-        await self.channel_layer.group_discard(fanout.user_group(self.user.id), self.channel_name)
+        await self.channel_layer.group_discard(user_group(self.user.id), self.channel_name)
         if self.conversation_id:
-            await self.channel_layer.group_discard(fanout.conversation_group(self.conversation_id), self.channel_name)
+            await self.channel_layer.group_discard(conversation_group(self.conversation_id), self.channel_name)
 
     async def dispatch(self, message: dict) -> None:
         # Channels' own dispatch first closes stale database connections, in the
@@ -77,7 +82,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if text_data is None:
             await self.error("invalid", "Binary frames are not accepted.")
             return
-        if len(text_data) > settings.MAX_MESSAGE_CHARS * 2 + MAX_FRAME_BYTES_OVERHEAD:
+        if len(text_data) > settings.MAX_MESSAGE_CHARS * 2 + MAX_FRAME_CHARS_OVERHEAD:
             await self.error("too_long", "That frame is too large.")
             return
         try:
@@ -91,7 +96,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         try:
             await handler(frame)
-        except services.SendRefused as exc:
+        except actions.ActionRefused as exc:
             await self.send_json({**exc.as_json(), "request": frame.get("type"), "client_id": frame.get("client_id")})
         except Http404 as exc:
             await self.error(
@@ -121,26 +126,26 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def do_send(self, frame: dict) -> None:
         conversation_id = frame.get("conversation_id")
-        user_message, reply = await database_sync_to_async(services.message_send)(
+        user_message, reply = await database_sync_to_async(actions.message_send)(
             user=self.user, conversation_id=conversation_id, model_slug=frame.get("model"), text=frame.get("text")
         )
         await self._follow(reply.conversation_id)
         await self._sent(frame, user_message, reply)
 
     async def do_regenerate(self, frame: dict) -> None:
-        reply = await database_sync_to_async(services.reply_regenerate)(
+        reply = await database_sync_to_async(actions.reply_regenerate)(
             user=self.user, message_id=frame.get("message_id"), model_slug=frame.get("model")
         )
         await self._sent(frame, None, reply)
 
     async def do_edit(self, frame: dict) -> None:
-        user_message, reply = await database_sync_to_async(services.message_edit)(
+        user_message, reply = await database_sync_to_async(actions.message_edit)(
             user=self.user, message_id=frame.get("message_id"), text=frame.get("text"), model_slug=frame.get("model")
         )
         await self._sent(frame, user_message, reply)
 
     async def do_stop(self, frame: dict) -> None:
-        await database_sync_to_async(services.reply_stop)(user=self.user, message_id=frame.get("message_id"))
+        await database_sync_to_async(actions.reply_stop)(user=self.user, message_id=frame.get("message_id"))
 
     async def do_quota(self, frame: dict) -> None:
         await self.chat_quota({})
@@ -151,15 +156,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         conversation = selectors.conversation_get_for_user(user=self.user, conversation_id=conversation_id)
         messages = selectors.conversation_messages(conversation=conversation)
         return {
-            "conversation": services.conversation_json(conversation),
-            "messages": [services.message_json(m) for m in messages],
+            "conversation": conversation_json(conversation),
+            "messages": [message_json(m) for m in messages],
         }
 
     def _message_snapshot(self, message_id: object) -> dict:
-        return services.message_json(selectors.message_get_for_user(user=self.user, message_id=message_id))
+        return message_json(selectors.message_get_for_user(user=self.user, message_id=message_id))
 
     async def _fill_from_buffer(self, message: dict) -> None:
-        buffered = await fanout.buffer_read(message["id"])
+        buffered = await buffer_read(message["id"])
         # The buffer is ahead of the last checkpoint unless Redis lost it.
         if buffered and len(buffered[0]) >= len(message["text"]):
             message["text"], message["reasoning"] = buffered
@@ -168,18 +173,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if conversation_id == self.conversation_id:
             return
         if self.conversation_id:
-            await self.channel_layer.group_discard(fanout.conversation_group(self.conversation_id), self.channel_name)
+            await self.channel_layer.group_discard(conversation_group(self.conversation_id), self.channel_name)
         self.conversation_id = conversation_id
-        await self.channel_layer.group_add(fanout.conversation_group(conversation_id), self.channel_name)
+        await self.channel_layer.group_add(conversation_group(conversation_id), self.channel_name)
 
     async def _sent(self, frame: dict, user_message: Message | None, reply: Message) -> None:
         await self.send_json(
             {
                 "type": "sent",
                 "client_id": frame.get("client_id"),
-                "conversation": services.conversation_json(reply.conversation),
-                "user_message": services.message_json(user_message) if user_message else None,
-                "reply": services.message_json(reply),
+                "conversation": conversation_json(reply.conversation),
+                "user_message": message_json(user_message) if user_message else None,
+                "reply": message_json(reply),
             }
         )
 
@@ -202,7 +207,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def chat_quota(self, event: dict) -> None:
         # Pushed after a send with the numbers computed once; asked for by the picker without them.
-        models = event["models"] if "models" in event else await database_sync_to_async(services.quota_json)(self.user)
+        models = event["models"] if "models" in event else await database_sync_to_async(quota_json)(self.user)
         await self.send_json({"type": "quota", "models": models, "partial": event.get("partial", False)})
 
     async def session_ended(self, event: dict) -> None:

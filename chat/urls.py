@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import usage, views
+from . import views
 
 urlpatterns = [
     path("", views.chat_page, name="chat-home"),
@@ -9,6 +9,4 @@ urlpatterns = [
     path("api/conversations/<int:conversation_id>/rename/", views.conversation_rename, name="chat-rename"),
     path("api/conversations/<int:conversation_id>/delete/", views.conversation_delete, name="chat-delete"),
     path("api/quota/", views.quota, name="chat-quota"),
-    path("usage/", usage.usage_page, name="chat-usage"),
-    path("usage.csv", usage.usage_csv, name="chat-usage-csv"),
 ]

@@ -4,11 +4,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
-from . import selectors, services
-from .models import AIModel
+from catalog.models import AIModel
+from quotas.selectors import quota_json
+
+from . import actions, selectors
+from .serializers import conversation_json, message_json
 
 
-def _json_error(exc: services.SendRefused, status: int = 400) -> JsonResponse:
+def _json_error(exc: actions.ActionRefused, status: int = 400) -> JsonResponse:
     return JsonResponse(exc.as_json(), status=status)
 
 
@@ -24,14 +27,14 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
     bootstrap = {
         "conversation_id": conversation.id if conversation else None,
         "model": conversation.model.slug if conversation else (models[0].slug if models else None),
-        "conversations": [services.conversation_json(c) for c in selectors.conversation_list(user=request.user)[:200]],
-        "quota": services.quota_json(request.user),
+        "conversations": [conversation_json(c) for c in selectors.conversation_list(user=request.user)[:200]],
+        "quota": quota_json(request.user),
         "max_chars": settings.MAX_MESSAGE_CHARS,
         "username": request.user.get_username(),
         # The stored messages, so a reload shows the conversation before the socket opens.
         "snapshot": {
-            "conversation": services.conversation_json(conversation),
-            "messages": [services.message_json(m) for m in selectors.conversation_messages(conversation=conversation)],
+            "conversation": conversation_json(conversation),
+            "messages": [message_json(m) for m in selectors.conversation_messages(conversation=conversation)],
         }
         if conversation
         else None,
@@ -44,29 +47,29 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
 def conversation_search(request: HttpRequest) -> JsonResponse:
     query = request.GET.get("q", "")[:200]
     conversations = selectors.conversation_list(user=request.user, query=query)[:200]
-    return JsonResponse({"conversations": [services.conversation_json(c) for c in conversations]})
+    return JsonResponse({"conversations": [conversation_json(c) for c in conversations]})
 
 
 @login_required
 @require_POST
 def conversation_rename(request: HttpRequest, conversation_id: int) -> JsonResponse:
     try:
-        conversation = services.conversation_rename(
+        conversation = actions.conversation_rename(
             user=request.user, conversation_id=conversation_id, title=request.POST.get("title")
         )
-    except services.SendRefused as exc:
+    except actions.ActionRefused as exc:
         return _json_error(exc)
-    return JsonResponse({"conversation": services.conversation_json(conversation)})
+    return JsonResponse({"conversation": conversation_json(conversation)})
 
 
 @login_required
 @require_POST
 def conversation_delete(request: HttpRequest, conversation_id: int) -> JsonResponse:
-    services.conversation_delete(user=request.user, conversation_id=conversation_id)
+    actions.conversation_delete(user=request.user, conversation_id=conversation_id)
     return JsonResponse({"deleted": conversation_id})
 
 
 @login_required
 @require_GET
 def quota(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"models": services.quota_json(request.user)})
+    return JsonResponse({"models": quota_json(request.user)})

@@ -68,8 +68,12 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "axes",
     "channels",
+    # Lowest first: each app imports only the ones above it.
+    "catalog",
     "accounts",
+    "quotas",
     "chat",
+    "generation",
 ]
 
 MIDDLEWARE = [
@@ -103,8 +107,8 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "chat.context_processors.provider",
-                "chat.context_processors.staff_alerts",
+                "generation.context_processors.provider",
+                "generation.context_processors.staff_alerts",
             ],
         },
     },
@@ -155,8 +159,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Remote control listens on a Redis pub/sub channel whose reconnection crashes
 # the worker after a Redis restart (kombu); we do not use it.
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False
-# The reaper ends replies whose worker died (see chat.services.reply_reap).
-CELERY_BEAT_SCHEDULE = {"reap-replies": {"task": "chat.tasks.reap_replies", "schedule": 15.0}}
+# The reaper ends replies whose worker died (see generation/reply.py, reply_reap).
+CELERY_BEAT_SCHEDULE = {"reply-reap": {"task": "generation.tasks.reply_reap", "schedule": 15.0}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -227,7 +231,10 @@ PROVIDER_LIMIT_WINDOW_SECONDS = env_int("PROVIDER_LIMIT_WINDOW_SECONDS", 60)
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # One line per record: time, level, logger, then " reply=<id>" when the record names a reply.
+    "filters": {"reply": {"()": "config.logging.ReplyFilter"}},
+    "formatters": {"line": {"format": "%(asctime)s %(levelname)s %(name)s%(reply)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "line", "filters": ["reply"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}},
 }

@@ -2,27 +2,19 @@
 Celery worker and ASGI server as subprocesses on the test database, and
 Debian's Chromium through Playwright."""
 
-import json
 import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from django.apps import apps
 from django.conf import settings
 from django.db import connection
+from django.test import Client
 
-from chat import providers
-from chat.catalog import catalog_seed
-from config import commands
+from generation import provider
+from tests.helpers import Simulator, start_simulator, start_web, start_worker, stop, subprocess_env
 
-ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -32,62 +24,11 @@ CHROMIUM_FLAGS = [
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
-def wait_until(condition: Callable[[], object], *, timeout: float = 10.0, what: str = "condition") -> object:
-    """Poll `condition` until it returns something truthy, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = condition()
-        except Exception:
-            result = None
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=1) as response:
-        return response.status == 200
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-class Simulator:
-    def __init__(self, url: str):
-        self.url = url
-
-    def requests(self) -> list[dict]:
-        with urllib.request.urlopen(f"{self.url}/_sim/requests", timeout=5) as response:
-            return json.load(response)
-
-    def clear(self) -> None:
-        urllib.request.urlopen(urllib.request.Request(f"{self.url}/_sim/requests", method="DELETE"), timeout=5)
-
-
 @pytest.fixture(scope="session")
 def simulator_server() -> Iterator[Simulator]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chat.simulator", "--port", str(port), "--think", "0.3", "--rate", "200"], cwd=ROOT
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _http_ok(f"{url}/_sim/health"), timeout=20, what="the simulator")
-    yield Simulator(url)
-    _stop(proc)
+    simulator = start_simulator("--think", "0.3", "--rate", "200")
+    yield simulator
+    stop(simulator.proc)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -120,14 +61,14 @@ def private_queue(isolated_queue) -> Iterator[str]:
     """A Celery queue of this test's own, so the session's live-stack worker never takes what
     the test enqueues: tests that generate replies in this process leave it unread, others
     start a worker of their own on it."""
-    from chat.limiter import redis_sync
     from config.celery import app
+    from config.redis import redis_client
 
     queue = f"{isolated_queue}-private"
     app.conf.task_default_queue = queue
     yield queue
     app.conf.task_default_queue = isolated_queue
-    redis_sync().delete(queue)
+    redis_client().delete(queue)
 
 
 @pytest.fixture
@@ -135,18 +76,41 @@ def simulator(simulator_server: Simulator, settings) -> Iterator[Simulator]:
     """The model provider for code in this process is the simulator."""
     settings.OPENAI_BASE_URL = f"{simulator_server.url}/v1"
     settings.OPENAI_READ_TIMEOUT = 5.0
-    providers._client = None
+    provider._client = None
     simulator_server.clear()
     yield simulator_server
-    providers._client = None
+    provider._client = None
 
 
 @pytest.fixture
 def catalog(db) -> dict:
     """The seeded models and default plan (a transactional test's flush removes them)."""
-    catalog_seed(apps.get_model("chat", "AIModel"), apps.get_model("chat", "Plan"), apps.get_model("chat", "PlanLimit"))
-    AIModel = apps.get_model("chat", "AIModel")
+    from catalog.models import AIModel
+    from quotas.defaults import defaults_seed
+
+    defaults_seed()
     return {m.slug: m for m in AIModel.objects.all()}
+
+
+@pytest.fixture
+def no_live_reply_cap(settings) -> None:
+    """For tests of counting: nothing answers their replies, and the cap on replies in flight is tested elsewhere."""
+    settings.MAX_LIVE_REPLIES = 1_000
+
+
+@pytest.fixture
+def staff_user(make_user):
+    staff = make_user("boss", is_staff=True)
+    staff.is_superuser = True
+    staff.save()
+    return staff
+
+
+@pytest.fixture
+def staff_client(staff_user) -> Client:
+    client = Client()
+    client.force_login(staff_user)
+    return client
 
 
 @pytest.fixture
@@ -159,54 +123,15 @@ def make_user(db) -> Callable:
     return make
 
 
-def database_url() -> str:
-    """The test database, for subprocesses."""
-    db = connection.settings_dict
-    host = db["HOST"] or "127.0.0.1"
-    port = db["PORT"] or 5432
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
-
-
-def _subprocess_env(simulator: Simulator, queue: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "REDIS_URL": settings.REDIS_URL,
-        "OPENAI_BASE_URL": f"{simulator.url}/v1",
-        "OPENAI_READ_TIMEOUT": "5",
-        "CELERY_QUEUE": queue,
-        "CHANNEL_PREFIX": queue,
-        "DB_APPLICATION_NAME": "chat-live-stack",
-        "DEBUG": "true",
-        "LOG_LEVEL": "WARNING",
-    }
-
-
-def start_web(env: dict[str, str]) -> tuple[subprocess.Popen, str]:
-    """A uvicorn server; returns it and its base URL once it answers."""
-    port = free_port()
-    web = subprocess.Popen(
-        commands.web("127.0.0.1", port) + ["--log-level", "warning"], cwd=ROOT, env=env,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_until(lambda: _http_ok(f"{url}/accounts/login/"), timeout=30, what="the web server")
-    return web, url
-
-
-def start_worker(env: dict[str, str], queue: str, concurrency: int = 20, **popen) -> subprocess.Popen:
-    return subprocess.Popen(commands.worker(concurrency, queue=queue), cwd=ROOT, env=env, **popen)
-
-
 @pytest.fixture(scope="session")
 def live_stack(django_db_setup, django_db_blocker, simulator_server, isolated_queue) -> Iterator[str]:
     """A real ASGI server and Celery worker on the test database; yields the base URL."""
-    env = _subprocess_env(simulator_server, isolated_queue)
+    env = subprocess_env(simulator_server, isolated_queue)
     worker = start_worker(env, isolated_queue)
     web, url = start_web(env)
     yield url
-    _stop(web)
-    _stop(worker)
+    stop(web)
+    stop(worker)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ def race(env: dict[str, str], tasks, results, start) -> None:
     from django.contrib.auth import get_user_model
     from django.db import connections
 
-    from chat import services
+    from chat import actions
 
     while (task := tasks.get()) is not None:
         user_id, model, sends = task
@@ -25,9 +25,9 @@ def race(env: dict[str, str], tasks, results, start) -> None:
         def one() -> None:
             gate.wait()
             try:
-                services.message_send(user=user, conversation_id=None, model_slug=model, text="race")
+                actions.message_send(user=user, conversation_id=None, model_slug=model, text="race")
                 outcomes.append("admitted")
-            except services.SendRefused as exc:
+            except actions.ActionRefused as exc:
                 outcomes.append(exc.code)
             finally:
                 connections.close_all()

@@ -15,9 +15,9 @@ from django.apps import apps
 from django.db.models import F
 from playwright.sync_api import Page, expect
 
-from chat.services import message_send
-from tests.conftest import wait_until
-from tests.test_browser_chat import last_answer, log_in, send
+from chat.actions import message_send
+from tests.helpers import last_answer, log_in, wait_until
+from tests.helpers import type_and_send as send
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
@@ -108,7 +108,7 @@ def test_thinking(live_url, browser, make_user, catalog):
 def test_quota_exhausted(live_url, browser, make_user, catalog):
     user = make_user("ada")
     earlier_chats(user, catalog["o1-mini"])
-    apps.get_model("chat", "QuotaOverride").objects.create(
+    apps.get_model("quotas", "QuotaOverride").objects.create(
         user=user, model=catalog["o1-preview"], messages=1, window_kind="anchored", window_length=7, window_unit="day"
     )
     with browsing(browser) as page:
@@ -125,13 +125,13 @@ def test_admin_dashboard(live_url, browser, make_user, catalog):
     """Usage from real sends (the worker answers them through the simulator); the ledger
     entries are then spread over the past week so the daily chart shows a week."""
     Message = apps.get_model("chat", "Message")
-    LedgerEntry = apps.get_model("chat", "LedgerEntry")
+    LedgerEntry = apps.get_model("quotas", "LedgerEntry")
     admin = make_user("admin", is_staff=True)
     admin.is_superuser = True  # the dashboard also needs permission to read the quota ledger
     admin.save()
     rounds = {"ada": 9, "grace": 7, "linus": 5, "margaret": 4, "alan": 3, "edsger": 2}
     users = {name: make_user(name) for name in rounds}
-    apps.get_model("chat", "QuotaOverride").objects.create(  # someone at their limit
+    apps.get_model("quotas", "QuotaOverride").objects.create(  # someone at their limit
         user=users["linus"], model=catalog["o1-preview"], messages=2, window_kind="anchored", window_length=7,
         window_unit="day",
     )
@@ -147,7 +147,7 @@ def test_admin_dashboard(live_url, browser, make_user, catalog):
                    timeout=30, what="this round of answers")
     replies = Message.objects.filter(role="assistant").order_by("id")
     for i, reply in enumerate(replies):
-        LedgerEntry.objects.filter(message=reply).update(created_at=F("created_at") - timedelta(days=(i * 3) % 7))
+        LedgerEntry.objects.filter(reply_id=reply.id).update(created_at=F("created_at") - timedelta(days=(i * 3) % 7))
     with browsing(browser) as page:
         log_in(page, live_url, "admin")
         page.goto(f"{live_url}/usage/?days=7")

@@ -5,28 +5,10 @@ import json
 import re
 
 from django.apps import apps
-from playwright.sync_api import Page, expect
+from playwright.sync_api import expect
 
-from tests.conftest import wait_until
-
-PASSWORD = "a-long-pass-123"
-
-
-def log_in(page: Page, live_url: str, username: str) -> None:
-    page.goto(f"{live_url}/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("heading", name="What can I help with?")).to_be_visible()
-
-
-def send(page: Page, text: str) -> None:
-    page.get_by_label("Message", exact=True).fill(text)
-    page.get_by_label("Message", exact=True).press("Enter")
-
-
-def last_answer(page: Page):
-    return page.locator("article.msg-assistant").last
+from tests.helpers import PASSWORD, last_answer, log_in, wait_until
+from tests.helpers import type_and_send as send
 
 
 def test_a_new_user_signs_up_and_gets_a_streamed_markdown_answer_that_survives_a_reload(live_url, browser_page):
@@ -76,7 +58,7 @@ def test_user_text_is_shown_exactly_as_written_never_as_html(live_url, browser_p
 
 def test_an_exhausted_model_offers_a_one_click_switch_that_resends_the_text(live_url, browser_page, make_user, catalog):
     user = make_user("thrifty")
-    QuotaOverride = apps.get_model("chat", "QuotaOverride")
+    QuotaOverride = apps.get_model("quotas", "QuotaOverride")
     QuotaOverride.objects.create(
         user=user, model=catalog["o1-preview"], messages=0, window_kind="anchored", window_length=7, window_unit="day"
     )

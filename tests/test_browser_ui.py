@@ -8,8 +8,8 @@ import re
 from django.apps import apps
 from playwright.sync_api import Page, expect
 
-from tests.conftest import wait_until
-from tests.test_browser_chat import last_answer, log_in, send
+from tests.helpers import last_answer, log_in, wait_until
+from tests.helpers import type_and_send as send
 
 
 def stored_reply(username: str, *statuses: str, timeout: float = 20):
@@ -206,7 +206,7 @@ def test_the_picker_counts_down_what_is_left_and_disables_a_model_at_its_limit(
     live_url, browser_page, make_user, catalog
 ):
     user = make_user("counted")
-    apps.get_model("chat", "QuotaOverride").objects.create(
+    apps.get_model("quotas", "QuotaOverride").objects.create(
         user=user, model=catalog["o1-mini"], messages=2, window_kind="anchored", window_length=1, window_unit="day"
     )
     page = browser_page

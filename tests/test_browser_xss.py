@@ -8,7 +8,8 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from tests.test_browser_chat import last_answer, log_in, send
+from tests.helpers import last_answer, log_in
+from tests.helpers import type_and_send as send
 
 PAYLOADS = {
     "script tag": "<script>window.__pwned=1</script>",

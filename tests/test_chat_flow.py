@@ -2,9 +2,12 @@
 
 import pytest
 
-from chat import services
-from chat.context import context_trim, tokens_estimate
-from chat.models import Conversation, LedgerEntry, Message
+from chat import actions
+from chat.models import Conversation, Message
+from generation import reply as generation
+from generation.context import context_trim, tokens_estimate
+from quotas.models import LedgerEntry
+from tests.helpers import quota_state
 
 # Replies are generated in this process, and their checkpoints are written from another thread, which
 # must see the rows: each test commits for real, and what it enqueues no worker takes.
@@ -12,12 +15,12 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 
 
 def send(user, text: str, model: str = "o1-mini", conversation_id: int | None = None) -> Message:
-    _, reply = services.message_send(user=user, conversation_id=conversation_id, model_slug=model, text=text)
+    _, reply = actions.message_send(user=user, conversation_id=conversation_id, model_slug=model, text=text)
     return reply
 
 
 def answer(reply: Message) -> Message:
-    services.reply_generate(message_id=reply.id)
+    generation.reply_generate(message_id=reply.id)
     reply.refresh_from_db()
     return reply
 
@@ -31,8 +34,8 @@ def test_a_reply_is_streamed_and_stored_with_usage(simulator, catalog, make_user
     assert reply.prompt_tokens > 0
     assert reply.reasoning_tokens > 0
     assert reply.completion_tokens > reply.reasoning_tokens
-    assert reply.quota == Message.Quota.SETTLED
-    settle = LedgerEntry.objects.get(message=reply, kind="settle")
+    assert quota_state(reply) == "settled"
+    settle = LedgerEntry.objects.get(reply_id=reply.id, kind="settle")
     assert settle.reasoning_tokens == reply.reasoning_tokens
 
 
@@ -89,7 +92,7 @@ def test_old_turns_are_trimmed_from_what_the_model_receives(simulator, catalog, 
 
 def test_a_message_too_big_for_the_window_is_refused_and_nothing_is_stored(simulator, catalog, make_user):
     user = make_user()
-    with pytest.raises(services.SendRefused) as refused:
+    with pytest.raises(actions.ActionRefused) as refused:
         send(user, "日" * 99_000, model="o1-preview")  # under the size cap, over the window
 
     assert refused.value.code == "too_long"
@@ -102,11 +105,11 @@ def test_a_message_too_big_for_the_window_is_refused_and_nothing_is_stored(simul
 
 def test_a_redelivered_task_does_not_call_the_model_twice(simulator, catalog, make_user):
     reply = send(make_user(), "Once only [sim:think=0]")
-    services.reply_generate(message_id=reply.id)
-    services.reply_generate(message_id=reply.id)
+    generation.reply_generate(message_id=reply.id)
+    generation.reply_generate(message_id=reply.id)
 
     assert len(simulator.requests()) == 1
-    assert LedgerEntry.objects.filter(message=reply).count() == 2  # one reserve, one settle
+    assert LedgerEntry.objects.filter(reply_id=reply.id).count() == 2  # one reserve, one settle
 
 
 def test_a_provider_error_ends_in_failed_with_a_readable_error_and_a_refund(simulator, catalog, make_user):
@@ -115,8 +118,8 @@ def test_a_provider_error_ends_in_failed_with_a_readable_error_and_a_refund(simu
     assert reply.status == Message.Status.FAILED
     assert reply.error == "The model provider had an internal error."
     assert reply.text == ""
-    assert reply.quota == Message.Quota.REFUNDED
-    assert len(simulator.requests()) == services.MAX_ATTEMPTS
+    assert quota_state(reply) == "refunded"
+    assert len(simulator.requests()) == generation.MAX_ATTEMPTS
 
 
 @pytest.mark.parametrize(
@@ -124,14 +127,14 @@ def test_a_provider_error_ends_in_failed_with_a_readable_error_and_a_refund(simu
 )
 def test_bad_messages_are_refused_with_nothing_stored(catalog, make_user, text, code):
     user = make_user()
-    with pytest.raises(services.SendRefused) as refused:
+    with pytest.raises(actions.ActionRefused) as refused:
         send(user, text)
     assert refused.value.code == code
     assert not Message.objects.exists()
 
 
 def test_an_unknown_model_is_refused(catalog, make_user):
-    with pytest.raises(services.SendRefused) as refused:
+    with pytest.raises(actions.ActionRefused) as refused:
         send(make_user(), "hi", model="gpt-9")
     assert refused.value.code == "unknown_model"
     assert not Message.objects.exists()
@@ -155,7 +158,7 @@ def test_the_title_comes_from_the_first_message_without_a_model_call(simulator, 
 
 def test_a_message_over_the_size_limit_is_refused(catalog, make_user, settings):
     settings.MAX_MESSAGE_CHARS = 1_000
-    with pytest.raises(services.SendRefused) as refused:
+    with pytest.raises(actions.ActionRefused) as refused:
         send(make_user(), "x" * 1_001)
     assert refused.value.code == "too_long"
     assert "1,001 characters; the limit is 1,000" in str(refused.value)
@@ -165,7 +168,7 @@ def test_a_message_over_the_size_limit_is_refused(catalog, make_user, settings):
 def test_a_disabled_model_is_refused(catalog, make_user):
     catalog["o1-preview"].enabled = False
     catalog["o1-preview"].save()
-    with pytest.raises(services.SendRefused) as refused:
+    with pytest.raises(actions.ActionRefused) as refused:
         send(make_user(), "hi", model="o1-preview")
     assert refused.value.code == "unknown_model"
     assert not Message.objects.exists()

@@ -15,10 +15,15 @@ from channels.layers import get_channel_layer
 from django.test import Client
 from django.utils import timezone
 
-from chat import fanout, services
-from chat.limiter import capacity_acquire, redis_sync
-from chat.models import LedgerEntry, Message
-from tests.conftest import _stop, _subprocess_env, start_worker, wait_until
+from chat import actions
+from chat.models import Message
+from config.redis import redis_client
+from generation import alerts
+from generation import reply as generation
+from generation.limiter import capacity_acquire
+from live import publish
+from quotas.models import LedgerEntry
+from tests.helpers import quota_state, start_worker, stop, subprocess_env, wait_until
 
 # Replies are generated in this process, and their checkpoints are written from another thread, which
 # must see the rows: each test commits for real, and what it enqueues no worker takes.
@@ -31,11 +36,11 @@ def quick_retries(settings):
 
 
 def send(user, text: str, model: str = "o1-mini") -> Message:
-    return services.message_send(user=user, conversation_id=None, model_slug=model, text=text)[1]
+    return actions.message_send(user=user, conversation_id=None, model_slug=model, text=text)[1]
 
 
 def generate(reply: Message) -> Message:
-    services.reply_generate(message_id=reply.id)
+    generation.reply_generate(message_id=reply.id)
     reply.refresh_from_db()
     return reply
 
@@ -48,7 +53,7 @@ class GroupListener:
     """
 
     def __init__(self, conversation_id: int):
-        self.group = fanout.conversation_group(conversation_id)
+        self.group = publish.conversation_group(conversation_id)
         self.received: list[dict] = []
         self.marker_seen = threading.Event()
         self.loop = asyncio.new_event_loop()
@@ -70,7 +75,7 @@ class GroupListener:
 
     def events(self) -> list[dict]:
         """Everything sent to the group so far: a marker sent after the fanout's queue is empty comes last."""
-        assert fanout.flush()
+        assert publish.flush()
         asyncio.run_coroutine_threadsafe(self.layer.group_send(self.group, {"type": "test.marker"}), self.loop).result(5)
         assert self.marker_seen.wait(5)
         return list(self.received)
@@ -94,7 +99,7 @@ def test_a_rate_limit_waits_for_retry_after_and_tells_the_user_it_waits(simulato
 @pytest.fixture
 def no_alert_left_behind():
     yield
-    redis_sync().delete(services.ALERT_KEY)
+    redis_client().delete(alerts.ALERT_KEY)
 
 
 def test_out_of_credit_is_not_retried_refunds_and_tells_staff(simulator, catalog, make_user, caplog, no_alert_left_behind):
@@ -102,10 +107,10 @@ def test_out_of_credit_is_not_retried_refunds_and_tells_staff(simulator, catalog
         reply = generate(send(make_user(), "x [sim:fault=quota]"))
 
     assert len(simulator.requests()) == 1
-    assert reply.status == "failed" and reply.quota == "refunded"
+    assert reply.status == "failed" and quota_state(reply) == "refunded"
     assert "out of credit" in reply.error
     assert any("insufficient_quota" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
-    assert "out of credit" in services.provider_alert()
+    assert "out of credit" in alerts.provider_alert()
     staff = make_user(is_staff=True)
     staff.is_superuser = True
     staff.save()
@@ -125,8 +130,8 @@ def test_a_stall_before_any_output_fails_within_the_timeout_and_refunds(simulato
     started = time.monotonic()
     reply = generate(send(make_user(), "x [sim:fault=stall] [sim:think=0]"))
 
-    assert time.monotonic() - started < 1.0 * services.MAX_ATTEMPTS + 3
-    assert reply.status == "failed" and reply.quota == "refunded"
+    assert time.monotonic() - started < 1.0 * generation.MAX_ATTEMPTS + 3
+    assert reply.status == "failed" and quota_state(reply) == "refunded"
     assert reply.error == "The model took too long to answer."
 
 
@@ -136,7 +141,7 @@ def test_a_stall_after_some_output_keeps_it_marked_incomplete(simulator, catalog
 
     assert reply.status == "failed" and reply.incomplete
     assert reply.text.startswith("You said: x")
-    assert reply.quota == "settled"
+    assert quota_state(reply) == "settled"
     assert len(simulator.requests()) == 1, "partial output is never generated twice"
 
 
@@ -145,7 +150,7 @@ def test_a_dropped_connection_keeps_the_partial_text_marked_incomplete(simulator
 
     assert reply.status == "failed" and reply.incomplete
     assert reply.text and reply.error == "The connection to the model provider was lost."
-    assert reply.quota == "settled"
+    assert quota_state(reply) == "settled"
 
 
 def test_the_org_wide_limiter_counts_requests_and_tokens_per_minute(catalog):
@@ -180,7 +185,7 @@ def test_a_user_may_not_have_more_than_three_answers_in_flight(catalog, make_use
     user = make_user()
     for _ in range(3):
         send(user, "one more")
-    with pytest.raises(services.SendRefused) as refused:
+    with pytest.raises(actions.ActionRefused) as refused:
         send(user, "too many")
     assert refused.value.code == "busy"
     assert Message.objects.filter(conversation__user=user).count() == 6
@@ -190,7 +195,7 @@ def test_a_killed_worker_leaves_its_reply_incomplete_refunded_or_kept_and_never_
     simulator_server, catalog, make_user, isolated_queue, private_queue
 ):
     user = make_user()
-    env = _subprocess_env(simulator_server, isolated_queue)
+    env = subprocess_env(simulator_server, isolated_queue)
     worker = start_worker({**env, "STREAM_CHECKPOINT_SECONDS": "0.2"}, private_queue, concurrency=4, start_new_session=True)
     try:
         writing = send(user, "long one [sim:think=0] [sim:rate=20] [sim:tokens=400]")
@@ -200,18 +205,18 @@ def test_a_killed_worker_leaves_its_reply_incomplete_refunded_or_kept_and_never_
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait(10)
     finally:
-        _stop(worker)
+        stop(worker)
 
     checkpointed = Message.objects.get(id=writing.id).text
     # The lease runs out at most LEASE after the last renewal; the reaper then ends the replies.
-    assert services.reply_reap() == 0, "a lease still running is left alone"
-    assert services.reply_reap(now=timezone.now() + services.LEASE) == 2
+    assert generation.reply_reap() == 0, "a lease still running is left alone"
+    assert generation.reply_reap(now=timezone.now() + generation.LEASE) == 2
 
     writing.refresh_from_db()
     thinking.refresh_from_db()
-    assert (writing.status, writing.incomplete, writing.text, writing.quota) == ("failed", True, checkpointed, "settled")
-    assert (thinking.status, thinking.incomplete, thinking.quota) == ("failed", False, "refunded")
+    assert (writing.status, writing.incomplete, writing.text, quota_state(writing)) == ("failed", True, checkpointed, "settled")
+    assert (thinking.status, thinking.incomplete, quota_state(thinking)) == ("failed", False, "refunded")
     assert "stopped unexpectedly" in thinking.error
-    services.reply_generate(message_id=writing.id)  # a redelivery after the restart
+    generation.reply_generate(message_id=writing.id)  # a redelivery after the restart
     assert Message.objects.get(id=writing.id).text == checkpointed
-    assert LedgerEntry.objects.filter(message=thinking, kind="refund").count() == 1
+    assert LedgerEntry.objects.filter(reply_id=thinking.id, kind="refund").count() == 1

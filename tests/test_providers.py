@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from chat.providers import ProviderError, _sse_data
+from generation.provider import ProviderError, _sse_data
 
 
 def events(lines: list[str]) -> list[dict]:

@@ -2,27 +2,28 @@
 
 import pytest
 
-from chat import services
+from chat import actions
 from chat.models import Message
+from generation import reply as generation
 
 pytestmark = pytest.mark.django_db
 
 
 def test_sending_a_message_takes_a_fixed_number_of_queries(catalog, make_user, django_assert_num_queries):
     user = make_user()
-    services.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="warm up")
+    actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="warm up")
     with django_assert_num_queries(10):  # a new conversation
-        services.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hello")
+        actions.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hello")
     conversation = Message.objects.filter(conversation__user=user).last().conversation
     with django_assert_num_queries(11):  # an existing conversation
-        services.message_send(user=user, conversation_id=conversation.id, model_slug="o1-preview", text="again")
+        actions.message_send(user=user, conversation_id=conversation.id, model_slug="o1-preview", text="again")
 
 
 def test_finishing_a_reply_takes_a_fixed_number_of_queries(simulator, catalog, make_user, django_assert_num_queries):
-    _, reply = services.message_send(user=make_user(), conversation_id=None, model_slug="o1-mini", text="hi [sim:think=0]")
+    _, reply = actions.message_send(user=make_user(), conversation_id=None, model_slug="o1-mini", text="hi [sim:think=0]")
     reply = Message.objects.select_related("model", "conversation").get(id=reply.id)
     Message.objects.filter(id=reply.id).update(status=Message.Status.STREAMING)
-    stream = services.ReplyStream(reply, text=["An answer."])
+    stream = generation.ReplyStream(reply, text=["An answer."])
     with django_assert_num_queries(6):
-        services.reply_finish(reply=reply, stream=stream)
+        generation.reply_finish(reply=reply, stream=stream)
     assert Message.objects.get(id=reply.id).status == "done"

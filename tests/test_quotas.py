@@ -9,17 +9,17 @@ import time_machine
 from django.db import connections
 from django.db.models import Sum
 
-from chat import quotas, services
-from chat.models import LedgerEntry, Message, Plan, PlanLimit, QuotaCounter, QuotaOverride
+from chat import actions
+from chat.models import Message
+from generation import reply as generation
+from quotas import selectors, services
+from quotas.models import Reservation, LedgerEntry, Plan, PlanLimit, QuotaCounter, QuotaOverride
+from quotas.selectors import quota_json
+from tests import helpers
+from tests.helpers import quota_state
 
 UTC = dt.UTC
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def no_cap_on_live_replies(settings):
-    # Nothing answers these replies; the cap on replies in flight is tested elsewhere.
-    settings.MAX_LIVE_REPLIES = 1_000
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_live_reply_cap")]
 
 
 def at(*args) -> dt.datetime:
@@ -27,14 +27,11 @@ def at(*args) -> dt.datetime:
 
 
 def send(user, model: str = "o1-preview") -> Message:
-    return services.message_send(user=user, conversation_id=None, model_slug=model, text="hello")[1]
+    return helpers.send(user, model)
 
 
-def refused(user, model: str = "o1-preview") -> services.SendRefused:
-    with pytest.raises(services.SendRefused) as exc:
-        send(user, model)
-    assert exc.value.code == "quota_exhausted"
-    return exc.value
+def refused(user, model: str = "o1-preview") -> actions.ActionRefused:
+    return helpers.refused(user, model)
 
 
 def override(user, catalog, model: str, **fields) -> QuotaOverride:
@@ -55,7 +52,7 @@ def test_anchored_week_refuses_the_51st_message_until_midnight_utc_seven_days_af
         refused(user)
     with time_machine.travel(at(2026, 9, 19, 0, 0), tick=False):
         send(user)
-        [status] = [s for s in quotas.quota_status(user=user) if s.model.slug == "o1-preview"]
+        [status] = [s for s in selectors.quota_status(user=user) if s.model.slug == "o1-preview"]
     assert (status.used, status.left) == (1, 49)
     assert status.resets_at == at(2026, 9, 26, 0, 0)
 
@@ -83,7 +80,7 @@ def test_calendar_week_in_berlin_resets_at_local_monday_midnight_across_the_dst_
     plan = Plan.objects.create(name="Berlin", calendar_time_zone="Europe/Berlin")
     PlanLimit.objects.create(plan=plan, model=catalog["o1-preview"], messages=2, window_kind="calendar", window_unit="week")
     user = make_user()
-    quotas.plan_set(user=user, plan=plan)
+    services.plan_set(user=user, plan=plan)
     # Clocks go forward on Sunday 29 March 2026; the week began on Monday 23 March at 00:00 CET.
     with time_machine.travel(at(2026, 3, 22, 23, 0), tick=False):
         send(user)
@@ -122,13 +119,12 @@ def test_a_reservation_marks_the_reply_and_ledgers_it_once(catalog, make_user, m
     user = make_user()
     if model == "unlisted":
         model = "o1-mini"
-        quotas.plan_set(user=user, plan=Plan.objects.create(name="No limits"))
+        services.plan_set(user=user, plan=Plan.objects.create(name="No limits"))
     with time_machine.travel(at(2026, 7, 1, 12, 0), tick=False):
         reply = send(user, model)
-    stored = Message.objects.get(id=reply.id)
-    assert (stored.quota, stored.quota_window_start) == ("reserved", at(2026, 7, 1, 12, 0) if counted_in_window else None)
-    assert (reply.quota, reply.quota_window_start) == (stored.quota, stored.quota_window_start)
-    [entry] = LedgerEntry.objects.filter(message_id=reply.id)
+    reservation = Reservation.objects.get(reply_id=reply.id)
+    assert (reservation.state, reservation.window_start) == ("reserved", at(2026, 7, 1, 12, 0) if counted_in_window else None)
+    [entry] = LedgerEntry.objects.filter(reply_id=reply.id)
     assert (entry.kind, entry.delta, entry.user, entry.model) == ("reserve", 1, user, catalog[model])
     assert entry.created_at == at(2026, 7, 1, 12, 0)
 
@@ -171,7 +167,7 @@ def test_a_grant_adds_messages_until_it_expires(catalog, make_user):
     with time_machine.travel(at(2026, 6, 1, 9, 0), tick=False):
         send(user, "o1-mini")
         refused(user, "o1-mini")
-        quotas.quota_grant(user=user, model=catalog["o1-mini"], messages=2, expires_at=at(2026, 6, 3, 0, 0))
+        services.quota_grant(user=user, model=catalog["o1-mini"], messages=2, expires_at=at(2026, 6, 3, 0, 0))
         send(user, "o1-mini")
         send(user, "o1-mini")
         refused(user, "o1-mini")
@@ -184,20 +180,20 @@ def test_a_disabled_model_is_refused_and_an_unlisted_one_is_unlimited(catalog, m
     plan = Plan.objects.create(name="Narrow")
     PlanLimit.objects.create(plan=plan, model=catalog["o1-preview"], disabled=True)
     user = make_user()
-    quotas.plan_set(user=user, plan=plan)
+    services.plan_set(user=user, plan=plan)
 
-    with pytest.raises(services.SendRefused) as exc:
+    with pytest.raises(actions.ActionRefused) as exc:
         send(user, "o1-preview")
     assert "o1-preview is not available on your plan." in str(exc.value)
     for _ in range(60):
         send(user, "o1-mini")  # no limit in this plan: unlimited
-    statuses = {s.model.slug: s for s in quotas.quota_status(user=user)}
+    statuses = {s.model.slug: s for s in selectors.quota_status(user=user)}
     assert statuses["o1-preview"].disabled and statuses["o1-preview"].exhausted
     assert statuses["o1-mini"].limit is None and not statuses["o1-mini"].exhausted
 
 
 def test_new_users_get_the_default_plan(catalog, make_user):
-    assert quotas.user_plan(make_user()) == Plan.objects.get(is_default=True)
+    assert selectors.user_plan(make_user()) == Plan.objects.get(is_default=True)
 
 
 def test_a_refused_send_stores_nothing(catalog, make_user):
@@ -213,7 +209,7 @@ def test_the_picker_status_shows_left_and_reset_in_the_users_time_zone(catalog, 
     with time_machine.travel(at(2026, 11, 12, 10, 0), tick=False):
         for _ in range(13):
             send(user)
-        data = {m["model"]: m for m in services.quota_json(user)}
+        data = {m["model"]: m for m in quota_json(user)}
     assert data["o1-preview"]["left"] == 37
     assert data["o1-preview"]["resets_label"] == "Thu 19 Nov, 00:00"
     assert data["o1-preview"]["few_left"] is False
@@ -230,18 +226,18 @@ def ledger_total(user, model) -> int:
 def test_a_provider_failure_refunds_and_a_redelivered_task_changes_nothing(simulator, catalog, make_user, settings):
     settings.PROVIDER_RETRY_BASE_SECONDS = 0.01
     user = make_user()
-    good = services.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="fine [sim:think=0]")[1]
-    bad = services.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="x [sim:fault=quota]")[1]
+    good = actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="fine [sim:think=0]")[1]
+    bad = actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="x [sim:fault=quota]")[1]
     for _ in range(2):  # the second run is a redelivery
-        services.reply_generate(message_id=good.id)
-        services.reply_generate(message_id=bad.id)
+        generation.reply_generate(message_id=good.id)
+        generation.reply_generate(message_id=bad.id)
 
     good.refresh_from_db()
     bad.refresh_from_db()
-    assert (good.quota, bad.quota) == ("settled", "refunded")
+    assert (quota_state(good), quota_state(bad)) == ("settled", "refunded")
     assert bad.error == "The service is out of credit with the model provider. An administrator has been told."
-    assert LedgerEntry.objects.filter(message=bad, kind="refund").count() == 1
-    assert LedgerEntry.objects.filter(message=good, kind="settle").count() == 1
+    assert LedgerEntry.objects.filter(reply_id=bad.id, kind="refund").count() == 1
+    assert LedgerEntry.objects.filter(reply_id=good.id, kind="settle").count() == 1
     counter = QuotaCounter.objects.get(user=user, model=catalog["o1-mini"])
     assert counter.used == 1 == ledger_total(user, catalog["o1-mini"])
 
@@ -256,7 +252,7 @@ def test_one_hundred_refund_attempts_refund_once(catalog, make_user):
     def attempt():
         gate.wait()
         try:
-            results.append(quotas.quota_refund(reply=Message.objects.select_related("conversation").get(id=reply.id), reason="race"))
+            results.append(services.quota_refund(reply_id=reply.id, reason="race"))
         finally:
             connections.close_all()
 
@@ -267,7 +263,7 @@ def test_one_hundred_refund_attempts_refund_once(catalog, make_user):
         t.join()
 
     assert results.count(True) == 1
-    assert LedgerEntry.objects.filter(message=reply, kind="refund").count() == 1
+    assert LedgerEntry.objects.filter(reply_id=reply.id, kind="refund").count() == 1
     assert QuotaCounter.objects.get(user=user, model=catalog["o1-mini"]).used == 0
 
 
@@ -275,7 +271,7 @@ def test_one_hundred_refund_attempts_refund_once(catalog, make_user):
 def test_one_hundred_sends_from_four_processes_for_the_last_slot_admit_exactly_one(catalog, make_user, settings):
     import multiprocessing
 
-    from tests.conftest import database_url
+    from tests.helpers import database_url
     from tests.racers import race
 
     # RACE_ROUNDS=20 for the acceptance run; the suite runs fewer to stay quick.

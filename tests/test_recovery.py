@@ -10,8 +10,7 @@ from django.db import connection
 from websockets.sync.client import connect
 
 from chat.models import Message
-from tests.conftest import _stop, _subprocess_env, free_port, start_web, start_worker, wait_until
-from tests.test_websocket import receive_until_done, session_cookie
+from tests.helpers import free_port, receive_until_done, session_cookie, start_web, start_worker, stop, subprocess_env, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,12 +46,12 @@ class PrivateRedis:
 def stack_on_private_redis(simulator_server, catalog, isolated_queue):
     private = PrivateRedis()
     private.start()
-    env = {**_subprocess_env(simulator_server, isolated_queue), "REDIS_URL": private.url}
+    env = {**subprocess_env(simulator_server, isolated_queue), "REDIS_URL": private.url}
     worker = start_worker(env, isolated_queue, concurrency=8)
     web, url = start_web(env)
     yield url, private
-    _stop(web)
-    _stop(worker)
+    stop(web)
+    stop(worker)
     private.kill()
 
 

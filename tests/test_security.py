@@ -9,10 +9,9 @@ from asgiref.sync import async_to_sync
 from django.test import Client
 from django.urls import reverse
 
-from chat import services
+from chat import actions
 from chat.models import Conversation, Message
-from tests.conftest import ROOT
-from tests.test_websocket import handshake, session_cookie
+from tests.helpers import ROOT, handshake, session_cookie
 
 pytestmark = pytest.mark.django_db
 
@@ -20,7 +19,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def victim_and_intruder(catalog, make_user):
     victim, intruder = make_user(), make_user()
-    _, reply = services.message_send(user=victim, conversation_id=None, model_slug="o1-mini", text="the secret recipe")
+    _, reply = actions.message_send(user=victim, conversation_id=None, model_slug="o1-mini", text="the secret recipe")
     client = Client()
     client.force_login(intruder)
     return reply.conversation, client

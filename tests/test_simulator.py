@@ -39,7 +39,7 @@ def base_url() -> Iterator[str]:
     port = _free_port()
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "chat.simulator", "--port", str(port), "--think", "0", "--rate", "2000"],
+            [sys.executable, "-m", "simulator", "--port", str(port), "--think", "0", "--rate", "2000"],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"

@@ -11,39 +11,22 @@ import time_machine
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from chat import services
-from chat.models import LedgerEntry, Message, Plan, PlanLimit, QuotaGrant, QuotaOverride
-from chat.quotas import quota_grant, quota_override_record, quota_refund, quota_settle, quota_status
+from chat.models import Message
+from quotas.models import LedgerEntry, Plan, PlanLimit, QuotaGrant, QuotaOverride
+from quotas.selectors import quota_status, user_plan
+from quotas.services import quota_grant, quota_override_record, quota_refund, quota_settle
+from tests.helpers import send
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_live_reply_cap")]
 UTC = dt.UTC
 MONDAY = dt.datetime(2024, 9, 9, 10, 0, tzinfo=UTC)
 WEDNESDAY = dt.datetime(2024, 9, 11, 15, 0, tzinfo=UTC)
 NOW = dt.datetime(2024, 9, 11, 18, 0, tzinfo=UTC)
 
 
-@pytest.fixture(autouse=True)
-def no_cap_on_live_replies(settings):
-    settings.MAX_LIVE_REPLIES = 1_000
-
-
-@pytest.fixture
-def staff_client(make_user) -> Client:
-    admin = make_user("boss", is_staff=True)
-    admin.is_superuser = True
-    admin.save()
-    client = Client()
-    client.force_login(admin)
-    return client
-
-
-def send(user, model: str) -> Message:
-    return services.message_send(user=user, conversation_id=None, model_slug=model, text="hello")[1]
-
-
 def answered(user, model: str, prompt: int, completion: int, reasoning: int) -> Message:
     reply = send(user, model)
-    assert quota_settle(reply=reply, usage={"prompt_tokens": prompt, "completion_tokens": completion,
+    assert quota_settle(reply_id=reply.id, usage={"prompt_tokens": prompt, "completion_tokens": completion,
                                             "reasoning_tokens": reasoning})
     return reply
 
@@ -56,7 +39,7 @@ def history(catalog, make_user) -> dict:
         answered(alice, "o1-mini", 100, 50, 30)
         answered(alice, "o1-preview", 1000, 800, 600)
         failed = send(bob, "o1-preview")
-        assert quota_refund(reply=failed, reason="provider error")
+        assert quota_refund(reply_id=failed.id, reason="provider error")
     with time_machine.travel(WEDNESDAY):
         answered(alice, "o1-mini", 200, 70, 40)
         answered(bob, "o1-mini", 10, 5, 0)
@@ -247,7 +230,7 @@ def test_set_plan_moves_the_user_and_is_ledgered(catalog, make_user):
 
     assert "alice is now on the Tight plan." in out
     alice.profile.refresh_from_db()
-    assert alice.profile.plan == tight
+    assert user_plan(alice) == tight
     assert LedgerEntry.objects.get(user=alice, kind="plan").note.startswith("plan set to Tight")
 
 

@@ -4,36 +4,12 @@ import json
 
 import pytest
 from asgiref.sync import async_to_sync
-from channels.testing import WebsocketCommunicator
-from django.conf import settings
-from django.test import Client
 from websockets.sync.client import connect
 
 from chat.models import Message
-from config.asgi import application
+from tests.helpers import handshake, receive_until_done, session_cookie
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def session_cookie(user) -> str:
-    client = Client()
-    client.force_login(user)
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-
-
-def headers(cookie: str | None, origin: str | None = "http://localhost") -> list[tuple[bytes, bytes]]:
-    result = [(b"host", b"localhost")]
-    if origin:
-        result.append((b"origin", origin.encode()))
-    if cookie:
-        result.append((b"cookie", cookie.encode()))
-    return result
-
-
-async def handshake(cookie: str | None, origin: str | None = "http://localhost") -> tuple[bool, WebsocketCommunicator]:
-    communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers(cookie, origin))
-    connected, _ = await communicator.connect()
-    return connected, communicator
 
 
 def test_an_anonymous_visitor_cannot_connect(catalog):
@@ -91,9 +67,9 @@ def test_bad_frames_get_a_clear_error_and_change_nothing(catalog, make_user, fra
 
 
 def test_another_users_conversation_cannot_be_followed(catalog, make_user):
-    from chat import services
+    from chat import actions
 
-    _, reply = services.message_send(user=make_user(), conversation_id=None, model_slug="o1-mini", text="secret plans")
+    _, reply = actions.message_send(user=make_user(), conversation_id=None, model_slug="o1-mini", text="secret plans")
 
     frames = [
         {"type": "subscribe", "conversation_id": reply.conversation_id},
@@ -140,19 +116,6 @@ def test_a_flood_of_frames_closes_the_socket(catalog, make_user):
     frames, code = run()
     assert code == 4429
     assert frames[-1]["code"] == "flood"
-
-
-def receive_until_done(ws, reply_id: int) -> tuple[str, list[dict]]:
-    """Assemble the answer from deltas by offset, as the browser does."""
-    text, frames = "", []
-    while True:
-        frame = json.loads(ws.recv(timeout=20))
-        frames.append(frame)
-        if frame["type"] == "delta" and frame["message_id"] == reply_id:
-            assert frame["offset"] <= len(text), "a gap in the stream"
-            text += frame["text"][len(text) - frame["offset"]:]
-        if frame["type"] == "done" and frame["message"]["id"] == reply_id:
-            return text, frames
 
 
 def test_an_answer_streams_end_to_end_through_web_worker_and_simulator(live_url, make_user):

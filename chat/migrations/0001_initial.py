@@ -6,7 +6,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -15,230 +14,392 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='AIModel',
+            name="AIModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(help_text='What users and the API of this app call it.', max_length=64, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('description', models.CharField(blank=True, max_length=200)),
-                ('provider_model', models.CharField(help_text='The model id sent to the provider.', max_length=100)),
-                ('context_window', models.PositiveIntegerField()),
-                ('max_output_tokens', models.PositiveIntegerField()),
-                ('supports_streaming', models.BooleanField(default=True)),
-                ('supports_system_message', models.BooleanField(default=False)),
-                ('uses_max_completion_tokens', models.BooleanField(default=True, help_text='Send max_completion_tokens (reasoning models) instead of max_tokens.')),
-                ('supports_temperature', models.BooleanField(default=False)),
-                ('is_reasoning', models.BooleanField(default=True)),
-                ('reasoning_efforts', models.CharField(blank=True, help_text='Comma-separated reasoning_effort levels, empty if not supported.', max_length=100)),
-                ('enabled', models.BooleanField(default=True)),
-                ('display_order', models.IntegerField(default=0)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("slug", models.SlugField(help_text="What users and the API of this app call it.", max_length=64, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                ("description", models.CharField(blank=True, max_length=200)),
+                ("provider_model", models.CharField(help_text="The model id sent to the provider.", max_length=100)),
+                ("context_window", models.PositiveIntegerField()),
+                ("max_output_tokens", models.PositiveIntegerField()),
+                ("supports_streaming", models.BooleanField(default=True)),
+                ("supports_system_message", models.BooleanField(default=False)),
+                (
+                    "uses_max_completion_tokens",
+                    models.BooleanField(default=True, help_text="Send max_completion_tokens (reasoning models) instead of max_tokens."),
+                ),
+                ("supports_temperature", models.BooleanField(default=False)),
+                ("is_reasoning", models.BooleanField(default=True)),
+                (
+                    "reasoning_efforts",
+                    models.CharField(
+                        blank=True, help_text="Comma-separated reasoning_effort levels, empty if not supported.", max_length=100
+                    ),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("display_order", models.IntegerField(default=0)),
             ],
             options={
-                'verbose_name': 'AI model',
-                'ordering': ['display_order', 'name'],
-                'constraints': [models.CheckConstraint(condition=models.Q(('max_output_tokens__lt', models.F('context_window'))), name='aimodel_output_fits_window')],
+                "verbose_name": "AI model",
+                "ordering": ["display_order", "name"],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("max_output_tokens__lt", models.F("context_window"))), name="aimodel_output_fits_window"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('model', models.ForeignKey(help_text='The model picked last in this chat.', on_delete=django.db.models.deletion.PROTECT, to='chat.aimodel')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("title", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "model",
+                    models.ForeignKey(
+                        help_text="The model picked last in this chat.", on_delete=django.db.models.deletion.PROTECT, to="chat.aimodel"
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="conversations", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('user', 'User'), ('assistant', 'Assistant')], max_length=16)),
-                ('text', models.TextField(blank=True)),
-                ('reasoning', models.TextField(blank=True, help_text='Reasoning summary shown to the user; never re-sent.')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('streaming', 'Streaming'), ('done', 'Done'), ('failed', 'Failed'), ('stopped', 'Stopped')], default='done', max_length=16)),
-                ('incomplete', models.BooleanField(default=False, help_text='The answer was cut off and is partial.')),
-                ('replaced', models.BooleanField(default=False, help_text='Regenerated or edited away; kept for usage records.')),
-                ('error', models.CharField(blank=True, max_length=500)),
-                ('prompt_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('completion_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('reasoning_tokens', models.PositiveIntegerField(blank=True, null=True)),
-                ('thinking_ms', models.PositiveIntegerField(blank=True, null=True)),
-                ('quota', models.CharField(choices=[('none', 'not counted'), ('reserved', 'Reserved'), ('settled', 'Settled'), ('refunded', 'Refunded')], default='none', max_length=16)),
-                ('quota_window_start', models.DateTimeField(blank=True, null=True)),
-                ('lease_expires_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='chat.conversation')),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to='chat.aimodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("role", models.CharField(choices=[("user", "User"), ("assistant", "Assistant")], max_length=16)),
+                ("text", models.TextField(blank=True)),
+                ("reasoning", models.TextField(blank=True, help_text="Reasoning summary shown to the user; never re-sent.")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("streaming", "Streaming"),
+                            ("done", "Done"),
+                            ("failed", "Failed"),
+                            ("stopped", "Stopped"),
+                        ],
+                        default="done",
+                        max_length=16,
+                    ),
+                ),
+                ("incomplete", models.BooleanField(default=False, help_text="The answer was cut off and is partial.")),
+                ("replaced", models.BooleanField(default=False, help_text="Regenerated or edited away; kept for usage records.")),
+                ("error", models.CharField(blank=True, max_length=500)),
+                ("prompt_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("completion_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("reasoning_tokens", models.PositiveIntegerField(blank=True, null=True)),
+                ("thinking_ms", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "quota",
+                    models.CharField(
+                        choices=[("none", "not counted"), ("reserved", "Reserved"), ("settled", "Settled"), ("refunded", "Refunded")],
+                        default="none",
+                        max_length=16,
+                    ),
+                ),
+                ("quota_window_start", models.DateTimeField(blank=True, null=True)),
+                ("lease_expires_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="messages", to="chat.conversation"),
+                ),
+                ("model", models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, to="chat.aimodel")),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('reserve', 'Reserve'), ('settle', 'Settle'), ('refund', 'Refund'), ('grant', 'Grant'), ('override', 'Override'), ('reset', 'Reset'), ('plan', 'Plan')], max_length=16)),
-                ('delta', models.IntegerField(default=0, help_text='+1 reserve, -1 refund, 0 otherwise.')),
-                ('note', models.CharField(blank=True, max_length=300)),
-                ('prompt_tokens', models.PositiveIntegerField(default=0)),
-                ('completion_tokens', models.PositiveIntegerField(default=0)),
-                ('reasoning_tokens', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to='chat.aimodel')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='quota_ledger', to=settings.AUTH_USER_MODEL)),
-                ('message', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='chat.message')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("reserve", "Reserve"),
+                            ("settle", "Settle"),
+                            ("refund", "Refund"),
+                            ("grant", "Grant"),
+                            ("override", "Override"),
+                            ("reset", "Reset"),
+                            ("plan", "Plan"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("delta", models.IntegerField(default=0, help_text="+1 reserve, -1 refund, 0 otherwise.")),
+                ("note", models.CharField(blank=True, max_length=300)),
+                ("prompt_tokens", models.PositiveIntegerField(default=0)),
+                ("completion_tokens", models.PositiveIntegerField(default=0)),
+                ("reasoning_tokens", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                ("model", models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, to="chat.aimodel")),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="quota_ledger", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "message",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to="chat.message"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'ledger entries',
-                'ordering': ['-id'],
+                "verbose_name_plural": "ledger entries",
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='Plan',
+            name="Plan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('description', models.CharField(blank=True, max_length=200)),
-                ('is_default', models.BooleanField(default=False, help_text='New users get this plan.')),
-                ('calendar_time_zone', models.CharField(default='UTC', help_text='Where calendar windows turn over.', max_length=64)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("description", models.CharField(blank=True, max_length=200)),
+                ("is_default", models.BooleanField(default=False, help_text="New users get this plan.")),
+                ("calendar_time_zone", models.CharField(default="UTC", help_text="Where calendar windows turn over.", max_length=64)),
             ],
             options={
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_default', True)), fields=('is_default',), name='one_default_plan')],
+                "constraints": [
+                    models.UniqueConstraint(condition=models.Q(("is_default", True)), fields=("is_default",), name="one_default_plan")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PlanLimit',
+            name="PlanLimit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('messages', models.PositiveIntegerField(blank=True, help_text='Blank for unlimited.', null=True)),
-                ('window_kind', models.CharField(choices=[('anchored', 'anchored (opens at the first message)'), ('calendar', 'calendar (day / week / month boundaries)'), ('rolling', 'rolling (the last N hours or days)')], default='anchored', max_length=16)),
-                ('window_length', models.PositiveIntegerField(default=1)),
-                ('window_unit', models.CharField(choices=[('hour', 'Hour'), ('day', 'Day'), ('week', 'Week'), ('month', 'Month')], default='day', max_length=8)),
-                ('disabled', models.BooleanField(default=False, help_text='Refuse this model entirely.')),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='chat.aimodel')),
-                ('plan', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='limits', to='chat.plan')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("messages", models.PositiveIntegerField(blank=True, help_text="Blank for unlimited.", null=True)),
+                (
+                    "window_kind",
+                    models.CharField(
+                        choices=[
+                            ("anchored", "anchored (opens at the first message)"),
+                            ("calendar", "calendar (day / week / month boundaries)"),
+                            ("rolling", "rolling (the last N hours or days)"),
+                        ],
+                        default="anchored",
+                        max_length=16,
+                    ),
+                ),
+                ("window_length", models.PositiveIntegerField(default=1)),
+                (
+                    "window_unit",
+                    models.CharField(
+                        choices=[("hour", "Hour"), ("day", "Day"), ("week", "Week"), ("month", "Month")], default="day", max_length=8
+                    ),
+                ),
+                ("disabled", models.BooleanField(default=False, help_text="Refuse this model entirely.")),
+                ("model", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="chat.aimodel")),
+                ("plan", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="limits", to="chat.plan")),
             ],
         ),
         migrations.CreateModel(
-            name='QuotaCounter',
+            name="QuotaCounter",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('window_start', models.DateTimeField(blank=True, null=True)),
-                ('window_end', models.DateTimeField(blank=True, null=True)),
-                ('used', models.IntegerField(default=0)),
-                ('reset_at', models.DateTimeField(blank=True, help_text='When an admin last reset this window.', null=True)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='chat.aimodel')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("window_start", models.DateTimeField(blank=True, null=True)),
+                ("window_end", models.DateTimeField(blank=True, null=True)),
+                ("used", models.IntegerField(default=0)),
+                ("reset_at", models.DateTimeField(blank=True, help_text="When an admin last reset this window.", null=True)),
+                ("model", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to="chat.aimodel")),
+                ("user", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL)),
             ],
         ),
         migrations.CreateModel(
-            name='QuotaGrant',
+            name="QuotaGrant",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('messages', models.PositiveIntegerField()),
-                ('expires_at', models.DateTimeField()),
-                ('note', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='chat.aimodel')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='quota_grants', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("messages", models.PositiveIntegerField()),
+                ("expires_at", models.DateTimeField()),
+                ("note", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                ("model", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="chat.aimodel")),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="quota_grants", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='QuotaOverride',
+            name="QuotaOverride",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('messages', models.PositiveIntegerField(blank=True, help_text='Blank for unlimited.', null=True)),
-                ('window_kind', models.CharField(choices=[('anchored', 'anchored (opens at the first message)'), ('calendar', 'calendar (day / week / month boundaries)'), ('rolling', 'rolling (the last N hours or days)')], default='anchored', max_length=16)),
-                ('window_length', models.PositiveIntegerField(default=1)),
-                ('window_unit', models.CharField(choices=[('hour', 'Hour'), ('day', 'Day'), ('week', 'Week'), ('month', 'Month')], default='day', max_length=8)),
-                ('disabled', models.BooleanField(default=False, help_text='Refuse this model entirely.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to='chat.aimodel')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='quota_overrides', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("messages", models.PositiveIntegerField(blank=True, help_text="Blank for unlimited.", null=True)),
+                (
+                    "window_kind",
+                    models.CharField(
+                        choices=[
+                            ("anchored", "anchored (opens at the first message)"),
+                            ("calendar", "calendar (day / week / month boundaries)"),
+                            ("rolling", "rolling (the last N hours or days)"),
+                        ],
+                        default="anchored",
+                        max_length=16,
+                    ),
+                ),
+                ("window_length", models.PositiveIntegerField(default=1)),
+                (
+                    "window_unit",
+                    models.CharField(
+                        choices=[("hour", "Hour"), ("day", "Day"), ("week", "Week"), ("month", "Month")], default="day", max_length=8
+                    ),
+                ),
+                ("disabled", models.BooleanField(default=False, help_text="Refuse this model entirely.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                ("model", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, to="chat.aimodel")),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="quota_overrides", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['user', '-updated_at'], name='chat_conver_user_id_e2a76b_idx'),
+            model_name="conversation",
+            index=models.Index(fields=["user", "-updated_at"], name="chat_conver_user_id_e2a76b_idx"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['conversation', 'id'], name='chat_messag_convers_0a488e_idx'),
+            model_name="message",
+            index=models.Index(fields=["conversation", "id"], name="chat_messag_convers_0a488e_idx"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['model', 'created_at'], name='chat_messag_model_i_9f9951_idx'),
+            model_name="message",
+            index=models.Index(fields=["model", "created_at"], name="chat_messag_model_i_9f9951_idx"),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(condition=models.Q(('status__in', ['pending', 'streaming'])), fields=['status', 'lease_expires_at'], name='message_live_idx'),
+            model_name="message",
+            index=models.Index(
+                condition=models.Q(("status__in", ["pending", "streaming"])), fields=["status", "lease_expires_at"], name="message_live_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='ledgerentry',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind', 'reserve')), fields=('message',), name='ledger_one_reserve'),
+            model_name="ledgerentry",
+            constraint=models.UniqueConstraint(condition=models.Q(("kind", "reserve")), fields=("message",), name="ledger_one_reserve"),
         ),
         migrations.AddConstraint(
-            model_name='ledgerentry',
-            constraint=models.UniqueConstraint(condition=models.Q(('kind__in', ['settle', 'refund'])), fields=('message',), name='ledger_one_outcome'),
+            model_name="ledgerentry",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("kind__in", ["settle", "refund"])), fields=("message",), name="ledger_one_outcome"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='planlimit',
-            constraint=models.UniqueConstraint(fields=('plan', 'model'), name='one_limit_per_plan_model'),
+            model_name="planlimit",
+            constraint=models.UniqueConstraint(fields=("plan", "model"), name="one_limit_per_plan_model"),
         ),
         migrations.AddConstraint(
-            model_name='planlimit',
-            constraint=models.CheckConstraint(condition=models.Q(('window_length__gte', 1), ('window_length__lte', 366)), name='planlimit_window_sane'),
+            model_name="planlimit",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("window_length__gte", 1), ("window_length__lte", 366)), name="planlimit_window_sane"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='planlimit',
-            constraint=models.CheckConstraint(condition=models.Q(('messages__isnull', True), ('messages__lte', 1000000), _connector='OR'), name='planlimit_messages_sane'),
+            model_name="planlimit",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("messages__isnull", True), ("messages__lte", 1000000), _connector="OR"), name="planlimit_messages_sane"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='planlimit',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('window_kind', 'calendar'), _negated=True), models.Q(('window_length', 1), ('window_unit__in', ['day', 'week', 'month'])), _connector='OR'), name='planlimit_calendar_shape'),
+            model_name="planlimit",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("window_kind", "calendar"), _negated=True),
+                    models.Q(("window_length", 1), ("window_unit__in", ["day", "week", "month"])),
+                    _connector="OR",
+                ),
+                name="planlimit_calendar_shape",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='planlimit',
-            constraint=models.CheckConstraint(condition=models.Q(('window_kind', 'calendar'), ('window_unit__in', ['hour', 'day', 'week']), _connector='OR'), name='planlimit_fixed_length_unit'),
+            model_name="planlimit",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("window_kind", "calendar"), ("window_unit__in", ["hour", "day", "week"]), _connector="OR"),
+                name="planlimit_fixed_length_unit",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='quotacounter',
-            constraint=models.UniqueConstraint(fields=('user', 'model'), name='one_counter_per_user_model'),
+            model_name="quotacounter",
+            constraint=models.UniqueConstraint(fields=("user", "model"), name="one_counter_per_user_model"),
         ),
         migrations.AddConstraint(
-            model_name='quotacounter',
-            constraint=models.CheckConstraint(condition=models.Q(('used__gte', 0)), name='counter_used_not_negative'),
+            model_name="quotacounter",
+            constraint=models.CheckConstraint(condition=models.Q(("used__gte", 0)), name="counter_used_not_negative"),
         ),
         migrations.AddConstraint(
-            model_name='quotagrant',
-            constraint=models.CheckConstraint(condition=models.Q(('messages__gte', 1), ('messages__lte', 100000)), name='grant_messages_sane'),
+            model_name="quotagrant",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("messages__gte", 1), ("messages__lte", 100000)), name="grant_messages_sane"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='quotaoverride',
-            constraint=models.UniqueConstraint(fields=('user', 'model'), name='one_override_per_user_model'),
+            model_name="quotaoverride",
+            constraint=models.UniqueConstraint(fields=("user", "model"), name="one_override_per_user_model"),
         ),
         migrations.AddConstraint(
-            model_name='quotaoverride',
-            constraint=models.CheckConstraint(condition=models.Q(('window_length__gte', 1), ('window_length__lte', 366)), name='override_window_sane'),
+            model_name="quotaoverride",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("window_length__gte", 1), ("window_length__lte", 366)), name="override_window_sane"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='quotaoverride',
-            constraint=models.CheckConstraint(condition=models.Q(('messages__isnull', True), ('messages__lte', 1000000), _connector='OR'), name='override_messages_sane'),
+            model_name="quotaoverride",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("messages__isnull", True), ("messages__lte", 1000000), _connector="OR"), name="override_messages_sane"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='quotaoverride',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('window_kind', 'calendar'), _negated=True), models.Q(('window_length', 1), ('window_unit__in', ['day', 'week', 'month'])), _connector='OR'), name='override_calendar_shape'),
+            model_name="quotaoverride",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("window_kind", "calendar"), _negated=True),
+                    models.Q(("window_length", 1), ("window_unit__in", ["day", "week", "month"])),
+                    _connector="OR",
+                ),
+                name="override_calendar_shape",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='quotaoverride',
-            constraint=models.CheckConstraint(condition=models.Q(('window_kind', 'calendar'), ('window_unit__in', ['hour', 'day', 'week']), _connector='OR'), name='override_fixed_length_unit'),
+            model_name="quotaoverride",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("window_kind", "calendar"), ("window_unit__in", ["hour", "day", "week"]), _connector="OR"),
+                name="override_fixed_length_unit",
+            ),
         ),
     ]

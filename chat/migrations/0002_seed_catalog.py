@@ -1,10 +1,68 @@
+"""The seeded catalog and default plan. The data is frozen here: a migration must not import live code."""
+
 from django.db import migrations
 
-from chat.catalog import catalog_seed
+MODELS = [
+    dict(
+        slug="o1-preview",
+        name="o1-preview",
+        description="Deep reasoning for hard problems; slower.",
+        provider_model="o1-preview",
+        context_window=128_000,
+        max_output_tokens=32_768,
+        supports_streaming=True,
+        supports_system_message=False,
+        uses_max_completion_tokens=True,
+        supports_temperature=False,
+        is_reasoning=True,
+        reasoning_efforts="",
+        display_order=10,
+    ),
+    dict(
+        slug="o1-mini",
+        name="o1-mini",
+        description="Fast reasoning, strong at code and maths.",
+        provider_model="o1-mini",
+        context_window=128_000,
+        max_output_tokens=65_536,
+        supports_streaming=True,
+        supports_system_message=False,
+        uses_max_completion_tokens=True,
+        supports_temperature=False,
+        is_reasoning=True,
+        reasoning_efforts="",
+        display_order=20,
+    ),
+    dict(
+        slug="gpt-4o",
+        name="GPT-4o",
+        description="Quick everyday answers.",
+        provider_model="gpt-4o",
+        context_window=128_000,
+        max_output_tokens=16_384,
+        supports_streaming=True,
+        supports_system_message=True,
+        uses_max_completion_tokens=False,
+        supports_temperature=True,
+        is_reasoning=False,
+        reasoning_efforts="",
+        display_order=30,
+    ),
+]
+
+LIMITS = {
+    "o1-preview": dict(messages=50, window_kind="anchored", window_length=7, window_unit="day"),
+    "o1-mini": dict(messages=50, window_kind="anchored", window_length=1, window_unit="day"),
+    "gpt-4o": dict(messages=80, window_kind="rolling", window_length=3, window_unit="hour"),
+}
 
 
 def seed(apps, schema_editor):
-    catalog_seed(apps.get_model("chat", "AIModel"), apps.get_model("chat", "Plan"), apps.get_model("chat", "PlanLimit"))
+    AIModel, Plan, PlanLimit = (apps.get_model("chat", name) for name in ("AIModel", "Plan", "PlanLimit"))
+    plan, _ = Plan.objects.get_or_create(name="Default", defaults={"is_default": True, "description": "What every new user gets."})
+    for fields in MODELS:
+        model, _ = AIModel.objects.get_or_create(slug=fields["slug"], defaults=fields)
+        PlanLimit.objects.get_or_create(plan=plan, model=model, defaults=LIMITS[model.slug])
 
 
 class Migration(migrations.Migration):

@@ -4,20 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0002_seed_catalog'),
+        ("chat", "0002_seed_catalog"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='aimodel',
-            name='rpm_limit',
-            field=models.PositiveIntegerField(blank=True, help_text='Provider requests per minute for the whole organisation (your usage tier).', null=True),
+            model_name="aimodel",
+            name="rpm_limit",
+            field=models.PositiveIntegerField(
+                blank=True, help_text="Provider requests per minute for the whole organisation (your usage tier).", null=True
+            ),
         ),
         migrations.AddField(
-            model_name='aimodel',
-            name='tpm_limit',
-            field=models.PositiveIntegerField(blank=True, help_text='Provider tokens per minute for the whole organisation (your usage tier).', null=True),
+            model_name="aimodel",
+            name="tpm_limit",
+            field=models.PositiveIntegerField(
+                blank=True, help_text="Provider tokens per minute for the whole organisation (your usage tier).", null=True
+            ),
         ),
     ]

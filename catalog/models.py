@@ -1,0 +1,48 @@
+"""The models users can pick. The lowest room: quotas, chat and generation all point here."""
+
+from django.db import models
+from django.db.models import F, Q
+
+
+class AIModel(models.Model):
+    """A model users can pick; its o1-era quirks are flags, not special cases."""
+
+    slug = models.SlugField(max_length=64, unique=True, help_text="What users and the API of this app call it.")
+    name = models.CharField(max_length=100)
+    description = models.CharField(max_length=200, blank=True)
+    provider_model = models.CharField(max_length=100, help_text="The model id sent to the provider.")
+    context_window = models.PositiveIntegerField()
+    max_output_tokens = models.PositiveIntegerField()
+    supports_streaming = models.BooleanField(default=True)
+    supports_system_message = models.BooleanField(default=False)
+    uses_max_completion_tokens = models.BooleanField(
+        default=True, help_text="Send max_completion_tokens (reasoning models) instead of max_tokens."
+    )
+    supports_temperature = models.BooleanField(default=False)
+    is_reasoning = models.BooleanField(default=True)
+    reasoning_efforts = models.CharField(
+        max_length=100, blank=True, help_text="Comma-separated reasoning_effort levels, empty if not supported."
+    )
+    enabled = models.BooleanField(default=True)
+    display_order = models.IntegerField(default=0)
+    rpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Provider requests per minute for the whole organisation (your usage tier)."
+    )
+    tpm_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Provider tokens per minute for the whole organisation (your usage tier)."
+    )
+
+    class Meta:
+        db_table = "chat_aimodel"  # created by the chat app before the catalog had a room of its own
+        ordering = ["display_order", "name"]
+        verbose_name = "AI model"
+        constraints = [
+            models.CheckConstraint(condition=Q(max_output_tokens__lt=F("context_window")), name="aimodel_output_fits_window"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def efforts(self) -> list[str]:
+        return [e.strip() for e in self.reasoning_efforts.split(",") if e.strip()]

@@ -1,0 +1,218 @@
+"""Every write to conversations and messages from the web side goes through a function here.
+
+The reply itself is written by the generation worker (generation/reply.py),
+which these actions enqueue through `_enqueue`, after commit.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import Profile
+from catalog.models import AIModel
+from generation.context import message_fits
+from quotas.services import QuotaRefused, quota_refund, quota_reserve
+
+from . import events
+from .models import LIVE, Conversation, Message
+from .selectors import conversation_get_for_user, message_get_for_user
+from .serializers import conversation_json
+
+
+class ActionRefused(Exception):
+    """Bad input or a refusal; `code` is for programs, the message is for people."""
+
+    def __init__(self, code: str, message: str, **extra):
+        super().__init__(message)
+        self.code = code
+        self.extra = extra
+
+    def as_json(self) -> dict:
+        return {"type": "error", "code": self.code, "message": str(self), **self.extra}
+
+
+def _clean_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise ActionRefused("invalid", "The message must be text.")
+    if "\x00" in text:
+        raise ActionRefused("invalid", "The message contains a NUL character.")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ActionRefused("invalid", "The message is not valid UTF-8.") from None
+    if not text.strip():
+        raise ActionRefused("empty", "Type a message first.")
+    if len(text) > settings.MAX_MESSAGE_CHARS:
+        raise ActionRefused(
+            "too_long", f"The message is {len(text):,} characters; the limit is {settings.MAX_MESSAGE_CHARS:,}."
+        )
+    return text
+
+
+def _model_get(slug: object) -> AIModel:
+    model = AIModel.objects.filter(slug=slug, enabled=True).first() if isinstance(slug, str) else None
+    if model is None:
+        raise ActionRefused("unknown_model", f"There is no model called {str(slug)[:60]!r}.")
+    return model
+
+
+@contextmanager
+def _quota_explained(user) -> Iterator[None]:
+    """Turn a quota refusal into one that offers another model, after the transaction (and its locks) ended."""
+    try:
+        yield
+    except QuotaRefused as exc:
+        raise _quota_refusal(user, exc) from None
+
+
+def _quota_refusal(user, exc: QuotaRefused) -> ActionRefused:
+    suggestion = exc.alternative(user)
+    message = str(exc)
+    if suggestion:
+        left = "unlimited" if suggestion.left is None else f"{suggestion.left} left"
+        message += f" Switch to {suggestion.model.name} ({left})?"
+    return ActionRefused(
+        "quota_exhausted",
+        message,
+        model=exc.model.slug,
+        resets_at=exc.resets_at.isoformat() if exc.resets_at else None,
+        switch_to=suggestion.model.slug if suggestion else None,
+    )
+
+
+def _enqueue(reply_id: int) -> None:
+    """The one place the web side starts a generation (tasks call services, not the reverse)."""
+    from generation.tasks import reply_generate
+
+    reply_generate.delay(reply_id)
+
+
+def _reply_start(*, user, conversation: Conversation, model: AIModel, new_conversation: bool = False) -> Message:
+    """Store a pending reply, reserve its quota and enqueue it; inside the caller's transaction."""
+    live = Message.objects.filter(conversation__user=user, role=Message.Role.ASSISTANT, status__in=LIVE).count()
+    if live >= settings.MAX_LIVE_REPLIES:
+        raise ActionRefused(
+            "busy", f"You already have {live} answers being written. Wait for one to finish or stop it."
+        )
+    reply = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, model=model,
+                                   status=Message.Status.PENDING)
+    quota_reserve(user=user, model=model, reply_id=reply.id)
+    if not new_conversation:
+        # The model picked last sticks to the conversation, which moves to the top of the list.
+        conversation.model = model
+        conversation.save(update_fields=["model", "updated_at"])
+    transaction.on_commit(lambda: _enqueue(reply.id))
+    return reply
+
+
+def _lock_user(user) -> None:
+    """Serialise one user's sends, so the cap on live replies cannot be raced past."""
+    Profile.objects.select_for_update().filter(user=user).first()
+
+
+def message_send(*, user, conversation_id: int | None, model_slug: object, text: object) -> tuple[Message, Message]:
+    """Store the user's message and a pending reply, reserving quota, in one transaction.
+
+    Raises ActionRefused with nothing stored when the input is bad or the quota is spent.
+    """
+    text = _clean_text(text)
+    model = _model_get(model_slug)
+    if not message_fits(text, context_window=model.context_window, max_output_tokens=model.max_output_tokens):
+        raise ActionRefused("too_long", f"The message is too long for {model.name}'s context window.")
+    with _quota_explained(user), transaction.atomic():
+        _lock_user(user)
+        if conversation_id is None:
+            conversation = Conversation.objects.create(user=user, model=model, title=title_from(text))
+        else:
+            conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+            conversation.user = user  # known: the announcement after commit need not fetch it again
+        user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, model=model, text=text)
+        reply = _reply_start(user=user, conversation=conversation, model=model, new_conversation=conversation_id is None)
+        transaction.on_commit(lambda: events.messages_added(conversation, [user_message, reply]))
+    return user_message, reply
+
+
+def title_from(text: str) -> str:
+    """A title from the first message; no model call, so nothing is counted."""
+    words = " ".join(text.split())
+    return words if len(words) <= 60 else words[:57].rsplit(" ", 1)[0] + "…"
+
+
+def _last_turn(user, message_id: object, role: str) -> Message:
+    message = message_get_for_user(user=user, message_id=message_id)
+    last = message.conversation.messages.filter(replaced=False, role=role).last()
+    if message.role != role or last is None or last.id != message.id:
+        raise ActionRefused("not_last", "Only the last message of a conversation can be changed.")
+    if message.conversation.messages.filter(status__in=LIVE).exists():
+        raise ActionRefused("busy", "Wait for the answer to finish, or stop it first.")
+    return message
+
+
+def reply_regenerate(*, user, message_id: object, model_slug: object = None) -> Message:
+    """Answer the last user message again; the old answer is kept but hidden. Counts as a message."""
+    with _quota_explained(user), transaction.atomic():
+        _lock_user(user)
+        old = _last_turn(user, message_id, Message.Role.ASSISTANT)
+        model = _model_get(model_slug) if model_slug else old.model
+        Message.objects.filter(id=old.id).update(replaced=True)
+        reply = _reply_start(user=user, conversation=old.conversation, model=model)
+        transaction.on_commit(lambda: events.messages_added(old.conversation, [reply]))
+    return reply
+
+
+def message_edit(*, user, message_id: object, text: object, model_slug: object = None) -> tuple[Message, Message]:
+    """Replace the last user message with new text and answer it. Counts as a message."""
+    text = _clean_text(text)
+    with _quota_explained(user), transaction.atomic():
+        _lock_user(user)
+        old = _last_turn(user, message_id, Message.Role.USER)
+        model = _model_get(model_slug) if model_slug else old.model
+        if not message_fits(text, context_window=model.context_window, max_output_tokens=model.max_output_tokens):
+            raise ActionRefused("too_long", f"The message is too long for {model.name}'s context window.")
+        old.conversation.messages.filter(id__gte=old.id).update(replaced=True)
+        user_message = Message.objects.create(conversation=old.conversation, role=Message.Role.USER, model=model, text=text)
+        reply = _reply_start(user=user, conversation=old.conversation, model=model)
+        transaction.on_commit(lambda: events.messages_added(old.conversation, [user_message, reply]))
+    return user_message, reply
+
+
+def reply_stop(*, user, message_id: object) -> None:
+    """Stop a live reply. The worker keeps what was written so far; it counts if any text came."""
+    reply = message_get_for_user(user=user, message_id=message_id)
+    with transaction.atomic():
+        was_pending = Message.objects.filter(id=reply.id, status=Message.Status.PENDING).update(
+            status=Message.Status.STOPPED, finished_at=timezone.now()
+        )
+        if not was_pending:
+            Message.objects.filter(id=reply.id, status=Message.Status.STREAMING).update(status=Message.Status.STOPPED)
+            return
+        # Never started: nothing was produced, so nothing is spent.
+        refunded = quota_refund(reply_id=reply.id, reason="stopped before it started")
+    reply = Message.objects.select_related("model", "conversation__user").get(id=reply.id)
+    events.reply_done(reply, refunded=refunded)
+
+
+def conversation_rename(*, user, conversation_id: object, title: object) -> Conversation:
+    if not isinstance(title, str) or not title.strip() or len(title) > 200 or "\x00" in title:
+        raise ActionRefused("invalid", "A title is 1 to 200 characters.")
+    conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+    conversation.title = title.strip()
+    conversation.save(update_fields=["title", "updated_at"])
+    events.conversation_changed(conversation)
+    return conversation
+
+
+def conversation_delete(*, user, conversation_id: object) -> None:
+    conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+    with transaction.atomic():
+        # Live replies would be orphaned: give their quota back first.
+        for reply_id in conversation.messages.filter(status=Message.Status.PENDING).values_list("id", flat=True):
+            quota_refund(reply_id=reply_id, reason="conversation deleted")
+        snapshot = conversation_json(conversation)
+        conversation.delete()
+    transaction.on_commit(lambda: events.conversation_deleted(user_id=user.id, snapshot=snapshot))
+
+

@@ -1,0 +1,42 @@
+"""What every open tab is told, through live/publish.py. Sent after commit by the callers."""
+
+from catalog.models import AIModel
+from live.publish import conversation_group, event_send, user_group
+from quotas.selectors import quota_json
+
+from .models import Conversation, Message
+from .serializers import conversation_json, message_json
+
+
+def conversation_changed(conversation: Conversation, *, deleted: bool = False) -> None:
+    """Every tab of the user keeps its sidebar current."""
+    event_send(user_group(conversation.user_id),
+               {"type": "chat.conversation", "conversation": conversation_json(conversation), "deleted": deleted})
+
+
+def conversation_deleted(*, user_id: int, snapshot: dict) -> None:
+    event_send(user_group(user_id), {"type": "chat.conversation", "conversation": snapshot, "deleted": True})
+
+
+def quota_changed(user, model: AIModel) -> None:
+    """Every tab of the user updates `model` in its picker; computed once, here, not per tab."""
+    event_send(user_group(user.id), {"type": "chat.quota", "models": quota_json(user, model), "partial": True})
+
+
+def messages_added(conversation: Conversation, messages: list[Message]) -> None:
+    quota_changed(conversation.user, messages[-1].model)
+    conversation_changed(conversation)
+    event_send(conversation_group(conversation.id),
+               {"type": "chat.messages", "conversation": conversation_json(conversation),
+                "messages": [message_json(m) for m in messages]})
+
+
+def reply_status(reply: Message, status: str, detail: str = "") -> None:
+    event_send(conversation_group(reply.conversation_id),
+               {"type": "chat.status", "message_id": reply.id, "status": status, "detail": detail})
+
+
+def reply_done(reply: Message, *, refunded: bool) -> None:
+    event_send(conversation_group(reply.conversation_id), {"type": "chat.done", "message": message_json(reply)})
+    if refunded:
+        quota_changed(reply.conversation.user, reply.model)

@@ -1,0 +1,180 @@
+"""Reads: the rules that apply to a user, and what the picker shows per model."""
+
+import datetime as dt
+import zoneinfo
+from dataclasses import dataclass
+
+from django.db import connection
+from django.utils import timezone
+
+from catalog.models import AIModel
+
+from .models import Limit, Plan, PlanLimit, QuotaCounter, QuotaGrant, QuotaOverride, Reservation, UserPlan, WindowKind
+from .windows import Window, calendar_window, format_reset, window_length
+
+FEW_LEFT = 10
+
+
+@dataclass(frozen=True)
+class QuotaStatus:
+    """What the picker shows for one model."""
+
+    model: AIModel
+    limit: int | None  # None: unlimited
+    used: int
+    resets_at: dt.datetime | None
+    disabled: bool
+    describe: str
+
+    @property
+    def left(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.used, 0)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.disabled or (self.left is not None and self.left == 0)
+
+    def as_json(self, tz: dt.tzinfo) -> dict:
+        return {
+            "model": self.model.slug,
+            "name": self.model.name,
+            "description": self.model.description,
+            "is_reasoning": self.model.is_reasoning,
+            "limit": self.limit,
+            "used": self.used,
+            "left": self.left,
+            "disabled": self.disabled,
+            "exhausted": self.exhausted,
+            "few_left": self.left is not None and 0 < self.left <= FEW_LEFT,
+            "resets_at": self.resets_at.isoformat() if self.resets_at else None,
+            "resets_label": format_reset(self.resets_at, tz) if self.resets_at else "",
+            "window": self.describe,
+        }
+
+
+def user_time_zone(user) -> zoneinfo.ZoneInfo:
+    profile = getattr(user, "profile", None)
+    return zoneinfo.ZoneInfo(profile.time_zone if profile else "UTC")
+
+
+@dataclass
+class Rules:
+    """Everything that decides one user's limits: per model the limit that applies, and the grants."""
+
+    limits: dict[int, Limit]
+    grants: dict[int, int]
+    time_zone: zoneinfo.ZoneInfo
+
+    def limit_for(self, model_id: int) -> Limit | None:
+        return self.limits.get(model_id)
+
+
+def user_plan(user) -> Plan | None:
+    """The user's plan, or the default plan for users without one."""
+    plan = Plan.objects.filter(members__user=user).first()
+    return plan or Plan.objects.filter(is_default=True).first()
+
+
+# Every send asks this, so it is one round trip: per model, the user's override, else the limit of
+# the user's plan (the default plan when the user has none); unexpired grants; the plan's time zone.
+RULES_SQL = f"""
+WITH plan AS (
+    SELECT id, calendar_time_zone FROM {Plan._meta.db_table}
+    WHERE id = COALESCE((SELECT plan_id FROM {UserPlan._meta.db_table} WHERE user_id = %(user)s),
+                        (SELECT id FROM {Plan._meta.db_table} WHERE is_default))
+)
+SELECT DISTINCT ON (l.model_id)
+       l.overridden, l.model_id, l.messages, l.window_kind, l.window_length, l.window_unit, l.disabled,
+       (SELECT COALESCE(SUM(g.messages), 0) FROM {QuotaGrant._meta.db_table} g
+         WHERE g.user_id = %(user)s AND g.model_id = l.model_id AND g.expires_at > %(now)s),
+       COALESCE((SELECT calendar_time_zone FROM plan), 'UTC')
+FROM (
+    SELECT true AS overridden, model_id, messages, window_kind, window_length, window_unit, disabled
+      FROM {QuotaOverride._meta.db_table} WHERE user_id = %(user)s
+    UNION ALL
+    SELECT false, model_id, messages, window_kind, window_length, window_unit, disabled
+      FROM {PlanLimit._meta.db_table} WHERE plan_id = (SELECT id FROM plan)
+) AS l
+WHERE %(model)s::bigint IS NULL OR l.model_id = %(model)s
+ORDER BY l.model_id, l.overridden DESC
+"""
+
+
+def rules_get(user, now: dt.datetime, model_id: int | None = None) -> Rules:
+    with connection.cursor() as cursor:
+        cursor.execute(RULES_SQL, {"user": user.pk, "now": now, "model": model_id})
+        rows = cursor.fetchall()
+    limits: dict[int, Limit] = {}
+    grants: dict[int, int] = {}
+    for overridden, model, messages, kind, length, unit, disabled, granted, _ in rows:
+        limits[model] = (QuotaOverride if overridden else PlanLimit)(
+            model_id=model, messages=messages, window_kind=kind, window_length=length, window_unit=unit,
+            disabled=disabled,
+        )
+        grants[model] = granted
+    # Without limits, no calendar window needs the plan's time zone.
+    return Rules(limits, grants, zoneinfo.ZoneInfo(rows[0][-1] if rows else "UTC"))
+
+
+ROLLING_USED_SQL = f"""
+SELECT count(*), min(created_at) FROM {Reservation._meta.db_table}
+WHERE user_id = %s AND model_id = %s AND state = ANY(%s) AND created_at > %s
+"""
+
+
+def rolling_used(user, model_id: int, since: dt.datetime) -> tuple[int, dt.datetime | None]:
+    """Counted messages since `since`, and when the oldest of them was sent.
+
+    Raw SQL: the picker's status asks this after every send, and the ORM's aggregate
+    costs several times the query itself.
+    """
+    counted = [Reservation.State.RESERVED, Reservation.State.SETTLED]
+    with connection.cursor() as cursor:
+        cursor.execute(ROLLING_USED_SQL, [user.pk, model_id, counted, since])
+        return cursor.fetchone()
+
+
+def window_current(limit: Limit, counter: QuotaCounter | None, rules: Rules, user, now: dt.datetime):
+    """(used, window or None, resets_at) of the window a message sent now would fall in."""
+    if limit.window_kind == WindowKind.ROLLING:
+        since = now - window_length(limit)
+        if counter is not None and counter.reset_at and counter.reset_at > since:
+            since = counter.reset_at
+        used, oldest = rolling_used(user, limit.model_id, since)
+        resets_at = oldest + window_length(limit) if oldest else None
+        return used, Window(now - window_length(limit), now), resets_at
+    if limit.window_kind == WindowKind.CALENDAR:
+        window = calendar_window(limit, now, rules.time_zone)
+        same = counter is not None and counter.window_start == window.start
+        return (counter.used if same else 0), window, window.end
+    # Anchored: the open window if there is one, else the one the next message opens.
+    if counter is not None and counter.window_end and counter.window_start and now < counter.window_end:
+        return counter.used, Window(counter.window_start, counter.window_end), counter.window_end
+    return 0, None, None
+
+
+def quota_status(*, user, now: dt.datetime | None = None, model: AIModel | None = None) -> list[QuotaStatus]:
+    """Per enabled model (or just `model`): the limit, what is used and when it resets. Reads only."""
+    now = now or timezone.now()
+    rules = rules_get(user, now, model.id if model else None)
+    counters = QuotaCounter.objects.filter(user=user, **({"model": model} if model else {}))
+    by_model = {c.model_id: c for c in counters}
+    statuses = []
+    for one in [model] if model else AIModel.objects.filter(enabled=True):
+        limit = rules.limit_for(one.id)
+        if limit is None or limit.messages is None or limit.disabled:
+            statuses.append(
+                QuotaStatus(one, None, 0, None, bool(limit and limit.disabled), limit.describe() if limit else "unlimited")
+            )
+            continue
+        used, _, resets_at = window_current(limit, by_model.get(one.id), rules, user, now)
+        allowed = limit.messages + rules.grants.get(one.id, 0)
+        statuses.append(QuotaStatus(one, allowed, used, resets_at, False, limit.describe()))
+    return statuses
+
+
+def quota_json(user, model: AIModel | None = None) -> list[dict]:
+    """The picker's numbers, in the user's time zone."""
+    tz = user_time_zone(user)
+    return [status.as_json(tz) for status in quota_status(user=user, model=model)]
+
