@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import AIModel
@@ -9,6 +10,14 @@ from quotas.selectors import quota_json
 
 from . import actions, selectors
 from .serializers import conversation_json, message_json
+
+# A number no other part of a URL holds, to find where the id goes once reversed.
+_ID_SENTINEL = 987654321
+
+
+def _url_template(name: str) -> str:
+    """The URL named `name` with `{id}` where a conversation id goes, for the page's JavaScript to fill in."""
+    return reverse(name, args=[_ID_SENTINEL]).replace(str(_ID_SENTINEL), "{id}")
 
 
 def _json_error(exc: actions.ActionRefused, status: int = 400) -> JsonResponse:
@@ -31,6 +40,17 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
         "quota": quota_json(request.user),
         "max_chars": settings.MAX_MESSAGE_CHARS,
         "username": request.user.get_username(),
+        # Every URL the page's JavaScript uses (static/js/chat/urls.js).
+        "urls": {
+            "home": reverse("chat-home"),
+            "conversation": _url_template("chat-conversation"),
+            "search": reverse("chat-search"),
+            "rename": _url_template("chat-rename"),
+            "delete": _url_template("chat-delete"),
+            "quota": reverse("chat-quota"),
+            "login": reverse("accounts-login"),
+            "socket": "/ws/chat/",  # chat/routing.py: WebSocket routes have no URL name
+        },
         # The stored messages, so a reload shows the conversation before the socket opens.
         "snapshot": {
             "conversation": conversation_json(conversation),

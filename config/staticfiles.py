@@ -1,0 +1,7 @@
+import whitenoise.storage
+
+
+class ManifestStaticFilesStorage(whitenoise.storage.CompressedManifestStaticFilesStorage):
+    """WhiteNoise's compressed manifest storage, hashing the chat page's ES module imports too."""
+
+    support_js_module_import_aggregation = True  # rewrite `import … from "./x.js"` to hashed names

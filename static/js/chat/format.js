@@ -1,0 +1,19 @@
+/* Numbers, times and durations as the page shows them. */
+
+export const numberFormat = new Intl.NumberFormat("en-US");
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" });
+const dateTimeFormat = new Intl.DateTimeFormat(undefined, {
+  day: "numeric", month: "short", hour: "2-digit", minute: "2-digit",
+});
+
+/** Today's times as "14:05", older ones with their date. */
+export function formatWhen(iso) {
+  if (!iso) return "";
+  const when = new Date(iso);
+  const today = new Date();
+  return when.toDateString() === today.toDateString() ? timeFormat.format(when) : dateTimeFormat.format(when);
+}
+
+export function secondsLabel(seconds) {
+  return seconds === 1 ? "1 second" : `${seconds} seconds`;
+}

@@ -1,0 +1,44 @@
+/* The quota texts of the model picker, the composer hint and the quota banner, from
+ * one model's numbers in a `quota` frame (docs/protocol.md). Pure: no DOM. */
+
+/** "37 left · resets Tue 19 Nov 00:00", "Limit reached", "Unlimited", … */
+export function quotaLine(q) {
+  if (q.disabled) return "Not available on your plan";
+  if (q.exhausted) return q.resets_label ? `Limit reached · resets ${q.resets_label}` : "Limit reached";
+  if (q.limit === null || q.limit === undefined) return "Unlimited";
+  return q.resets_label ? `${q.left} left · resets ${q.resets_label}` : `${q.left} left`;
+}
+
+/** The hint under the composer for the chosen model. */
+export function quotaHint(q) {
+  return {
+    className: q.exhausted ? "hint-quota is-exhausted" : q.few_left ? "hint-quota is-few" : "hint-quota",
+    text: `${q.name} · ${quotaLine(q)}`,
+  };
+}
+
+/** A model's entry in the picker: greyed out when it cannot be used, marked when few are left. */
+export function modelOption(q) {
+  const unavailable = Boolean(q.exhausted || q.disabled);
+  const classes = ["model-option"];
+  if (unavailable) classes.push("is-disabled");
+  else if (q.few_left) classes.push("is-few");
+  return { unavailable, className: classes.join(" "), line: quotaLine(q) };
+}
+
+/** The line under "What can I help with?": the model and what it is for. */
+export function modelSummary(q) {
+  return q ? `${q.name} · ${q.description || ""}`.replace(/ · $/, "") : "";
+}
+
+/** The quota banner's button, offering the model the server suggests. */
+export function switchLabel(slug, target) {
+  return `Switch to ${target ? target.name : slug}`;
+}
+
+/** The models' numbers after a `quota` frame; a partial one carries only the models whose numbers changed. */
+export function quotaMerge(current, frame) {
+  if (!frame.partial) return frame.models;
+  const changed = new Map(frame.models.map((q) => [q.model, q]));
+  return current.map((q) => changed.get(q.model) || q);
+}

@@ -1,0 +1,69 @@
+// The quota texts of the model picker, the composer hint and the banner (static/js/chat/quota.js).
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { modelOption, modelSummary, quotaHint, quotaLine, quotaMerge, switchLabel } from "../../static/js/chat/quota.js";
+
+function model(fields) {
+  return {
+    model: "o1-preview", name: "o1-preview", description: "Reasons before answering", limit: 50, used: 13, left: 37,
+    exhausted: false, few_left: false, disabled: false, resets_label: "Tue 19 Nov 00:00", ...fields,
+  };
+}
+
+test("it says how many are left and when they reset", () => {
+  const q = model({});
+  assert.equal(quotaLine(q), "37 left · resets Tue 19 Nov 00:00");
+  assert.deepEqual(quotaHint(q), { className: "hint-quota", text: "o1-preview · 37 left · resets Tue 19 Nov 00:00" });
+  assert.deepEqual(modelOption(q), { unavailable: false, className: "model-option", line: quotaLine(q) });
+});
+
+test("without a reset it says only how many are left", () => {
+  assert.equal(quotaLine(model({ resets_label: "" })), "37 left");
+});
+
+test("few left is marked in the hint and the picker", () => {
+  const q = model({ left: 2, few_left: true });
+  assert.equal(quotaLine(q), "2 left · resets Tue 19 Nov 00:00");
+  assert.equal(quotaHint(q).className, "hint-quota is-few");
+  assert.equal(modelOption(q).className, "model-option is-few");
+  assert.equal(modelOption(q).unavailable, false);
+});
+
+test("an exhausted model says when it resets and cannot be picked", () => {
+  const q = model({ left: 0, exhausted: true, few_left: true });
+  assert.equal(quotaLine(q), "Limit reached · resets Tue 19 Nov 00:00");
+  assert.equal(quotaLine({ ...q, resets_label: null }), "Limit reached");
+  assert.equal(quotaHint(q).className, "hint-quota is-exhausted");
+  assert.deepEqual(modelOption(q), { unavailable: true, className: "model-option is-disabled", line: quotaLine(q) });
+});
+
+test("a model without a limit is unlimited", () => {
+  assert.equal(quotaLine(model({ limit: null, left: null, resets_label: null })), "Unlimited");
+  assert.equal(quotaLine(model({ limit: undefined, left: null })), "Unlimited");
+});
+
+test("a model the plan does not include is not available, whatever its numbers", () => {
+  const q = model({ disabled: true, limit: 0, left: 0, exhausted: true });
+  assert.equal(quotaLine(q), "Not available on your plan");
+  assert.equal(modelOption(q).unavailable, true);
+  assert.equal(modelOption(q).className, "model-option is-disabled");
+});
+
+test("the empty page names the model and what it is for", () => {
+  assert.equal(modelSummary(model({})), "o1-preview · Reasons before answering");
+  assert.equal(modelSummary(model({ description: "" })), "o1-preview");
+  assert.equal(modelSummary(null), "");
+});
+
+test("the banner offers the suggested model by name, or by slug when unknown", () => {
+  assert.equal(switchLabel("o1-mini", { name: "o1 mini" }), "Switch to o1 mini");
+  assert.equal(switchLabel("o1-mini", null), "Switch to o1-mini");
+});
+
+test("a partial quota frame changes only the models it lists", () => {
+  const current = [model({}), model({ model: "o1-mini", name: "o1-mini", left: 12 })];
+  const changed = model({ model: "o1-mini", name: "o1-mini", left: 11 });
+  assert.deepEqual(quotaMerge(current, { partial: true, models: [changed] }), [current[0], changed]);
+  assert.deepEqual(quotaMerge(current, { partial: false, models: [changed] }), [changed]);
+});
