@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # Assigned first so that a failure stops the recipe (a bare `eval "$(...)"` would not).
 SERVICES := services="$$($(PY) -m config.devservices env)"; eval "$$services"
 
-.PHONY: run test bench screenshots lint clean-data
+.PHONY: run test test-fast bench screenshots lint clean-data
 
 # Debian's python3 lacks the venv module until python3-venv is installed; do that when we can.
 $(PY):
@@ -32,18 +32,31 @@ $(VENV)/.stamp-dev: requirements.txt requirements-dev.txt | $(PY)
 run: $(VENV)/.stamp-run
 	$(SERVICES); exec $(PY) bin/run
 
-# The browser tests use Debian's chromium; without it they fail (they do not skip).
-test: $(VENV)/.stamp-dev
-	@if ! command -v chromium >/dev/null; then \
+# Debian packages the tests need: chromium (browser tests) and nodejs (the page's JavaScript unit
+# tests). Installed with apt where we can; without them those tests fail (they do not skip).
+APT_NEEDS := chromium:chromium node:nodejs
+define apt_install
+	@missing=""; for need in $(APT_NEEDS); do command -v "$${need%%:*}" >/dev/null || missing="$$missing $${need#*:}"; done; \
+	if [ -n "$$missing" ]; then \
 		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
-				|| echo "WARNING: apt-get could not install chromium; the browser tests will fail." >&2; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing \
+				|| echo "WARNING: apt-get could not install$$missing; their tests will fail." >&2; \
 		else \
-			echo "WARNING: chromium is missing and cannot be installed with apt-get here;" \
-				"install it (e.g. sudo apt-get install chromium) or the browser tests will fail." >&2; \
+			echo "WARNING:$$missing missing and cannot be installed with apt-get here;" \
+				"install them (e.g. sudo apt-get install$$missing) or their tests will fail." >&2; \
 		fi; \
 	fi
+endef
+
+test: $(VENV)/.stamp-dev
+	$(apt_install)
+	node --test tests/js/
 	$(SERVICES); $(PY) -m pytest
+
+# Everything but the browser tests: the quick loop while working.
+test-fast: $(VENV)/.stamp-dev
+	node --test tests/js/
+	$(SERVICES); $(PY) -m pytest -m "not browser"
 
 bench: $(VENV)/.stamp-dev
 	$(SERVICES); $(PY) bench/run.py
@@ -53,6 +66,8 @@ screenshots: $(VENV)/.stamp-dev
 
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy catalog quotas generation live
 
 # Stop the embedded servers (if any) and delete their data.
 clean-data:

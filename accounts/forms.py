@@ -11,7 +11,7 @@ TIME_ZONES = sorted(zoneinfo.available_timezones())
 class SignupForm(UserCreationForm):
     time_zone = forms.ChoiceField(choices=[(z, z) for z in TIME_ZONES], initial="UTC")
 
-    class Meta(UserCreationForm.Meta):
+    class Meta(UserCreationForm.Meta):  # type: ignore[name-defined]  # django-stubs does not declare it
         fields = ("username",)
 
 

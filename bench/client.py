@@ -61,9 +61,16 @@ async def open_socket(job: dict, session: str, attempts: int = 1):
     headers = {"Cookie": f"{job['cookie_name']}={session}", "Origin": job["origin"]}
     for attempt in range(attempts):
         try:
-            return await connect(job["ws_url"], additional_headers=headers, proxy=None, max_size=None,
-                                 compression=job.get("compression", "deflate"), open_timeout=60,
-                                 ping_interval=None, max_queue=None)
+            return await connect(
+                job["ws_url"],
+                additional_headers=headers,
+                proxy=None,
+                max_size=None,
+                compression=job.get("compression", "deflate"),
+                open_timeout=60,
+                ping_interval=None,
+                max_queue=None,
+            )
         except Exception as exc:
             print(f"handshake failed ({exc!r}), attempt {attempt + 1} of {attempts}", file=sys.stderr, flush=True)
             if attempt + 1 == attempts:
@@ -95,8 +102,7 @@ async def product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs: 
             ws = await open_socket(job, job["sessions"][chat], attempts=5)
 
 
-async def _product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs: list, errors: list,
-                        counter: list[int]) -> None:
+async def _product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs: list, errors: list, counter: list[int]) -> None:
     """One browser tab sending message after message, each as soon as the last answer is done.
 
     At the moment each message is sent, the same prompt also goes straight to the simulator
@@ -111,8 +117,9 @@ async def _product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs:
         if turns >= job.get("turns_per_conversation", 20):
             conversation_id, turns = None, 0
         sent_at, sent_wall = time.perf_counter(), time.time()
-        await ws.send(json.dumps({"type": "send", "conversation_id": conversation_id, "model": MODEL,
-                                  "text": text, "client_id": f"c{chat}-{i}"}))
+        await ws.send(
+            json.dumps({"type": "send", "conversation_id": conversation_id, "model": MODEL, "text": text, "client_id": f"c{chat}-{i}"})
+        )
         direct = asyncio.create_task(direct_ttft(client, text, errors))
         reply_id = None
         while True:
@@ -135,8 +142,9 @@ async def _product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs:
             errors.append({"chat": chat, "i": i, "what": "no text delta"})
             continue
         b = first_delta.pop(reply_id) - sent_at
-        pairs.append({"start": sent_at, "b": b, "a": a, "reply_id": reply_id, "text": text, "sent_wall": sent_wall,
-                      "first_wall": sent_wall + b})
+        pairs.append(
+            {"start": sent_at, "b": b, "a": a, "reply_id": reply_id, "text": text, "sent_wall": sent_wall, "first_wall": sent_wall + b}
+        )
 
 
 async def direct_ttft(client, text: str, errors: list) -> float | None:
@@ -145,9 +153,13 @@ async def direct_ttft(client, text: str, errors: list) -> float | None:
     first = None
     try:
         stream = await client.chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": text}], stream=True,
-            stream_options={"include_usage": True}, max_completion_tokens=MAX_COMPLETION_TOKENS,
-            user="bench-direct")  # only marks the request in the simulator's log; ignored otherwise
+            model=MODEL,
+            messages=[{"role": "user", "content": text}],
+            stream=True,
+            stream_options={"include_usage": True},
+            max_completion_tokens=MAX_COMPLETION_TOKENS,
+            user="bench-direct",
+        )  # only marks the request in the simulator's log; ignored otherwise
         async for chunk in stream:
             if first is None and chunk.choices and chunk.choices[0].delta.content:
                 first = time.perf_counter()
@@ -212,8 +224,7 @@ async def stream_one(job: dict, ws, reply: Reply, start_at: float) -> None:
     reply.sent_at = time.time()
     t_sent = time.perf_counter()
     client_id = f"s{reply.chat}"
-    await ws.send(json.dumps({"type": "send", "conversation_id": None, "model": MODEL,
-                              "text": reply.text_sent, "client_id": client_id}))
+    await ws.send(json.dumps({"type": "send", "conversation_id": None, "model": MODEL, "text": reply.text_sent, "client_id": client_id}))
     deadline = t_sent + job["reply_timeout"]
     early: list[dict] = []
     try:
@@ -265,7 +276,7 @@ def _delta(reply: Reply, frame: dict, now: float) -> bool:
         return True
     if offset < n:
         reply.overlaps += 1
-    reply.streamed += text[n - offset:]
+    reply.streamed += text[n - offset :]
     return False
 
 
@@ -359,8 +370,11 @@ async def run_stream(job: dict) -> dict:
     for ws, r in zip(sockets, replies, strict=True):
         if ws is None:
             r.error = "connect failed"
-    tasks = [asyncio.create_task(stream_one(job, ws, r, start_at + spread * (r.chat / total)))
-             for ws, r in zip(sockets, replies, strict=True) if ws is not None]
+    tasks = [
+        asyncio.create_task(stream_one(job, ws, r, start_at + spread * (r.chat / total)))
+        for ws, r in zip(sockets, replies, strict=True)
+        if ws is not None
+    ]
     # The runner writes "stop" when the database shows no reply moving any more: stop waiting then.
     stop = asyncio.create_task(stdin_line())
     pending = set(tasks)

@@ -15,9 +15,18 @@ from pathlib import Path
 
 PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
 # Where threads wait rather than work: a sample whose innermost frame is one of these is idle.
-IDLE_LEAVES = ("Condition.wait", "EpollSelector.select", "_worker (concurrent/futures/thread.py:81)", "Queue.get",
-               "Event.wait", "select (selectors.py", "_epoll.poll", "sleep", "Thread._wait_for_tstate_lock",
-               "Runner.run (asyncio/runners.py")  # uvloop's loop waits in C, under Runner.run
+IDLE_LEAVES = (
+    "Condition.wait",
+    "EpollSelector.select",
+    "_worker (concurrent/futures/thread.py:81)",
+    "Queue.get",
+    "Event.wait",
+    "select (selectors.py",
+    "_epoll.poll",
+    "sleep",
+    "Thread._wait_for_tstate_lock",
+    "Runner.run (asyncio/runners.py",
+)  # uvloop's loop waits in C, under Runner.run
 
 
 def available() -> bool:
@@ -29,9 +38,26 @@ class Recording:
         self.out = out
         mode = ["--gil"] if gil_only else ["--idle"]
         self.proc = subprocess.Popen(
-            [PY_SPY, "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "50", "--nonblocking",
-             "--threads", "--format", "raw", "--output", str(out), *mode],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                PY_SPY,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(int(seconds)),
+                "--rate",
+                "50",
+                "--nonblocking",
+                "--threads",
+                "--format",
+                "raw",
+                "--output",
+                str(out),
+                *mode,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def wait(self) -> list[tuple[list[str], int]]:
         try:
@@ -58,8 +84,14 @@ def thread_name(frame: str) -> str:
     return m.group(1) if m else frame
 
 
-def summarise(rows: list[tuple[list[str], int]], *, thread: str | tuple[str, ...] | None = None, patterns: tuple[str, ...],
-              busy_marker: str | None = None, top: int = 14) -> dict:
+def summarise(
+    rows: list[tuple[list[str], int]],
+    *,
+    thread: str | tuple[str, ...] | None = None,
+    patterns: tuple[str, ...],
+    busy_marker: str | None = None,
+    top: int = 14,
+) -> dict:
     """Busy share of a thread (or of the process) and inclusive shares of interesting functions.
 
     A sample is busy when it contains `busy_marker` (say, the frame that runs a job), else when its

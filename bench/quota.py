@@ -62,11 +62,10 @@ def _run_task(task: dict, gate) -> dict:
     if task.get("reserve_only"):
         # Untimed: a conversation and a pending reply for every reservation to be made.
         wanted = [uid for lane in lanes for uid in lane]
-        conversations = Conversation.objects.bulk_create(
-            [Conversation(user=users[uid], model=model, title="bench") for uid in wanted])
+        conversations = Conversation.objects.bulk_create([Conversation(user=users[uid], model=model, title="bench") for uid in wanted])
         made = Message.objects.bulk_create(
-            [Message(conversation=c, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING)
-             for c in conversations])
+            [Message(conversation=c, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING) for c in conversations]
+        )
         for uid, reply in zip(wanted, made, strict=True):
             replies.setdefault(uid, []).append(reply)
     connections.close_all()
@@ -171,16 +170,19 @@ def main() -> None:
         latencies = [x for part in parts for x in part["latencies"]]
         wall = max(part["wall"] for part in parts)
         admitted = outcomes.count("admitted")
-        return {"admitted": admitted, "attempts": len(outcomes), "wall_s": wall,
-                "per_second": admitted / wall if wall else 0.0,
-                "not_admitted": {o: outcomes.count(o) for o in set(outcomes) if o != "admitted"},
-                "latency_p50_ms": 1000 * percentile(latencies, 50),
-                "latency_p99_ms": 1000 * percentile(latencies, 99),
-                "outcomes": outcomes}
+        return {
+            "admitted": admitted,
+            "attempts": len(outcomes),
+            "wall_s": wall,
+            "per_second": admitted / wall if wall else 0.0,
+            "not_admitted": {o: outcomes.count(o) for o in set(outcomes) if o != "admitted"},
+            "latency_p50_ms": 1000 * percentile(latencies, 50),
+            "latency_p99_ms": 1000 * percentile(latencies, 99),
+            "outcomes": outcomes,
+        }
 
     racers = [ctx.Process(target=racer, args=(env, tasks, results, gate)) for _ in range(P)]
-    out: dict = {"processes": P, "threads": T, "pool_per_process": args.pool, "seconds": args.seconds,
-                 "users": len(quota_users)}
+    out: dict = {"processes": P, "threads": T, "pool_per_process": args.pool, "seconds": args.seconds, "users": len(quota_users)}
     for r in racers:
         r.start()
     note("racers started")
@@ -195,10 +197,12 @@ def main() -> None:
             for i, uid in enumerate(users):  # round-robin over the lane's own users
                 lanes[i % (P * T)].append(uid)
             lanes = [lane * sends_each for lane in lanes]
-            return [lanes[p * T:(p + 1) * T] for p in range(P)]
+            return [lanes[p * T : (p + 1) * T] for p in range(P)]
 
-        for key, users, reserve_only, n_runs in (("distinct", quota_users[:half], False, args.runs),
-                                                 ("reserve_only", quota_users[half:], True, max(1, args.runs - 1))):
+        for key, users, reserve_only, n_runs in (
+            ("distinct", quota_users[:half], False, args.runs),
+            ("reserve_only", quota_users[half:], True, max(1, args.runs - 1)),
+        ):
             runs = []
             for _ in range(n_runs):
                 result = fire(distinct_lanes(users, per_run), args.seconds, reserve_only)
@@ -210,8 +214,7 @@ def main() -> None:
 
         # One hot user: each send waits for the one before (the profile and counter row locks).
         hot = user_create(username="bench-hot", password="bench-pass-123456")
-        QuotaOverride.objects.create(user=hot, model=mini, messages=1_000_000, window_kind="anchored",
-                                     window_length=1, window_unit="day")
+        QuotaOverride.objects.create(user=hot, model=mini, messages=1_000_000, window_kind="anchored", window_length=1, window_unit="day")
         hot_runs = []
         for _ in range(max(1, args.runs - 1)):
             result = fire([[[hot.id] * 100_000 for _ in range(T)] for _ in range(P)], args.seconds)
@@ -224,8 +227,7 @@ def main() -> None:
         races = []
         for round_ in range(args.race_rounds):
             user = user_create(username=f"bench-race-{round_}", password="bench-pass-123456")
-            QuotaOverride.objects.create(user=user, model=mini, messages=3, window_kind="anchored",
-                                         window_length=7, window_unit="day")
+            QuotaOverride.objects.create(user=user, model=mini, messages=3, window_kind="anchored", window_length=7, window_unit="day")
             for _ in range(2):
                 actions.message_send(user=user, conversation_id=None, model_slug=MODEL, text="bench")
             per_process = [100 // P + (1 if p < 100 % P else 0) for p in range(P)]
@@ -234,11 +236,17 @@ def main() -> None:
             used = QuotaCounter.objects.get(user=user, model=mini).used
             replies = Message.objects.filter(conversation__user=user, role="assistant").count()
             admitted = outcomes.count("admitted")
-            races.append({"sends": len(outcomes), "admitted": admitted,
-                          "refused": outcomes.count("quota_exhausted"),
-                          "other": sorted({o for o in outcomes if o not in ("admitted", "quota_exhausted")})[:5],
-                          "counter_used": used, "replies_stored": replies,
-                          "over_admitted": max(0, admitted - 1, used - 3, replies - 3)})
+            races.append(
+                {
+                    "sends": len(outcomes),
+                    "admitted": admitted,
+                    "refused": outcomes.count("quota_exhausted"),
+                    "other": sorted({o for o in outcomes if o not in ("admitted", "quota_exhausted")})[:5],
+                    "counter_used": used,
+                    "replies_stored": replies,
+                    "over_admitted": max(0, admitted - 1, used - 3, replies - 3),
+                }
+            )
         out["race"] = races
         note(f"races: admitted {[r['admitted'] for r in races]}")
         connections.close_all()

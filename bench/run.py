@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: the figures of DESIGN.md's "Numbers", measured on this machine, into docs/benchmarks.md.
+"""`make bench`: the performance targets (docs/benchmarks.md, "Targets"), measured on this machine, into docs/benchmarks.md.
 
     .venv/bin/python bench/run.py [--quick] [--no-daphne] [--profile]
 
@@ -46,12 +46,10 @@ SIM_THINK, SIM_RATE = 1.0, 50.0  # simulator defaults; every figure sets its own
 # shorter answer would turn "50 active chats" into 50 tabs doing nothing but send, i.e. a throughput
 # test (the closed loop sends again the instant `done` arrives), not one of time to first token.
 TTFT_THINK, TTFT_TOKENS, TTFT_RATE = 1.0, 20, 50
-TTFT_PROMPT = (f"ttft chat {{chat}} message {{i}} [sim:think={TTFT_THINK:g}] [sim:tokens={TTFT_TOKENS}] "
-               f"[sim:rate={TTFT_RATE:g}]")
+TTFT_PROMPT = f"ttft chat {{chat}} message {{i}} [sim:think={TTFT_THINK:g}] [sim:tokens={TTFT_TOKENS}] [sim:rate={TTFT_RATE:g}]"
 # 20 s answers: long enough that all N of a step stream at once for a while after the N sends are admitted.
 STREAM_THINK, STREAM_TOKENS, STREAM_RATE = 1.0, 400, 20.0
-STREAM_PROMPT = (f"stream chat {{chat}} [sim:think={STREAM_THINK:g}] [sim:tokens={STREAM_TOKENS}] "
-                 f"[sim:rate={STREAM_RATE:g}]")
+STREAM_PROMPT = f"stream chat {{chat}} [sim:think={STREAM_THINK:g}] [sim:tokens={STREAM_TOKENS}] [sim:rate={STREAM_RATE:g}]"
 
 
 class SkipStack(Exception):
@@ -94,8 +92,7 @@ def server_versions(db_url: str, redis_url: str) -> dict[str, str]:
     import redis
 
     versions = {"Python": platform.python_version()}
-    for dist in ("Django", "channels", "channels-redis", "celery", "openai", "uvicorn", "daphne", "websockets",
-                 "psycopg", "redis"):
+    for dist in ("Django", "channels", "channels-redis", "celery", "openai", "uvicorn", "daphne", "websockets", "psycopg", "redis"):
         try:
             versions[dist if dist != "redis" else "redis (Python client)"] = md.version(dist)
         except md.PackageNotFoundError:
@@ -127,8 +124,13 @@ class Client:
         self.job_path = workdir / f"{name}.job.json"
         self.out_path = workdir / f"{name}.out.json"
         self.job_path.write_text(json.dumps(job))
-        self.proc = subprocess.Popen([PY, str(ROOT / "bench" / "client.py"), str(self.job_path), str(self.out_path)],
-                                     cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [PY, str(ROOT / "bench" / "client.py"), str(self.job_path), str(self.out_path)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
 
     @property
     def pid(self) -> int:
@@ -167,8 +169,9 @@ class Client:
             self.proc.wait(5)
 
 
-def run_clients(jobs: list[dict], workdir: Path, name: str, sampler: Sampler, timeout: float,
-                go_line=lambda: "go", on_go=None, stuck=None) -> tuple[list[dict], dict]:
+def run_clients(
+    jobs: list[dict], workdir: Path, name: str, sampler: Sampler, timeout: float, go_line=lambda: "go", on_go=None, stuck=None
+) -> tuple[list[dict], dict]:
     clients = [Client(job, workdir, f"{name}-{i}") for i, job in enumerate(jobs)]
     try:
         for c in clients:
@@ -202,9 +205,18 @@ def figure_ttft(args, ctx: dict, sampler: Sampler, server: str, levels: list[int
     rows = []
     for n in levels:
         duration = args.ttft_seconds_1 if n == 1 else args.ttft_seconds
-        job = {"kind": "ttft", "ws_url": ctx["ws_url"], "origin": ctx["origin"], "cookie_name": ctx["cookie_name"],
-               "sessions": ctx["sessions"][:n], "chats": n, "sim_url": ctx["sim_url"], "prompt": TTFT_PROMPT,
-               "warmup": 2.0, "duration": duration}
+        job = {
+            "kind": "ttft",
+            "ws_url": ctx["ws_url"],
+            "origin": ctx["origin"],
+            "cookie_name": ctx["cookie_name"],
+            "sessions": ctx["sessions"][:n],
+            "chats": n,
+            "sim_url": ctx["sim_url"],
+            "prompt": TTFT_PROMPT,
+            "warmup": 2.0,
+            "duration": duration,
+        }
         say(f"TTFT via {server}: {n} active chats for {duration:g}s (+2s warm-up)")
         wait_for_db_slots(ctx["db_url"], WEB_POOL + WORKER_POOL * WORKER_PROCESSES // 2)
         sim_clear(ctx["sim_url"])
@@ -212,13 +224,11 @@ def figure_ttft(args, ctx: dict, sampler: Sampler, server: str, levels: list[int
 
         def start_profile(n=n, recording=recording, duration=duration) -> None:
             if ctx.get("profile") and server == "uvicorn" and n == max(levels):
-                recording.append(profile.Recording(ctx["web_pid"], duration, ctx["outdir"] / "web.pyspy.txt",
-                                                   gil_only=False))
+                recording.append(profile.Recording(ctx["web_pid"], duration, ctx["outdir"] / "web.pyspy.txt", gil_only=False))
 
         poller = LivePoller(ctx["db_url"], dt.datetime.now(dt.UTC), ctx["redis_url"], ctx["channel_prefix"])
         try:
-            results, window = run_clients([job], ctx["workdir"], f"ttft-{server}-{n}", sampler, timeout=duration + 180,
-                                          on_go=start_profile)
+            results, window = run_clients([job], ctx["workdir"], f"ttft-{server}-{n}", sampler, timeout=duration + 180, on_go=start_profile)
         finally:
             poller.stop()
         result = results[0]
@@ -228,17 +238,21 @@ def figure_ttft(args, ctx: dict, sampler: Sampler, server: str, levels: list[int
             ctx["profiles"]["web"] = {
                 "what": f"uvicorn, {n} active chats (figure 1), {duration:g} s",
                 "db_threads": {
-                    label: profile.summarise(rows_, thread=prefix, busy_marker="SyncToAsync.thread_handler",
-                                             patterns=("chat/", "check_connection", "channels/auth", "sessions/",
-                                                       "psycopg/connection.py:", "Connection.wait"))
-                    for label, prefix in (("the consumers' pool (`db_N` threads)", "db_"),
-                                          ("Channels' single thread (`ThreadPoolExecutor-0_0`)", "ThreadPoolExecutor-0_"))
+                    label: profile.summarise(
+                        rows_,
+                        thread=prefix,
+                        busy_marker="SyncToAsync.thread_handler",
+                        patterns=("chat/", "check_connection", "channels/auth", "sessions/", "psycopg/connection.py:", "Connection.wait"),
+                    )
+                    for label, prefix in (
+                        ("the consumers' pool (`db_N` threads)", "db_"),
+                        ("Channels' single thread (`ThreadPoolExecutor-0_0`)", "ThreadPoolExecutor-0_"),
+                    )
                 },
                 "event_loop": profile.summarise(rows_, thread="MainThread", patterns=("chat/", "channels/", "uvicorn/")),
             }
         rows.append({"server": server, "chats": n, "result": result, "window": window, "peak_inbox": poller.peak_inbox})
-        say(f"  {len(result['product'])} product / {len(result['direct'])} direct samples, "
-            f"{result['error_count']} errors")
+        say(f"  {len(result['product'])} product / {len(result['direct'])} direct samples, {result['error_count']} errors")
     return rows
 
 
@@ -253,7 +267,8 @@ def wait_for_db_slots(db_url: str, need: int, timeout: float = 30) -> float:
         try:
             with psycopg.connect(db_url, connect_timeout=3) as conn:
                 used, limit = conn.execute(
-                    "SELECT (SELECT count(*) FROM pg_stat_activity), current_setting('max_connections')::int").fetchone()
+                    "SELECT (SELECT count(*) FROM pg_stat_activity), current_setting('max_connections')::int"
+                ).fetchone()
             if limit - used >= need:
                 break
         except psycopg.Error:
@@ -276,7 +291,6 @@ def ttft_breakdown(pairs: list[dict], ctx: dict) -> dict[str, list[float]]:
     the client's, the web server's (the reply row's created_at) and the simulator's (request received)."""
     import urllib.request
 
-
     with urllib.request.urlopen(f"{ctx['sim_url']}/_sim/requests", timeout=10) as response:
         requests = json.load(response)
     received = {}
@@ -284,10 +298,16 @@ def ttft_breakdown(pairs: list[dict], ctx: dict) -> dict[str, list[float]]:
         if r.get("user") != "bench-direct":
             received[r["messages"][-1]["content"]] = r["_sim"]["received_at"]
     with db_connect(ctx["db_url"]) as conn:
-        created = dict(conn.execute("SELECT id, extract(epoch FROM created_at)::float8 FROM chat_message WHERE id = ANY(%s)",
-                                    ([p["reply_id"] for p in pairs],)).fetchall())
-    parts: dict[str, list[float]] = {"send → reply row stored (web)": [], "reply row → request at the simulator (commit, "
-                                     "Celery, worker)": [], "simulator's first token → delta at the browser": []}
+        created = dict(
+            conn.execute(
+                "SELECT id, extract(epoch FROM created_at)::float8 FROM chat_message WHERE id = ANY(%s)", ([p["reply_id"] for p in pairs],)
+            ).fetchall()
+        )
+    parts: dict[str, list[float]] = {
+        "send → reply row stored (web)": [],
+        "reply row → request at the simulator (commit, Celery, worker)": [],
+        "simulator's first token → delta at the browser": [],
+    }
     keys = list(parts)
     for p in pairs:
         got, row = received.get(p["text"]), created.get(p["reply_id"])
@@ -309,14 +329,26 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
         per = [n // shards + (1 if i < n % shards else 0) for i in range(shards)]
         jobs, first = [], 0
         for count in per:
-            jobs.append({"kind": "stream", "ws_url": ctx["ws_url"], "origin": ctx["origin"],
-                         "cookie_name": ctx["cookie_name"], "sessions": ctx["sessions"][first:first + count],
-                         "first_chat": first, "total_chats": n, "prompt": STREAM_PROMPT.replace("{chat}", f"{{chat}} step {n}"),
-                         "rate": STREAM_RATE, "spread": args.stream_spread,
-                         "reply_timeout": STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 45})
+            jobs.append(
+                {
+                    "kind": "stream",
+                    "ws_url": ctx["ws_url"],
+                    "origin": ctx["origin"],
+                    "cookie_name": ctx["cookie_name"],
+                    "sessions": ctx["sessions"][first : first + count],
+                    "first_chat": first,
+                    "total_chats": n,
+                    "prompt": STREAM_PROMPT.replace("{chat}", f"{{chat}} step {n}"),
+                    "rate": STREAM_RATE,
+                    "spread": args.stream_spread,
+                    "reply_timeout": STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 45,
+                }
+            )
             first += count
-        say(f"streams: {n} simultaneous chats ({shards} client process(es)), "
-            f"{STREAM_TOKENS} tokens at {STREAM_RATE:g}/s after {STREAM_THINK:g}s thinking")
+        say(
+            f"streams: {n} simultaneous chats ({shards} client process(es)), "
+            f"{STREAM_TOKENS} tokens at {STREAM_RATE:g}/s after {STREAM_THINK:g}s thinking"
+        )
         wait_for_db_slots(ctx["db_url"], WEB_POOL + WORKER_POOL * WORKER_PROCESSES)
         before_worker = sampler.rss("worker")
         started_at = dt.datetime.now(dt.UTC)
@@ -328,17 +360,24 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
             import threading
 
             if ctx.get("profile") and n == steps[len(steps) // 2]:
+
                 def go(recording=recording) -> None:
-                    recording.append(profile.Recording(ctx["worker_pid"], 10, ctx["outdir"] / "worker.pyspy.txt",
-                                                       gil_only=True))
+                    recording.append(profile.Recording(ctx["worker_pid"], 10, ctx["outdir"] / "worker.pyspy.txt", gil_only=True))
+
                 timers.append(threading.Timer(STREAM_THINK + 4, go))
                 timers[-1].start()
 
         try:
-            results, window = run_clients(jobs, ctx["workdir"], f"stream-{n}", sampler,
-                                          timeout=STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 150,
-                                          go_line=lambda: str(time.time() + 0.5), on_go=start_profile,
-                                          stuck=poller.stuck)
+            results, window = run_clients(
+                jobs,
+                ctx["workdir"],
+                f"stream-{n}",
+                sampler,
+                timeout=STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 150,
+                go_line=lambda: str(time.time() + 0.5),
+                on_go=start_profile,
+                stuck=poller.stuck,
+            )
         finally:
             poller.stop()
             for t in timers:
@@ -347,38 +386,61 @@ def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[d
             rows_ = recording[0].wait()
             ctx["profiles"]["worker"] = {
                 "what": f"Celery worker 1 of {WORKER_PROCESSES}, {n} simultaneous chats (figure 2), 10 s from "
-                        f"{STREAM_THINK + 4:g} s after the sends",
-                "process": profile.summarise(rows_, patterns=("chat/", "channels_redis/core", "openai/_streaming",
-                                                             "openai/_base_client", "psycopg_pool", "kombu/transport",
-                                                             "BaseEventLoop._run_once"),
-                                             busy_marker=""),
+                f"{STREAM_THINK + 4:g} s after the sends",
+                "process": profile.summarise(
+                    rows_,
+                    patterns=(
+                        "chat/",
+                        "channels_redis/core",
+                        "openai/_streaming",
+                        "openai/_base_client",
+                        "psycopg_pool",
+                        "kombu/transport",
+                        "BaseEventLoop._run_once",
+                    ),
+                    busy_marker="",
+                ),
             }
         with db_connect(ctx["db_url"]) as conn:
-            statuses = dict(conn.execute(
-                "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s "
-                "GROUP BY status", (started_at,)).fetchall())
+            statuses = dict(
+                conn.execute(
+                    "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s GROUP BY status", (started_at,)
+                ).fetchall()
+            )
         replies = [r for res in results for r in res["replies"]]
         unfinished = [r["reply_id"] for r in replies if r["outcome"] in ("no done", "socket closed") and r["reply_id"]]
         with db_connect(ctx["db_url"]) as conn:
-            no_done_statuses = dict(conn.execute(
-                "SELECT status, count(*) FROM chat_message WHERE id = ANY(%s) GROUP BY status", (unfinished,)).fetchall())
-        say(f"  outcomes: { {o: sum(1 for r in replies if r['outcome'] == o) for o in {r['outcome'] for r in replies}} }, "
-            f"db: {statuses}")
+            no_done_statuses = dict(
+                conn.execute("SELECT status, count(*) FROM chat_message WHERE id = ANY(%s) GROUP BY status", (unfinished,)).fetchall()
+            )
+        say(f"  outcomes: { {o: sum(1 for r in replies if r['outcome'] == o) for o in {r['outcome'] for r in replies}} }, db: {statuses}")
         # Replies the clients gave up on are still being written: stop them the way the product's stop
         # button does (status -> stopped; the worker sees it at its next checkpoint and ends), so the
         # next step starts from an idle worker.
         with db_connect(ctx["db_url"], autocommit=True) as conn:
-            stopped = conn.execute("UPDATE chat_message SET status = 'stopped' WHERE role = 'assistant' "
-                                   "AND status IN ('pending', 'streaming')").rowcount
+            stopped = conn.execute(
+                "UPDATE chat_message SET status = 'stopped' WHERE role = 'assistant' AND status IN ('pending', 'streaming')"
+            ).rowcount
         if stopped:
             say(f"  stopped {stopped} replies still pending or streaming; letting the worker wind down")
             time.sleep(5)
-        rows.append({"chats": n, "results": results, "window": window, "db_statuses": statuses,
-                     "stopped_after": stopped,
-                     "peak_streaming_db": poller.peak_streaming, "peak_pending_db": poller.peak_pending,
-                     "peak_inbox": poller.peak_inbox, "no_done_db_statuses": no_done_statuses,
-                     "never_admitted": sum(1 for r in replies if r["reply_id"] is None),
-                     "idle_worker_rss": idle_worker, "idle_web_rss": idle_web, "before_worker_rss": before_worker})
+        rows.append(
+            {
+                "chats": n,
+                "results": results,
+                "window": window,
+                "db_statuses": statuses,
+                "stopped_after": stopped,
+                "peak_streaming_db": poller.peak_streaming,
+                "peak_pending_db": poller.peak_pending,
+                "peak_inbox": poller.peak_inbox,
+                "no_done_db_statuses": no_done_statuses,
+                "never_admitted": sum(1 for r in replies if r["reply_id"] is None),
+                "idle_worker_rss": idle_worker,
+                "idle_web_rss": idle_web,
+                "before_worker_rss": before_worker,
+            }
+        )
     return rows
 
 
@@ -410,9 +472,12 @@ class LivePoller:
         while not self.stopped.wait(0.5):
             try:
                 conn = conn or psycopg.connect(self.db_url, autocommit=True, connect_timeout=2)
-                counts = dict(conn.execute(
-                    "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s "
-                    "GROUP BY status", (self.since,)).fetchall())
+                counts = dict(
+                    conn.execute(
+                        "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s GROUP BY status",
+                        (self.since,),
+                    ).fetchall()
+                )
             except psycopg.Error:
                 # The server may be out of connection slots (the machine is shared): try again.
                 conn = None
@@ -492,11 +557,22 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
     run_id = uuid.uuid4().hex[:8]
     queue, prefix = f"bench-{run_id}", f"bench-{run_id}"
 
-    env = {**os.environ, "DATABASE_URL": db_url, "REDIS_URL": redis_url, "CELERY_QUEUE": queue,
-           "CHANNEL_PREFIX": prefix, "DEBUG": "false", "SECRET_KEY": BENCH_SECRET_KEY,
-           "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECURE_SSL_REDIRECT": "false", "SECURE_COOKIES": "false",
-           "SECURE_HSTS_SECONDS": "0", "LOG_LEVEL": "WARNING", "MAX_LIVE_REPLIES": "100000",
-           "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "CELERY_QUEUE": queue,
+        "CHANNEL_PREFIX": prefix,
+        "DEBUG": "false",
+        "SECRET_KEY": BENCH_SECRET_KEY,
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "SECURE_COOKIES": "false",
+        "SECURE_HSTS_SECONDS": "0",
+        "LOG_LEVEL": "WARNING",
+        "MAX_LIVE_REPLIES": "100000",
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("OPENAI_API_KEY", None)
 
     say(f"fresh database {BENCH_DB}")
@@ -504,20 +580,37 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
     subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     users_path = workdir / "users.json"
     n_stream = max(max(steps), max(levels))
-    subprocess.run([PY, str(ROOT / "bench" / "setup_db.py"), "--stream-users", str(n_stream), "--quota-users", "800",
-                    "--out", str(users_path)], cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [PY, str(ROOT / "bench" / "setup_db.py"), "--stream-users", str(n_stream), "--quota-users", "800", "--out", str(users_path)],
+        cwd=ROOT,
+        env=env,
+        check=True,
+    )
     users = json.loads(users_path.read_text())
     say(f"{n_stream} streaming users and 800 quota users with sessions in {users['seconds']:.1f}s")
 
-    results: dict = {"started": started.isoformat(), "machine": machine(), "versions": server_versions(db_url, redis_url),
-                     "settings": {"worker_concurrency": WORKER_CONCURRENCY, "worker_db_pool": WORKER_POOL,
-                                  "web_db_pool": WEB_POOL, "ttft_prompt": TTFT_PROMPT,
-                                  "ttft_shape": [TTFT_THINK, TTFT_TOKENS, TTFT_RATE], "stream_prompt": STREAM_PROMPT,
-                                  "stream_rate": STREAM_RATE, "stream_tokens": STREAM_TOKENS,
-                                  "stream_think": STREAM_THINK, "stream_spread": args.stream_spread,
-                                  "flush_seconds": float(os.environ.get("STREAM_FLUSH_SECONDS", 0.05)),
-                                  "sim_defaults": {"think": SIM_THINK, "rate": SIM_RATE}, "quick": args.quick,
-                                  "queue": queue, "channel_prefix": prefix}}
+    results: dict = {
+        "started": started.isoformat(),
+        "machine": machine(),
+        "versions": server_versions(db_url, redis_url),
+        "settings": {
+            "worker_concurrency": WORKER_CONCURRENCY,
+            "worker_db_pool": WORKER_POOL,
+            "web_db_pool": WEB_POOL,
+            "ttft_prompt": TTFT_PROMPT,
+            "ttft_shape": [TTFT_THINK, TTFT_TOKENS, TTFT_RATE],
+            "stream_prompt": STREAM_PROMPT,
+            "stream_rate": STREAM_RATE,
+            "stream_tokens": STREAM_TOKENS,
+            "stream_think": STREAM_THINK,
+            "stream_spread": args.stream_spread,
+            "flush_seconds": float(os.environ.get("STREAM_FLUSH_SECONDS", 0.05)),
+            "sim_defaults": {"think": SIM_THINK, "rate": SIM_RATE},
+            "quick": args.quick,
+            "queue": queue,
+            "channel_prefix": prefix,
+        },
+    }
     argv = " ".join(shlex.quote(a) for a in sys.argv[1:])
     results["command"] = f".venv/bin/python bench/run.py {argv}".strip()
 
@@ -526,8 +619,20 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
         say("quota admission through services.message_send")
         quota_out = outdir / "quota.json"
         t = time.monotonic()
-        quota_cmd = [PY, str(ROOT / "bench" / "quota.py"), "--out", str(quota_out), "--users", str(users_path),
-                     "--seconds", "2" if args.quick else "3", "--runs", "3", "--race-rounds", "3" if args.quick else "5"]
+        quota_cmd = [
+            PY,
+            str(ROOT / "bench" / "quota.py"),
+            "--out",
+            str(quota_out),
+            "--users",
+            str(users_path),
+            "--seconds",
+            "2" if args.quick else "3",
+            "--runs",
+            "3",
+            "--race-rounds",
+            "3" if args.quick else "5",
+        ]
         wait_for_db_slots(db_url, 40)
         quota_sampler = Sampler({})
         quota_sampler.start_window()
@@ -557,16 +662,28 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
         worker_env = {**env, "OPENAI_BASE_URL": f"{sim_url}/v1", "DB_POOL_MAX": str(WORKER_POOL)}
         web, port = start_web(stack, server_env, "uvicorn")
         # As `make run` does: one worker process per core, the generations shared between them.
-        workers = [start_worker(stack, worker_env, queue=queue, concurrency=WORKER_CONCURRENCY // WORKER_PROCESSES,
-                                number=n) for n in range(1, WORKER_PROCESSES + 1)]
+        workers = [
+            start_worker(stack, worker_env, queue=queue, concurrency=WORKER_CONCURRENCY // WORKER_PROCESSES, number=n)
+            for n in range(1, WORKER_PROCESSES + 1)
+        ]
         worker = workers[0]
         sampler = Sampler({"web": web.pid, "worker": [w.pid for w in workers], "simulator": sim.pid})
-        ctx = {"ws_url": f"ws://127.0.0.1:{port}/ws/chat/", "origin": f"http://127.0.0.1:{port}",
-               "cookie_name": users["cookie_name"], "sessions": [u["session"] for u in users["stream_users"]],
-               "sim_url": sim_url, "workdir": workdir, "db_url": db_url, "outdir": outdir,
-               "redis_url": redis_url, "channel_prefix": prefix,
-               "web_pid": web.pid, "worker_pid": worker.pid, "profile": profile.available() and not args.no_profile,
-               "profiles": {}}
+        ctx = {
+            "ws_url": f"ws://127.0.0.1:{port}/ws/chat/",
+            "origin": f"http://127.0.0.1:{port}",
+            "cookie_name": users["cookie_name"],
+            "sessions": [u["session"] for u in users["stream_users"]],
+            "sim_url": sim_url,
+            "workdir": workdir,
+            "db_url": db_url,
+            "outdir": outdir,
+            "redis_url": redis_url,
+            "channel_prefix": prefix,
+            "web_pid": web.pid,
+            "worker_pid": worker.pid,
+            "profile": profile.available() and not args.no_profile,
+            "profiles": {},
+        }
         results["profiles"] = ctx["profiles"]
         results["profiler"] = "py-spy" if ctx["profile"] else None
         results["commands"] = {
@@ -593,8 +710,7 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
                 # A fresh uvicorn for the streaming figure, so its memory is measured from idle.
                 web, port = start_web(stack, server_env, "uvicorn")
                 sampler.add("web", web.pid)
-                ctx = {**ctx, "ws_url": f"ws://127.0.0.1:{port}/ws/chat/", "origin": f"http://127.0.0.1:{port}",
-                       "web_pid": web.pid}
+                ctx = {**ctx, "ws_url": f"ws://127.0.0.1:{port}/ws/chat/", "origin": f"http://127.0.0.1:{port}", "web_pid": web.pid}
                 time.sleep(1)
 
         if "stream" not in skip:

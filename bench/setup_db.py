@@ -46,8 +46,9 @@ def main() -> None:
     from quotas.models import Plan
 
     started = time.monotonic()
-    unlimited = Plan.objects.create(name="Bench: unlimited", is_default=False,
-                                    description="No limits: streaming benchmarks must not be refused by quota.")
+    unlimited = Plan.objects.create(
+        name="Bench: unlimited", is_default=False, description="No limits: streaming benchmarks must not be refused by quota."
+    )
 
     def make(prefix: str, n: int) -> list:
         return [user_create(username=f"{prefix}{i:04d}", password="bench-pass-123456") for i in range(n)]

@@ -104,8 +104,9 @@ class Stack:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
         log = open(log_path, "ab")  # noqa: SIM115 (kept open for the child's lifetime)
-        popen = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, process_group=0)
+        popen = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, process_group=0
+        )
         log.close()
         proc = Proc(name, command, popen, log_path)
         self.procs.append(proc)
@@ -124,8 +125,7 @@ class Stack:
 
 def start_simulator(stack: Stack, env: dict[str, str], *, think: float, rate: float) -> tuple[Proc, str]:
     port = free_port()
-    proc = stack.start("simulator", [PY, "-m", "simulator", "--port", str(port), "--think", str(think),
-                                     "--rate", str(rate)], env)
+    proc = stack.start("simulator", [PY, "-m", "simulator", "--port", str(port), "--think", str(think), "--rate", str(rate)], env)
     url = f"http://127.0.0.1:{port}"
     wait_until(lambda: http_ok(f"{url}/_sim/health") or not proc.alive(), timeout=30, what="the simulator")
     if not proc.alive():

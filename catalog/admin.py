@@ -11,7 +11,7 @@ class AIModelForm(forms.ModelForm):
         fields = "__all__"
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = super().clean() or {}
         window, output = data.get("context_window"), data.get("max_output_tokens")
         if window is not None and output is not None and output >= window:
             self.add_error("max_output_tokens", "The output reserve must be smaller than the context window.")
@@ -21,19 +21,42 @@ class AIModelForm(forms.ModelForm):
 @admin.register(AIModel)
 class AIModelAdmin(admin.ModelAdmin):
     form = AIModelForm
-    list_display = ("name", "slug", "provider_model", "context_window", "max_output_tokens", "is_reasoning",
-                    "supports_streaming", "enabled", "display_order")
+    list_display = (
+        "name",
+        "slug",
+        "provider_model",
+        "context_window",
+        "max_output_tokens",
+        "is_reasoning",
+        "supports_streaming",
+        "enabled",
+        "display_order",
+    )
     list_editable = ("enabled", "display_order")
     list_filter = ("enabled", "is_reasoning")
     search_fields = ("slug", "name", "provider_model")
     groups = (
-        (None, {
-            "fields": ("name", "slug", "description", "provider_model", "enabled", "display_order"),
-            "description": "Untick “enabled” to retire a model: its usage history stays in the ledger.",
-        }),
+        (
+            None,
+            {
+                "fields": ("name", "slug", "description", "provider_model", "enabled", "display_order"),
+                "description": "Untick “enabled” to retire a model: its usage history stays in the ledger.",
+            },
+        ),
         ("Context", {"fields": ("context_window", "max_output_tokens")}),
-        ("Capabilities", {"fields": ("is_reasoning", "supports_streaming", "supports_system_message",
-                                     "uses_max_completion_tokens", "supports_temperature", "reasoning_efforts")}),
+        (
+            "Capabilities",
+            {
+                "fields": (
+                    "is_reasoning",
+                    "supports_streaming",
+                    "supports_system_message",
+                    "uses_max_completion_tokens",
+                    "supports_temperature",
+                    "reasoning_efforts",
+                )
+            },
+        ),
     )
 
     def get_fieldsets(self, request: HttpRequest, obj=None):

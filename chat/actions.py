@@ -46,9 +46,7 @@ def _clean_text(text: object) -> str:
     if not text.strip():
         raise ActionRefused("empty", "Type a message first.")
     if len(text) > settings.MAX_MESSAGE_CHARS:
-        raise ActionRefused(
-            "too_long", f"The message is {len(text):,} characters; the limit is {settings.MAX_MESSAGE_CHARS:,}."
-        )
+        raise ActionRefused("too_long", f"The message is {len(text):,} characters; the limit is {settings.MAX_MESSAGE_CHARS:,}.")
     return text
 
 
@@ -94,11 +92,8 @@ def _reply_start(*, user, conversation: Conversation, model: AIModel, new_conver
     """Store a pending reply, reserve its quota and enqueue it; inside the caller's transaction."""
     live = Message.objects.filter(conversation__user=user, role=Message.Role.ASSISTANT, status__in=LIVE).count()
     if live >= settings.MAX_LIVE_REPLIES:
-        raise ActionRefused(
-            "busy", f"You already have {live} answers being written. Wait for one to finish or stop it."
-        )
-    reply = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, model=model,
-                                   status=Message.Status.PENDING)
+        raise ActionRefused("busy", f"You already have {live} answers being written. Wait for one to finish or stop it.")
+    reply = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING)
     quota_reserve(user=user, model=model, reply_id=reply.id)
     if not new_conversation:
         # The model picked last sticks to the conversation, which moves to the top of the list.
@@ -214,5 +209,3 @@ def conversation_delete(*, user, conversation_id: object) -> None:
         snapshot = conversation_json(conversation)
         conversation.delete()
     transaction.on_commit(lambda: events.conversation_deleted(user_id=user.id, snapshot=snapshot))
-
-

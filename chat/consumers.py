@@ -99,9 +99,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except actions.ActionRefused as exc:
             await self.send_json({**exc.as_json(), "request": frame.get("type"), "client_id": frame.get("client_id")})
         except Http404 as exc:
-            await self.error(
-                "not_found", str(exc) or "Not found.", request=frame.get("type"), client_id=frame.get("client_id")
-            )
+            await self.error("not_found", str(exc) or "Not found.", request=frame.get("type"), client_id=frame.get("client_id"))
 
     # --- frames from the browser ---
 

@@ -10,8 +10,9 @@ from .serializers import conversation_json, message_json
 
 def conversation_changed(conversation: Conversation, *, deleted: bool = False) -> None:
     """Every tab of the user keeps its sidebar current."""
-    event_send(user_group(conversation.user_id),
-               {"type": "chat.conversation", "conversation": conversation_json(conversation), "deleted": deleted})
+    event_send(
+        user_group(conversation.user_id), {"type": "chat.conversation", "conversation": conversation_json(conversation), "deleted": deleted}
+    )
 
 
 def conversation_deleted(*, user_id: int, snapshot: dict) -> None:
@@ -26,14 +27,16 @@ def quota_changed(user, model: AIModel) -> None:
 def messages_added(conversation: Conversation, messages: list[Message]) -> None:
     quota_changed(conversation.user, messages[-1].model)
     conversation_changed(conversation)
-    event_send(conversation_group(conversation.id),
-               {"type": "chat.messages", "conversation": conversation_json(conversation),
-                "messages": [message_json(m) for m in messages]})
+    event_send(
+        conversation_group(conversation.id),
+        {"type": "chat.messages", "conversation": conversation_json(conversation), "messages": [message_json(m) for m in messages]},
+    )
 
 
 def reply_status(reply: Message, status: str, detail: str = "") -> None:
-    event_send(conversation_group(reply.conversation_id),
-               {"type": "chat.status", "message_id": reply.id, "status": status, "detail": detail})
+    event_send(
+        conversation_group(reply.conversation_id), {"type": "chat.status", "message_id": reply.id, "status": status, "detail": detail}
+    )
 
 
 def reply_done(reply: Message, *, refunded: bool) -> None:

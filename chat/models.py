@@ -57,8 +57,7 @@ class Message(models.Model):
         indexes = [
             models.Index(fields=["conversation", "id"]),
             models.Index(fields=["model", "created_at"]),
-            models.Index(fields=["status", "lease_expires_at"], name="message_live_idx",
-                         condition=Q(status__in=["pending", "streaming"])),
+            models.Index(fields=["status", "lease_expires_at"], name="message_live_idx", condition=Q(status__in=["pending", "streaming"])),
         ]
 
     def __str__(self) -> str:

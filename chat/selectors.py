@@ -20,20 +20,14 @@ def _as_id(value: object) -> int:
 
 def conversation_get_for_user(*, user, conversation_id: object) -> Conversation:
     """The user's conversation, or Http404 (also for another user's id: we do not say it exists)."""
-    conversation = (
-        Conversation.objects.select_related("model").filter(id=_as_id(conversation_id), user=user).first()
-    )
+    conversation = Conversation.objects.select_related("model").filter(id=_as_id(conversation_id), user=user).first()
     if conversation is None:
         raise Http404("No such conversation.")
     return conversation
 
 
 def message_get_for_user(*, user, message_id: object) -> Message:
-    message = (
-        Message.objects.select_related("model", "conversation")
-        .filter(id=_as_id(message_id), conversation__user=user)
-        .first()
-    )
+    message = Message.objects.select_related("model", "conversation").filter(id=_as_id(message_id), conversation__user=user).first()
     if message is None:
         raise Http404("No such message.")
     return message

@@ -27,11 +27,7 @@ def _json_error(exc: actions.ActionRefused, status: int = 400) -> JsonResponse:
 @login_required
 @require_GET
 def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
-    conversation = (
-        selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
-        if conversation_id
-        else None
-    )
+    conversation = selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id) if conversation_id else None
     models = AIModel.objects.filter(enabled=True)
     bootstrap = {
         "conversation_id": conversation.id if conversation else None,
@@ -74,9 +70,7 @@ def conversation_search(request: HttpRequest) -> JsonResponse:
 @require_POST
 def conversation_rename(request: HttpRequest, conversation_id: int) -> JsonResponse:
     try:
-        conversation = actions.conversation_rename(
-            user=request.user, conversation_id=conversation_id, title=request.POST.get("title")
-        )
+        conversation = actions.conversation_rename(user=request.user, conversation_id=conversation_id, title=request.POST.get("title"))
     except actions.ActionRefused as exc:
         return _json_error(exc)
     return JsonResponse({"conversation": conversation_json(conversation)})

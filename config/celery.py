@@ -24,6 +24,6 @@ def close_db_connections(**kwargs) -> None:
 def shorter_gil_switch_interval(**kwargs) -> None:
     # Hundreds of generating threads each wake per token. With the default 5 ms
     # switch interval, every GIL hand-over to the thread that reads new tasks
-    # from the broker can wait 5 ms, and it needs many per task: measured, the
-    # queue backed up to 240 tasks at 15 tasks/s while 200 replies streamed.
+    # from the broker can wait 5 ms, and it needs many per task (docs/benchmarks.md,
+    # "Why the code is as it is").
     sys.setswitchinterval(0.0005)

@@ -15,8 +15,20 @@ def web(host: str, port: int, server: str = "uvicorn") -> list[str]:
     if server == "daphne":
         return [str(Path(PY).parent / "daphne"), "-b", host, "-p", str(port), "config.asgi:application"]
     # Chat frames are small JSON; compressing each one costs more CPU than it saves.
-    return [PY, "-m", "uvicorn", "config.asgi:application", "--host", host, "--port", str(port),
-            "--ws-per-message-deflate", "false", "--backlog", "2048"]
+    return [
+        PY,
+        "-m",
+        "uvicorn",
+        "config.asgi:application",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--ws-per-message-deflate",
+        "false",
+        "--backlog",
+        "2048",
+    ]
 
 
 def worker_processes() -> int:
@@ -25,6 +37,23 @@ def worker_processes() -> int:
 
 
 def worker(concurrency: int, *, queue: str | None = None, loglevel: str = "WARNING", number: int = 1) -> list[str]:
-    command = [PY, "-m", "celery", "-A", "config", "worker", "--pool", "threads", "--concurrency", str(concurrency),
-               "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", loglevel, "-n", f"w{number}@%h"]
+    command = [
+        PY,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "--pool",
+        "threads",
+        "--concurrency",
+        str(concurrency),
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "-l",
+        loglevel,
+        "-n",
+        f"w{number}@%h",
+    ]
     return command + (["-Q", queue] if queue else [])

@@ -289,9 +289,7 @@ def embedded_redis(root: Path) -> str:
         "--logfile", str(log_file),
     ]  # fmt: skip
     # DEVNULL: the daemon must not hold the stdout of `$(python -m config.devservices env)` open.
-    result = subprocess.run(
-        command, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    result = subprocess.run(command, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if result.returncode != 0:
         raise ServiceError(f"embedded Redis failed to start: {result.stderr.decode()}\n{tail(log_file)}")
     url = f"redis://127.0.0.1:{port}/0"

@@ -127,7 +127,7 @@ DATABASES["default"]["OPTIONS"] = {
     "connect_timeout": 5,
     "application_name": env_str("DB_APPLICATION_NAME", "chat"),
     # Server-side binding lets psycopg prepare the statements a connection repeats (after 5 uses):
-    # Postgres then skips planning, which was most of its time per reservation (measured, bench/).
+    # Postgres then skips planning, most of its time per reservation (docs/benchmarks.md, "Why the code is as it is").
     # Set DB_PREPARED_STATEMENTS=false behind PgBouncer in transaction mode older than 1.21.
     "server_side_binding": DB_PREPARED_STATEMENTS,
     "prepare_threshold": 5 if DB_PREPARED_STATEMENTS else None,
@@ -188,9 +188,7 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
-        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
-        if DEBUG
-        else "config.staticfiles.ManifestStaticFilesStorage"
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage" if DEBUG else "config.staticfiles.ManifestStaticFilesStorage"
     },
 }
 
@@ -208,9 +206,7 @@ X_FRAME_OPTIONS = "DENY"
 # The model provider. With no key, answers come from the bundled simulator.
 OPENAI_API_KEY = env_str("OPENAI_API_KEY")
 SIMULATOR_PORT = env_int("SIMULATOR_PORT", 8765)
-OPENAI_BASE_URL = env_str("OPENAI_BASE_URL") or (
-    "" if OPENAI_API_KEY else f"http://127.0.0.1:{SIMULATOR_PORT}/v1"
-)
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL") or ("" if OPENAI_API_KEY else f"http://127.0.0.1:{SIMULATOR_PORT}/v1")
 USING_SIMULATOR = not OPENAI_API_KEY
 OPENAI_CONNECT_TIMEOUT = env_float("OPENAI_CONNECT_TIMEOUT", 10.0)
 # Reasoning models may think for minutes before the first byte.

@@ -23,4 +23,4 @@ def provider_alert() -> str:
         value = redis_client().get(ALERT_KEY)
     except Exception:
         return ""
-    return value.decode() if value else ""
+    return value.decode() if isinstance(value, bytes) else value or ""

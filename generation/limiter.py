@@ -21,6 +21,7 @@ redis.call('INCRBY', KEYS[2], cost); redis.call('EXPIRE', KEYS[2], ARGV[4])
 return 1
 """
 
+
 def capacity_acquire(*, model_slug: str, rpm: int | None, tpm: int | None, tokens: int) -> float:
     """Take one request and `tokens` tokens from this minute's budget.
 

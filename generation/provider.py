@@ -53,9 +53,7 @@ def client() -> openai.AsyncOpenAI:
             # Retries are ours (generation/reply.py), so the user can be told why we wait.
             max_retries=0,
             timeout=timeout,
-            http_client=httpx2.AsyncClient(
-                limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=200), timeout=timeout
-            ),
+            http_client=httpx2.AsyncClient(limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=200), timeout=timeout),
         )
     return _client
 
@@ -104,9 +102,7 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[dict]:
             if isinstance(event, dict) and event.get("error"):
                 error = event["error"]
                 message = error.get("message") if isinstance(error, dict) else None
-                raise ProviderError(
-                    f"The model provider reported an error: {message or 'unknown'}"[:400], permanent=False, kind="server"
-                )
+                raise ProviderError(f"The model provider reported an error: {message or 'unknown'}"[:400], permanent=False, kind="server")
             yield event
 
 
@@ -133,9 +129,7 @@ def _translate(exc: Exception) -> ProviderError:
     if isinstance(exc, openai.InternalServerError):
         return ProviderError("The model provider had an internal error.", permanent=False, kind="server")
     if isinstance(exc, openai.APIStatusError):
-        return ProviderError(
-            f"The model provider refused the request: {exc.message}"[:400], permanent=True, kind="refused"
-        )
+        return ProviderError(f"The model provider refused the request: {exc.message}"[:400], permanent=True, kind="refused")
     if isinstance(exc, (openai.APIError, httpx2.HTTPError)):
         return ProviderError("The connection to the model provider was lost.", permanent=False, kind="connection")
     raise exc
@@ -146,8 +140,8 @@ async def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> AsyncI
 
     The SDK sends the request and turns error statuses into exceptions; the
     stream's events are read as plain JSON, which costs about a tenth of the
-    CPU of the SDK's typed chunk objects (measured: 13 against 90-110 us a
-    chunk), and that is most of a worker's work per token.
+    CPU of the SDK's typed chunk objects (docs/benchmarks.md, "Why the code
+    is as it is"), and that is most of a worker's work per token.
     """
     try:
         completions = client().chat.completions

@@ -98,14 +98,16 @@ class ReplyStream:
         if not (self.pending_text or self.pending_reasoning):
             return
         text, reasoning = self.pending_text, self.pending_reasoning
-        publish.delta_send(publish.Delta(
-            conversation_id=self.reply.conversation_id,
-            message_id=self.reply.id,
-            offset=self.sent_text,
-            text=text,
-            reasoning_offset=self.sent_reasoning,
-            reasoning=reasoning,
-        ))
+        publish.delta_send(
+            publish.Delta(
+                conversation_id=self.reply.conversation_id,
+                message_id=self.reply.id,
+                offset=self.sent_text,
+                text=text,
+                reasoning_offset=self.sent_reasoning,
+                reasoning=reasoning,
+            )
+        )
         self.text.append(text)
         self.reasoning.append(reasoning)
         self.sent_text += len(text)
@@ -240,7 +242,7 @@ def _generate(reply: Message, spec: provider.ModelSpec, turns: list[dict[str, st
                 return
             wait = max(exc.retry_after or 0.0, settings.PROVIDER_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
             events.reply_status(reply, "waiting", "Waiting for capacity…" if exc.kind == "rate_limit" else "Retrying…")
-            log.warning("reply %s: %s (%s), retry %s in %.1fs", reply.id, exc.kind, exc, attempt, wait)
+            log.warning("%s (%s), retry %s in %.1fs", exc.kind, exc, attempt, wait, extra={"reply_id": reply.id})
             time.sleep(wait)
             attempt += 1
     reply_finish(reply=reply, stream=stream)
@@ -280,9 +282,7 @@ def reply_finish(*, reply: Message, stream: ReplyStream) -> None:
             finished_at=timezone.now(),
             lease_expires_at=None,
         )
-        finished = Message.objects.filter(id=reply.id, status=Message.Status.STREAMING).update(
-            status=Message.Status.DONE, **values
-        )
+        finished = Message.objects.filter(id=reply.id, status=Message.Status.STREAMING).update(status=Message.Status.DONE, **values)
         if not finished:
             # Stopped by the user meanwhile: keep what was written.
             Message.objects.filter(id=reply.id, status=Message.Status.STOPPED).update(**values)
@@ -348,8 +348,7 @@ def reply_reap(*, now: dt.datetime | None = None) -> int:
     ended = 0
     for reply in dead.select_related("conversation", "model"):
         stream = ReplyStream(reply, text=[reply.text], reasoning=[reply.reasoning])
-        reply_fail(reply=reply, stream=stream, lease_expired_before=now,
-                   error="The worker writing this answer stopped unexpectedly.")
+        reply_fail(reply=reply, stream=stream, lease_expired_before=now, error="The worker writing this answer stopped unexpectedly.")
         ended += 1
     # A pending reply nobody claimed (the broker lost its task): enqueue it again;
     # the claim's compare-and-set makes a duplicate harmless.
@@ -360,5 +359,3 @@ def reply_reap(*, now: dt.datetime | None = None) -> int:
         Message.objects.filter(id=message_id).update(updated_at=now)
         reply_generate.delay(message_id)
     return ended
-
-

@@ -36,7 +36,7 @@ def run_soon(coro: Coroutine) -> concurrent.futures.Future:
 def _serve(ready: threading.Event) -> None:
     global _loop
     # uvloop: reading hundreds of provider streams costs an epoll re-registration per
-    # chunk in asyncio's pure-Python transports (a quarter of this loop's time, measured).
+    # chunk in asyncio's pure-Python transports (docs/benchmarks.md, "Why the code is as it is").
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     _loop = loop

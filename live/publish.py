@@ -25,6 +25,7 @@ import logging
 import threading
 from collections import deque
 from dataclasses import dataclass, replace
+from typing import Any
 
 import redis.asyncio as aioredis
 from channels.layers import get_channel_layer
@@ -64,8 +65,14 @@ class Delta:
         return conversation_group(self.conversation_id)
 
     def event(self) -> dict:
-        return {"type": "chat.delta", "message_id": self.message_id, "offset": self.offset, "text": self.text,
-                "reasoning_offset": self.reasoning_offset, "reasoning": self.reasoning}
+        return {
+            "type": "chat.delta",
+            "message_id": self.message_id,
+            "offset": self.offset,
+            "text": self.text,
+            "reasoning_offset": self.reasoning_offset,
+            "reasoning": self.reasoning,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +107,8 @@ _redis: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
 
 def _prefix() -> str:
     # The channel layer's prefix keeps several installations (or test runs) on one Redis apart.
-    return settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"]
+    layers: dict[str, Any] = settings.CHANNEL_LAYERS
+    return layers["default"]["CONFIG"]["prefix"]
 
 
 def _buffer_keys(message_id: int) -> tuple[str, str]:
@@ -190,9 +198,11 @@ async def _send_batch(batch: list[Item]) -> None:
                 elif isinstance(item, Delta):
                     text_key, reasoning_key = _buffer_keys(item.message_id)
                     if item.text:
-                        pipe.append(text_key, item.text.encode()).expire(text_key, BUFFER_TTL)
+                        pipe.append(text_key, item.text.encode())
+                        pipe.expire(text_key, BUFFER_TTL)
                     if item.reasoning:
-                        pipe.append(reasoning_key, item.reasoning.encode()).expire(reasoning_key, BUFFER_TTL)
+                        pipe.append(reasoning_key, item.reasoning.encode())
+                        pipe.expire(reasoning_key, BUFFER_TTL)
                     pipe.publish(group_channel(item.group), layer.serialize(item.event()))
                 elif isinstance(item, Event):
                     pipe.publish(group_channel(item.group), layer.serialize(item.event))
@@ -236,4 +246,8 @@ async def buffer_read(message_id: int) -> tuple[str, str] | None:
         return None
     if text is None and reasoning is None:
         return None
-    return (text or b"").decode(), (reasoning or b"").decode()
+    return _text(text), _text(reasoning)
+
+
+def _text(value: bytes | str | None) -> str:
+    return value.decode() if isinstance(value, bytes) else value or ""

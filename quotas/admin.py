@@ -58,7 +58,7 @@ class LimitForm(forms.ModelForm):
     """Shared by plan limits and overrides; the CheckConstraints stay as the backstop."""
 
     def clean(self) -> dict:
-        data = super().clean()
+        data = super().clean() or {}
         for field, error in limit_errors(data).items():
             if field in self.fields:
                 self.add_error(field, error)
@@ -66,9 +66,7 @@ class LimitForm(forms.ModelForm):
 
 
 def grant_messages_field() -> forms.IntegerField:
-    return forms.IntegerField(
-        min_value=1, max_value=MAX_GRANT_MESSAGES, help_text=f"Extra messages, 1 to {MAX_GRANT_MESSAGES:,}."
-    )
+    return forms.IntegerField(min_value=1, max_value=MAX_GRANT_MESSAGES, help_text=f"Extra messages, 1 to {MAX_GRANT_MESSAGES:,}.")
 
 
 def expires_at_field() -> forms.DateTimeField:
@@ -163,7 +161,7 @@ class QuotaOverrideAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: QuotaOverride, form, change: bool) -> None:
         if not change:
-            obj.created_by = request.user
+            obj.created_by = request.user  # type: ignore[assignment]  # staff only: never anonymous
         obj.save()
         if not change or form.has_changed():
             quota_override_record(override=obj, actor=request.user)
@@ -211,8 +209,9 @@ class QuotaGrantAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: QuotaGrant, form, change: bool) -> None:
-        grant = quota_grant(user=obj.user, model=obj.model, messages=obj.messages, expires_at=obj.expires_at,
-                            actor=request.user, note=obj.note)
+        grant = quota_grant(
+            user=obj.user, model=obj.model, messages=obj.messages, expires_at=obj.expires_at, actor=request.user, note=obj.note
+        )
         # The admin logs and redirects to `obj`; make it the row quota_grant stored.
         obj.pk, obj.created_by, obj.created_at = grant.pk, grant.created_by, grant.created_at
         obj._state.adding, obj._state.db = False, grant._state.db
@@ -251,7 +250,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
     @admin.display(description="Actor", ordering="actor__username")
     def actor_name(self, entry: LedgerEntry) -> str:
-        if entry.actor_id:
+        if entry.actor is not None:
             return entry.actor.get_username()
         return "system" if entry.kind in ("reserve", "settle", "refund") else "— (command line)"
 
@@ -266,17 +265,15 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         return f"#{entry.reply_id}" if entry.reply_id else ""
 
 
-
-
 # --- Users: their plan, the quota panel, reset and grant ---------------------------
 
 
-class QuotaResetForm(forms.Form):
+class QuotaResetActionForm(forms.Form):
     model = forms.ModelChoiceField(queryset=AIModel.objects.filter(enabled=True), empty_label=None)
     note = forms.CharField(max_length=200, required=False, help_text="Optional: why, for the ledger.")
 
 
-class QuotaGrantForm(forms.Form):
+class QuotaGrantActionForm(forms.Form):
     model = forms.ModelChoiceField(queryset=AIModel.objects.filter(enabled=True), empty_label=None)
     messages = grant_messages_field()
     expires_at = expires_at_field()
@@ -353,9 +350,7 @@ class UserAdmin(accounts_admin.UserAdmin):
             resets = format_reset(status.resets_at, UTC) + " UTC" if status.resets_at else "—"
             rule = status.describe + (" (override)" if status.model.id in overrides else "")
             rows.append((status.model.name, used, limit, left, resets, rule))
-        body = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows
-        )
+        body = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
         ledger = reverse("admin:quotas_ledgerentry_changelist") + f"?user__id__exact={user.pk}"
         override = reverse("admin:quotas_quotaoverride_add") + f"?user={user.pk}"
         return format_html(
@@ -363,10 +358,12 @@ class UserAdmin(accounts_admin.UserAdmin):
             "<th>Left</th><th>Resets at</th><th>Rule</th></tr></thead><tbody>{}</tbody></table>"
             '<p>Plan: {} (change it under Plan, below). <a href="{}">Reset a window</a> · <a href="{}">Grant extra messages</a> · '
             '<a href="{}">Add an override</a> · <a href="{}">Ledger</a></p>',
-            body, plan.name if plan else "none (everything unlimited)",
+            body,
+            plan.name if plan else "none (everything unlimited)",
             reverse("admin:auth_user_quota_reset", args=[user.pk]),
             reverse("admin:auth_user_quota_grant", args=[user.pk]),
-            override, ledger,
+            override,
+            ledger,
         )
 
     # --- Reset and grant: changelist actions and per-user pages, one form each ---
@@ -403,7 +400,7 @@ class UserAdmin(accounts_admin.UserAdmin):
 
     def _quota_form(self, request: HttpRequest, users: list, what: str, action: str = "") -> HttpResponse | None:
         """Show the form; on a valid POST apply it to `users` and return None."""
-        form_class = QuotaResetForm if what == "reset" else QuotaGrantForm
+        form_class = QuotaResetActionForm if what == "reset" else QuotaGrantActionForm
         form = form_class(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             self._quota_apply(request, users, what, form.cleaned_data)
@@ -427,8 +424,9 @@ class UserAdmin(accounts_admin.UserAdmin):
                 if what == "reset":
                     quota_reset(user=user, model=model, actor=request.user, note=note)
                 else:
-                    quota_grant(user=user, model=model, messages=data["messages"], expires_at=data["expires_at"],
-                                actor=request.user, note=note)
+                    quota_grant(
+                        user=user, model=model, messages=data["messages"], expires_at=data["expires_at"], actor=request.user, note=note
+                    )
         names = ", ".join(u.get_username() for u in users[:5]) + ("…" if len(users) > 5 else "")
         if what == "reset":
             done = f"Reset the {model.name} window for {names}."

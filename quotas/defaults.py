@@ -6,18 +6,51 @@ from catalog.models import AIModel
 from .models import Plan, PlanLimit
 
 MODELS = [
-    dict(slug="o1-preview", name="o1-preview", description="Deep reasoning for hard problems; slower.",
-         provider_model="o1-preview", context_window=128_000, max_output_tokens=32_768, supports_streaming=True,
-         supports_system_message=False, uses_max_completion_tokens=True, supports_temperature=False,
-         is_reasoning=True, reasoning_efforts="", display_order=10),
-    dict(slug="o1-mini", name="o1-mini", description="Fast reasoning, strong at code and maths.",
-         provider_model="o1-mini", context_window=128_000, max_output_tokens=65_536, supports_streaming=True,
-         supports_system_message=False, uses_max_completion_tokens=True, supports_temperature=False,
-         is_reasoning=True, reasoning_efforts="", display_order=20),
-    dict(slug="gpt-4o", name="GPT-4o", description="Quick everyday answers.",
-         provider_model="gpt-4o", context_window=128_000, max_output_tokens=16_384, supports_streaming=True,
-         supports_system_message=True, uses_max_completion_tokens=False, supports_temperature=True,
-         is_reasoning=False, reasoning_efforts="", display_order=30),
+    dict(
+        slug="o1-preview",
+        name="o1-preview",
+        description="Deep reasoning for hard problems; slower.",
+        provider_model="o1-preview",
+        context_window=128_000,
+        max_output_tokens=32_768,
+        supports_streaming=True,
+        supports_system_message=False,
+        uses_max_completion_tokens=True,
+        supports_temperature=False,
+        is_reasoning=True,
+        reasoning_efforts="",
+        display_order=10,
+    ),
+    dict(
+        slug="o1-mini",
+        name="o1-mini",
+        description="Fast reasoning, strong at code and maths.",
+        provider_model="o1-mini",
+        context_window=128_000,
+        max_output_tokens=65_536,
+        supports_streaming=True,
+        supports_system_message=False,
+        uses_max_completion_tokens=True,
+        supports_temperature=False,
+        is_reasoning=True,
+        reasoning_efforts="",
+        display_order=20,
+    ),
+    dict(
+        slug="gpt-4o",
+        name="GPT-4o",
+        description="Quick everyday answers.",
+        provider_model="gpt-4o",
+        context_window=128_000,
+        max_output_tokens=16_384,
+        supports_streaming=True,
+        supports_system_message=True,
+        uses_max_completion_tokens=False,
+        supports_temperature=True,
+        is_reasoning=False,
+        reasoning_efforts="",
+        display_order=30,
+    ),
 ]
 
 LIMITS = {
@@ -28,9 +61,7 @@ LIMITS = {
 
 
 def defaults_seed() -> None:
-    plan, _ = Plan.objects.get_or_create(
-        name="Default", defaults={"is_default": True, "description": "What every new user gets."}
-    )
+    plan, _ = Plan.objects.get_or_create(name="Default", defaults={"is_default": True, "description": "What every new user gets."})
     for fields in MODELS:
         model, _ = AIModel.objects.get_or_create(slug=fields["slug"], defaults=fields)
         PlanLimit.objects.get_or_create(plan=plan, model=model, defaults=LIMITS[model.slug])

@@ -106,9 +106,7 @@ class QuotaOverride(Limit):
     """Replaces the plan's limit for one user and one model."""
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota_overrides")
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -130,9 +128,7 @@ class QuotaGrant(models.Model):
     messages = models.PositiveIntegerField()
     expires_at = models.DateTimeField()
     note = models.CharField(max_length=200, blank=True)
-    created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
-    )
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -187,8 +183,9 @@ class Reservation(models.Model):
     class Meta:
         indexes = [
             # Rolling windows count the user's counted reservations of one model since a moment.
-            models.Index(fields=["user", "model", "created_at"], name="reservation_counted_idx",
-                         condition=Q(state__in=["reserved", "settled"])),
+            models.Index(
+                fields=["user", "model", "created_at"], name="reservation_counted_idx", condition=Q(state__in=["reserved", "settled"])
+            ),
         ]
 
     def __str__(self) -> str:

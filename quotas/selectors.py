@@ -108,7 +108,11 @@ def rules_get(user, now: dt.datetime, model_id: int | None = None) -> Rules:
     grants: dict[int, int] = {}
     for overridden, model, messages, kind, length, unit, disabled, granted, _ in rows:
         limits[model] = (QuotaOverride if overridden else PlanLimit)(
-            model_id=model, messages=messages, window_kind=kind, window_length=length, window_unit=unit,
+            model_id=model,
+            messages=messages,
+            window_kind=kind,
+            window_length=length,
+            window_unit=unit,
             disabled=disabled,
         )
         grants[model] = granted
@@ -145,8 +149,9 @@ def window_current(limit: Limit, counter: QuotaCounter | None, rules: Rules, use
         return used, Window(now - window_length(limit), now), resets_at
     if limit.window_kind == WindowKind.CALENDAR:
         window = calendar_window(limit, now, rules.time_zone)
-        same = counter is not None and counter.window_start == window.start
-        return (counter.used if same else 0), window, window.end
+        if counter is not None and counter.window_start == window.start:
+            return counter.used, window, window.end
+        return 0, window, window.end
     # Anchored: the open window if there is one, else the one the next message opens.
     if counter is not None and counter.window_end and counter.window_start and now < counter.window_end:
         return counter.used, Window(counter.window_start, counter.window_end), counter.window_end
@@ -163,9 +168,7 @@ def quota_status(*, user, now: dt.datetime | None = None, model: AIModel | None 
     for one in [model] if model else AIModel.objects.filter(enabled=True):
         limit = rules.limit_for(one.id)
         if limit is None or limit.messages is None or limit.disabled:
-            statuses.append(
-                QuotaStatus(one, None, 0, None, bool(limit and limit.disabled), limit.describe() if limit else "unlimited")
-            )
+            statuses.append(QuotaStatus(one, None, 0, None, bool(limit and limit.disabled), limit.describe() if limit else "unlimited"))
             continue
         used, _, resets_at = window_current(limit, by_model.get(one.id), rules, user, now)
         allowed = limit.messages + rules.grants.get(one.id, 0)
@@ -177,4 +180,3 @@ def quota_json(user, model: AIModel | None = None) -> list[dict]:
     """The picker's numbers, in the user's time zone."""
     tz = user_time_zone(user)
     return [status.as_json(tz) for status in quota_status(user=user, model=model)]
-

@@ -106,8 +106,14 @@ def quota_reserve(*, user, model: AIModel, reply_id: int, now: dt.datetime | Non
     limit = rules.limit_for(model.id)
     if limit is not None and limit.disabled:
         raise _refusal(model, limit, None, user_time_zone(user))
-    params = {"user": user.pk, "model": model.id, "reply": reply_id, "reserved": Reservation.State.RESERVED,
-              "kind": LedgerEntry.Kind.RESERVE, "created_at": timezone.now()}
+    params = {
+        "user": user.pk,
+        "model": model.id,
+        "reply": reply_id,
+        "reserved": Reservation.State.RESERVED,
+        "kind": LedgerEntry.Kind.RESERVE,
+        "created_at": timezone.now(),
+    }
     if limit is None or limit.messages is None:
         counter = UNLIMITED
     elif limit.window_kind == WindowKind.ROLLING:
@@ -122,12 +128,14 @@ def quota_reserve(*, user, model: AIModel, reply_id: int, now: dt.datetime | Non
         counter = WINDOWED
         anchored = limit.window_kind == WindowKind.ANCHORED
         window = anchored_window(limit, now) if anchored else calendar_window(limit, now, rules.time_zone)
-        params.update(anchored=anchored, now=now, start=window.start, end=window.end,
-                      allowed=limit.messages + rules.grants.get(model.id, 0))
+        params.update(
+            anchored=anchored, now=now, start=window.start, end=window.end, allowed=limit.messages + rules.grants.get(model.id, 0)
+        )
     with connection.cursor() as cursor:
         cursor.execute(RESERVE_SQL.format(counter=counter), params)
         counted = cursor.fetchone()
     if counted is None:
+        assert limit is not None  # without a limit, nothing refuses
         # Refused, the counter (if there is one) still locked: read until when.
         counter_row = QuotaCounter.objects.filter(user=user, model=model).first()
         _, _, resets_at = window_current(limit, counter_row, rules, user, now)
@@ -168,8 +176,10 @@ def quota_refund(*, reply_id: int, reason: str) -> bool:
             if reservation.window_start is not None:
                 # Only the window the reply was counted in gets the slot back.
                 QuotaCounter.objects.filter(
-                    user_id=reservation.user_id, model_id=reservation.model_id,
-                    window_start=reservation.window_start, used__gt=0,
+                    user_id=reservation.user_id,
+                    model_id=reservation.model_id,
+                    window_start=reservation.window_start,
+                    used__gt=0,
                 ).update(used=F("used") - 1)
             LedgerEntry.objects.create(
                 user_id=reservation.user_id,
@@ -216,9 +226,7 @@ def quota_reset(*, user, model: AIModel, actor=None, note: str = "") -> None:
 
 def quota_grant(*, user, model: AIModel, messages: int, expires_at: dt.datetime, actor=None, note: str = "") -> QuotaGrant:
     with transaction.atomic():
-        grant = QuotaGrant.objects.create(
-            user=user, model=model, messages=messages, expires_at=expires_at, created_by=actor, note=note
-        )
+        grant = QuotaGrant.objects.create(user=user, model=model, messages=messages, expires_at=expires_at, created_by=actor, note=note)
         LedgerEntry.objects.create(
             user=user,
             model=model,
@@ -232,7 +240,10 @@ def quota_grant(*, user, model: AIModel, messages: int, expires_at: dt.datetime,
 def quota_grant_revoke(*, grant: QuotaGrant, actor=None) -> None:
     with transaction.atomic():
         LedgerEntry.objects.create(
-            user_id=grant.user_id, model_id=grant.model_id, kind=LedgerEntry.Kind.GRANT, actor=actor,
+            user_id=grant.user_id,
+            model_id=grant.model_id,
+            kind=LedgerEntry.Kind.GRANT,
+            actor=actor,
             note=f"revoked grant #{grant.pk}: +{grant.messages} until {grant.expires_at:%Y-%m-%d %H:%M} UTC",
         )
         grant.delete()
@@ -242,7 +253,10 @@ def quota_override_record(*, override: QuotaOverride, actor=None, removed: bool 
     """Audit an override an admin saved or removed (the admin writes the row itself)."""
     what = "removed" if removed else f"set to {override.describe()}"
     LedgerEntry.objects.create(
-        user_id=override.user_id, model_id=override.model_id, kind=LedgerEntry.Kind.OVERRIDE, actor=actor,
+        user_id=override.user_id,
+        model_id=override.model_id,
+        kind=LedgerEntry.Kind.OVERRIDE,
+        actor=actor,
         note=f"override {what}",
     )
 

@@ -101,8 +101,7 @@ def usage_rows(*, since: dt.datetime) -> Iterable[dict]:
 def _longest_window() -> dt.timedelta:
     """The longest window any limit has: nobody can be at a limit without sending within it."""
     longest = dt.timedelta(days=1)
-    unit_length = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(days=7),
-                   "month": dt.timedelta(days=31)}
+    unit_length = {"hour": dt.timedelta(hours=1), "day": dt.timedelta(days=1), "week": dt.timedelta(days=7), "month": dt.timedelta(days=31)}
     for table in (PlanLimit, QuotaOverride):
         for unit, length in table.objects.values_list("window_unit").annotate(n=Max("window_length")):
             longest = max(longest, unit_length[unit] * length)
@@ -125,11 +124,13 @@ def _at_limit_candidates(*, now: dt.datetime, cap: int) -> list[int]:
     rows = (
         QuotaCounter.objects.filter(used__gt=0, window_end__gt=now - _longest_window())
         .annotate(plan_id=Coalesce(F("user__quota_plan__plan_id"), Subquery(default_plan)))
-        .annotate(limit=Case(
-            # The override replaces the plan's limit; disabled or unlimited is never "at the limit".
-            When(Exists(override), then=Subquery(override.filter(disabled=False).values("messages")[:1])),
-            default=Subquery(plan_limit.filter(disabled=False).values("messages")[:1]),
-        ))
+        .annotate(
+            limit=Case(
+                # The override replaces the plan's limit; disabled or unlimited is never "at the limit".
+                When(Exists(override), then=Subquery(override.filter(disabled=False).values("messages")[:1])),
+                default=Subquery(plan_limit.filter(disabled=False).values("messages")[:1]),
+            )
+        )
         .filter(limit__gt=0, used__gte=F("limit"))
         .values("user_id")
         .annotate(last=Max("window_end"))
@@ -146,16 +147,18 @@ def usage_users_at_limit(*, now: dt.datetime, cap: int = AT_LIMIT_CAP) -> tuple[
     for user in users:
         for status in quota_status(user=user, now=now):
             if status.limit and status.exhausted:
-                at_limit.append({
-                    "user_id": user.id,
-                    "username": user.get_username(),
-                    "model": status.model.name,
-                    "used": status.used,
-                    "limit": status.limit,
-                    "resets_at": status.resets_at,
-                    "resets_label": format_reset(status.resets_at, UTC) + " UTC" if status.resets_at else "—",
-                    "window": status.describe,
-                })
+                at_limit.append(
+                    {
+                        "user_id": user.id,
+                        "username": user.get_username(),
+                        "model": status.model.name,
+                        "used": status.used,
+                        "limit": status.limit,
+                        "resets_at": status.resets_at,
+                        "resets_label": format_reset(status.resets_at, UTC) + " UTC" if status.resets_at else "—",
+                        "window": status.describe,
+                    }
+                )
     far_future = dt.datetime.max.replace(tzinfo=UTC)
     at_limit.sort(key=lambda r: (r["resets_at"] or far_future, r["username"]))
     return at_limit, len(user_ids)
@@ -190,8 +193,7 @@ def usage_dashboard(*, days: int, now: dt.datetime | None = None) -> dict:
         "data": data,
         "totals": totals,
         "daily_table": [
-            {"day": d, "counts": [per_day.get((d, m.id), 0) for m in models],
-             "total": sum(per_day.get((d, m.id), 0) for m in models)}
+            {"day": d, "counts": [per_day.get((d, m.id), 0) for m in models], "total": sum(per_day.get((d, m.id), 0) for m in models)}
             for d in reversed(day_list)
         ],
         "models": models,
@@ -260,14 +262,19 @@ def usage_csv(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     since = usage_since(days=days, now=now)
     filename = f"usage-{since:%Y-%m-%d}-to-{now:%Y-%m-%d}.csv"
-    response = HttpResponse(
-        content_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
-    )
+    response = HttpResponse(content_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
     writer = csv.writer(response)
     writer.writerow(["day", "username", "model", "messages", "prompt_tokens", "completion_tokens", "reasoning_tokens"])
     for row in usage_rows(since=since):
-        writer.writerow([
-            row["day"].isoformat(), _cell(row["user__username"]), _cell(row["model__slug"] or ""),
-            row["messages"], row["prompt_tokens"], row["completion_tokens"], row["reasoning_tokens"],
-        ])
+        writer.writerow(
+            [
+                row["day"].isoformat(),
+                _cell(row["user__username"]),
+                _cell(row["model__slug"] or ""),
+                row["messages"],
+                row["prompt_tokens"],
+                row["completion_tokens"],
+                row["reasoning_tokens"],
+            ]
+        )
     return response

@@ -55,8 +55,16 @@ MAX_TOKENS = 100_000
 # Digits are allowed in names so that ``reply_b64`` matches.
 DIRECTIVE_RE = re.compile(r"\[sim:([a-z0-9_]+)(?:=([^\]]*))?\]")
 DIRECTIVES = {
-    "think", "rate", "tokens", "reply", "reply_b64", "reasoning",
-    "fault", "retry_after", "after", "fault_times",
+    "think",
+    "rate",
+    "tokens",
+    "reply",
+    "reply_b64",
+    "reasoning",
+    "fault",
+    "retry_after",
+    "after",
+    "fault_times",
 }
 # A "token" is a word plus trailing whitespace, or a punctuation run plus
 # trailing whitespace; the pieces always concatenate back to the exact text.
@@ -67,13 +75,9 @@ FILLER = (
     "Sed do eiusmod tempor incididunt ut labore et dolore magna aliqua. "
     "Ut enim ad minim veniam, quis nostrud exercitation ullamco laboris. "
 )
-MARKDOWN = (
-    "\n\n## Example\n\n- first item\n- second item\n\n"
-    "```python\ndef greet(name: str) -> str:\n    return f\"Hello, {name}!\"\n```\n"
-)
+MARKDOWN = '\n\n## Example\n\n- first item\n- second item\n\n```python\ndef greet(name: str) -> str:\n    return f"Hello, {name}!"\n```\n'
 REASONING = (
-    "Considering the question… Breaking it into smaller steps… "
-    "Checking the details against what I know… Drafting a concise answer… "
+    "Considering the question… Breaking it into smaller steps… Checking the details against what I know… Drafting a concise answer… "
 )
 
 
@@ -98,9 +102,15 @@ def _hide_expected_errors(record: logging.LogRecord) -> bool:
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, type_: str = "invalid_request_error",
-                 code: str | None = None, param: str | None = None,
-                 headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type_: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
         super().__init__(message)
         self.status, self.headers = status, headers
         self.body = {"error": {"message": message, "type": type_, "code": code, "param": param}}
@@ -168,53 +178,83 @@ def build_answer(last_user: str, d: dict[str, str]) -> list[str]:
 def validate(body: Any) -> tuple[str, list[dict[str, Any]]]:
     """Cheap checks that mirror the real API's 400s; returns (model, messages)."""
     if not isinstance(body, dict):
-        raise ApiError(400, "We could not parse the JSON body of your request. (HINT: This likely means you "
-                       "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)")
+        raise ApiError(
+            400,
+            "We could not parse the JSON body of your request. (HINT: This likely means you "
+            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload.)",
+        )
     model, messages = body.get("model"), body.get("messages")
     if not isinstance(model, str) or not model:
         raise ApiError(400, "you must provide a model parameter", param="model")
     if messages is None:
-        raise ApiError(400, "Missing required parameter: 'messages'.", code="missing_required_parameter",
-                       param="messages")
+        raise ApiError(400, "Missing required parameter: 'messages'.", code="missing_required_parameter", param="messages")
     if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-        raise ApiError(400, "Invalid 'messages': expected a non-empty array of message objects.",
-                       code="invalid_value", param="messages")
+        raise ApiError(400, "Invalid 'messages': expected a non-empty array of message objects.", code="invalid_value", param="messages")
     if model.startswith(REASONING_PREFIXES):
         if body.get("temperature") not in (None, 1, 1.0):
-            raise ApiError(400, f"Unsupported value: 'temperature' does not support {body['temperature']} with "
-                           "this model. Only the default (1) value is supported.",
-                           code="unsupported_parameter", param="temperature")
+            raise ApiError(
+                400,
+                f"Unsupported value: 'temperature' does not support {body['temperature']} with "
+                "this model. Only the default (1) value is supported.",
+                code="unsupported_parameter",
+                param="temperature",
+            )
         if "max_tokens" in body:
-            raise ApiError(400, "Unsupported parameter: 'max_tokens' is not supported with this model. "
-                           "Use 'max_completion_tokens' instead.", code="unsupported_parameter",
-                           param="max_tokens")
+            raise ApiError(
+                400,
+                "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.",
+                code="unsupported_parameter",
+                param="max_tokens",
+            )
     if model.startswith(("o1-preview", "o1-mini")):
         for i, m in enumerate(messages):
             if m.get("role") == "system":
-                raise ApiError(400, f"Unsupported value: 'messages[{i}].role' does not support 'system' "
-                               "with this model.", code="unsupported_value", param=f"messages[{i}].role")
+                raise ApiError(
+                    400,
+                    f"Unsupported value: 'messages[{i}].role' does not support 'system' with this model.",
+                    code="unsupported_value",
+                    param=f"messages[{i}].role",
+                )
     return model, messages
 
 
 async def send_json(send: Send, status: int, obj: Any, headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     data = dumps(obj)
-    await send({"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 
 def fault_response(fault: str, d: dict[str, str]) -> ApiError | None:
     if fault == "429":
         retry = str(int(_number(d, "retry_after", 1))).encode()
-        return ApiError(429, "Rate limit reached for requests (simulated). Please try again later.",
-                        type_="requests", code="rate_limit_exceeded", headers=((b"retry-after", retry),))
+        return ApiError(
+            429,
+            "Rate limit reached for requests (simulated). Please try again later.",
+            type_="requests",
+            code="rate_limit_exceeded",
+            headers=((b"retry-after", retry),),
+        )
     if fault == "quota":
-        return ApiError(429, "You exceeded your current quota, please check your plan and billing details.",
-                        type_="insufficient_quota", code="insufficient_quota")
+        return ApiError(
+            429,
+            "You exceeded your current quota, please check your plan and billing details.",
+            type_="insufficient_quota",
+            code="insufficient_quota",
+        )
     if fault.isdigit() and 400 <= int(fault) <= 599:
-        return ApiError(int(fault), "The server had an error while processing your request. Sorry about that!"
-                        if int(fault) >= 500 else f"Simulated HTTP {fault} error.",
-                        type_="server_error" if int(fault) >= 500 else "invalid_request_error")
+        return ApiError(
+            int(fault),
+            "The server had an error while processing your request. Sorry about that!"
+            if int(fault) >= 500
+            else f"Simulated HTTP {fault} error.",
+            type_="server_error" if int(fault) >= 500 else "invalid_request_error",
+        )
     if fault in ("stall", "drop"):
         return None
     raise ApiError(400, f"Unknown [sim:fault={fault}]", code="sim_bad_directive")
@@ -280,10 +320,21 @@ async def chat_completions(body: dict[str, Any], send: Send, gone: asyncio.Futur
         message: dict[str, Any] = {"role": "assistant", "content": "".join(tokens), "refusal": None}
         if reasoning:
             message["reasoning_content"] = "".join(reasoning)
-        data = dumps({**base, "object": "chat.completion", "usage": usage, "choices": [
-            {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}]})
-        await send({"type": "http.response.start", "status": 200, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers]})
+        data = dumps(
+            {
+                **base,
+                "object": "chat.completion",
+                "usage": usage,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
+            }
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode()), *headers],
+            }
+        )
         if fault == "stall":
             await gone
             return
@@ -298,8 +349,12 @@ async def chat_completions(body: dict[str, Any], send: Send, gone: asyncio.Futur
     extra = {"usage": None} if include_usage else {}  # OpenAI sends usage: null on every chunk then
 
     def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
-        obj = {**base, "object": "chat.completion.chunk",
-               "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}], **extra}
+        obj = {
+            **base,
+            "object": "chat.completion.chunk",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}],
+            **extra,
+        }
         return b"data: " + dumps(obj) + b"\n\n"
 
     # Content chunks are the hot path: splice the JSON-encoded token into a prebuilt template.
@@ -308,8 +363,13 @@ async def chat_completions(body: dict[str, Any], send: Send, gone: asyncio.Futur
     async def emit(data: bytes) -> None:
         await send({"type": "http.response.body", "body": data, "more_body": True})
 
-    await send({"type": "http.response.start", "status": 200, "headers": [
-        (b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"), *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"), *headers],
+        }
+    )
     await emit(chunk({"role": "assistant", "content": "", "refusal": None}))
     if reasoning:  # spread the reasoning deltas over the thinking delay
         for piece in reasoning:
@@ -334,8 +394,7 @@ async def chat_completions(body: dict[str, Any], send: Send, gone: asyncio.Futur
         raise SimulatedDrop
     await emit(chunk({}, finish))
     if include_usage:
-        await emit(b"data: " + dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage})
-                   + b"\n\n")
+        await emit(b"data: " + dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}) + b"\n\n")
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 
@@ -381,8 +440,11 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             STATE.fault_hits.clear()
             return await send_json(send, 200, {"ok": True})
         if path == "/v1/models" and method == "GET":
-            return await send_json(send, 200, {"object": "list", "data": [
-                {"id": m, "object": "model", "created": 1700000000, "owned_by": "simulator"} for m in MODELS]})
+            return await send_json(
+                send,
+                200,
+                {"object": "list", "data": [{"id": m, "object": "model", "created": 1700000000, "owned_by": "simulator"} for m in MODELS]},
+            )
         if path != "/v1/chat/completions":
             raise ApiError(404, f"Invalid URL ({method} {scope['path']})")
         if method != "POST":

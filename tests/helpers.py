@@ -185,7 +185,7 @@ def receive_until_done(ws, reply_id: int) -> tuple[str, list[dict]]:
         frames.append(frame)
         if frame["type"] == "delta" and frame["message_id"] == reply_id:
             assert frame["offset"] <= len(text), "a gap in the stream"
-            text += frame["text"][len(text) - frame["offset"]:]
+            text += frame["text"][len(text) - frame["offset"] :]
         if frame["type"] == "done" and frame["message"]["id"] == reply_id:
             return text, frames
 

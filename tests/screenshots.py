@@ -33,7 +33,10 @@ EARLIER_CHATS = [
 @contextmanager
 def browsing(browser, *, viewport=DESKTOP, color_scheme="light", storage_state=None) -> Iterator[Page]:
     context = browser.new_context(
-        viewport=viewport, color_scheme=color_scheme, device_scale_factor=1, storage_state=storage_state,
+        viewport=viewport,
+        color_scheme=color_scheme,
+        device_scale_factor=1,
+        storage_state=storage_state,
         reduced_motion="reduce",
     )
     page = context.new_page()
@@ -132,7 +135,11 @@ def test_admin_dashboard(live_url, browser, make_user, catalog):
     rounds = {"ada": 9, "grace": 7, "linus": 5, "margaret": 4, "alan": 3, "edsger": 2}
     users = {name: make_user(name) for name in rounds}
     apps.get_model("quotas", "QuotaOverride").objects.create(  # someone at their limit
-        user=users["linus"], model=catalog["o1-preview"], messages=2, window_kind="anchored", window_length=7,
+        user=users["linus"],
+        model=catalog["o1-preview"],
+        messages=2,
+        window_kind="anchored",
+        window_length=7,
         window_unit="day",
     )
     models = ["o1-preview", "o1-mini", "gpt-4o"]
@@ -140,11 +147,13 @@ def test_admin_dashboard(live_url, browser, make_user, catalog):
     for n in range(max(rounds.values())):
         for name, user in users.items():
             if n < rounds[name]:
-                _, reply = message_send(user=user, conversation_id=conversations[name],
-                                        model_slug=models[n % 3], text=f"Question {n + 1} from {name}")
+                _, reply = message_send(
+                    user=user, conversation_id=conversations[name], model_slug=models[n % 3], text=f"Question {n + 1} from {name}"
+                )
                 conversations[name] = reply.conversation_id
-        wait_until(lambda: not Message.objects.filter(status__in=["pending", "streaming"]).exists(),
-                   timeout=30, what="this round of answers")
+        wait_until(
+            lambda: not Message.objects.filter(status__in=["pending", "streaming"]).exists(), timeout=30, what="this round of answers"
+        )
     replies = Message.objects.filter(role="assistant").order_by("id")
     for i, reply in enumerate(replies):
         LedgerEntry.objects.filter(reply_id=reply.id).update(created_at=F("created_at") - timedelta(days=(i * 3) % 7))

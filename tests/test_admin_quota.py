@@ -16,8 +16,15 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("no_live_reply_cap"
 
 
 def override_form(user, model, **fields) -> dict:
-    return {"user": user.id, "model": model.id, "messages": 1, "window_kind": "anchored", "window_length": 1,
-            "window_unit": "day", **fields}
+    return {
+        "user": user.id,
+        "model": model.id,
+        "messages": 1,
+        "window_kind": "anchored",
+        "window_length": 1,
+        "window_unit": "day",
+        **fields,
+    }
 
 
 def in_days(days: int) -> str:
@@ -29,9 +36,7 @@ def action(client: Client, name: str, users: list, **fields):
     return client.post("/admin/auth/user/", data)
 
 
-def test_an_override_grant_and_reset_each_take_effect_on_the_next_send_and_are_ledgered(
-    catalog, make_user, staff_client, staff_user
-):
+def test_an_override_grant_and_reset_each_take_effect_on_the_next_send_and_are_ledgered(catalog, make_user, staff_client, staff_user):
     user, mini = make_user("alice"), catalog["o1-mini"]
 
     response = staff_client.post("/admin/quotas/quotaoverride/add/", override_form(user, mini, messages=1))
@@ -39,8 +44,7 @@ def test_an_override_grant_and_reset_each_take_effect_on_the_next_send_and_are_l
     send(user)
     refused(user)
 
-    response = action(staff_client, "quota_grant_action", [user], model=mini.id, messages=1, expires_at=in_days(3),
-                      note="exam week")
+    response = action(staff_client, "quota_grant_action", [user], model=mini.id, messages=1, expires_at=in_days(3), note="exam week")
     assert response.status_code == 302
     send(user)
     refused(user)
@@ -70,8 +74,7 @@ def test_the_action_first_asks_for_the_model_on_an_intermediate_page(catalog, ma
     assert not LedgerEntry.objects.filter(kind="reset").exists()
 
 
-def test_the_user_page_shows_the_quota_and_resets_and_grants_for_that_user(catalog, make_user, staff_client,
-                                                                           staff_user):
+def test_the_user_page_shows_the_quota_and_resets_and_grants_for_that_user(catalog, make_user, staff_client, staff_user):
     user, mini = make_user("alice"), catalog["o1-mini"]
     send(user)
 
@@ -81,8 +84,9 @@ def test_the_user_page_shows_the_quota_and_resets_and_grants_for_that_user(catal
     assert "Quota now" in html and "o1-mini" in html and " UTC" in html
     assert f"/admin/auth/user/{user.id}/quota/grant/" in html
 
-    response = staff_client.post(f"/admin/auth/user/{user.id}/quota/grant/",
-                                 {"apply": "1", "model": mini.id, "messages": 5, "expires_at": in_days(1)})
+    response = staff_client.post(
+        f"/admin/auth/user/{user.id}/quota/grant/", {"apply": "1", "model": mini.id, "messages": 5, "expires_at": in_days(1)}
+    )
     assert response.status_code == 302 and response.url == f"/admin/auth/user/{user.id}/change/"
     response = staff_client.post(f"/admin/auth/user/{user.id}/quota/reset/", {"apply": "1", "model": mini.id})
     assert response.status_code == 302
@@ -92,20 +96,34 @@ def test_the_user_page_shows_the_quota_and_resets_and_grants_for_that_user(catal
     assert LedgerEntry.objects.filter(user=user, kind__in=["grant", "reset"], actor=staff_user).count() == 2
 
 
-def test_changing_the_plan_in_the_plan_inline_is_ledgered_and_applies(catalog, make_user, staff_client,
-                                                                        staff_user):
+def test_changing_the_plan_in_the_plan_inline_is_ledgered_and_applies(catalog, make_user, staff_client, staff_user):
     user = make_user("alice")
     team = Plan.objects.create(name="Tight")
     PlanLimit.objects.create(plan=team, model=catalog["o1-mini"], messages=1)
     profile = user.profile
     data = {
-        "username": "alice", "first_name": "", "last_name": "", "email": "", "is_active": "on",
-        "date_joined_0": "2024-09-01", "date_joined_1": "10:00:00", "last_login_0": "", "last_login_1": "",
-        "profile-TOTAL_FORMS": "1", "profile-INITIAL_FORMS": "1", "profile-MIN_NUM_FORMS": "0",
-        "profile-MAX_NUM_FORMS": "1", "profile-0-id": profile.id, "profile-0-user": user.id,
+        "username": "alice",
+        "first_name": "",
+        "last_name": "",
+        "email": "",
+        "is_active": "on",
+        "date_joined_0": "2024-09-01",
+        "date_joined_1": "10:00:00",
+        "last_login_0": "",
+        "last_login_1": "",
+        "profile-TOTAL_FORMS": "1",
+        "profile-INITIAL_FORMS": "1",
+        "profile-MIN_NUM_FORMS": "0",
+        "profile-MAX_NUM_FORMS": "1",
+        "profile-0-id": profile.id,
+        "profile-0-user": user.id,
         "profile-0-time_zone": "Europe/Paris",
-        "quota_plan-TOTAL_FORMS": "1", "quota_plan-INITIAL_FORMS": "0", "quota_plan-MIN_NUM_FORMS": "0",
-        "quota_plan-MAX_NUM_FORMS": "1", "quota_plan-0-user": user.id, "quota_plan-0-plan": team.id,
+        "quota_plan-TOTAL_FORMS": "1",
+        "quota_plan-INITIAL_FORMS": "0",
+        "quota_plan-MIN_NUM_FORMS": "0",
+        "quota_plan-MAX_NUM_FORMS": "1",
+        "quota_plan-0-user": user.id,
+        "quota_plan-0-plan": team.id,
         "_save": "Save",
     }
     response = staff_client.post(f"/admin/auth/user/{user.id}/change/", data)
@@ -126,8 +144,7 @@ def test_changing_the_plan_in_the_plan_inline_is_ledgered_and_applies(catalog, m
     assert LedgerEntry.objects.filter(user=user, kind="plan").count() == 1
 
 
-def test_removing_an_override_is_ledgered_and_the_plan_limit_applies_again(catalog, make_user, staff_client,
-                                                                           staff_user):
+def test_removing_an_override_is_ledgered_and_the_plan_limit_applies_again(catalog, make_user, staff_client, staff_user):
     user, mini = make_user("alice"), catalog["o1-mini"]
     staff_client.post("/admin/quotas/quotaoverride/add/", override_form(user, mini, disabled="on"))
     refused(user)
@@ -140,16 +157,18 @@ def test_removing_an_override_is_ledgered_and_the_plan_limit_applies_again(catal
     assert notes == ["override removed", "override set to disabled"]
 
 
-@pytest.mark.parametrize("fields, error", [
-    ({"messages": -1}, "Ensure this value is greater than or equal to 0."),
-    ({"messages": 2_000_000}, "Messages must be between 0 and 1,000,000"),
-    ({"window_length": 0}, "The window length must be between 1 and 366."),
-    ({"window_length": 400}, "The window length must be between 1 and 366."),
-    ({"window_kind": "calendar", "window_length": 7}, "A calendar window is one day, one week or one month"),
-    ({"window_unit": "month"}, "Months have no fixed length"),
-])
-def test_an_absurd_override_is_refused_with_a_form_error_and_nothing_changes(catalog, make_user, staff_client,
-                                                                            fields, error):
+@pytest.mark.parametrize(
+    "fields, error",
+    [
+        ({"messages": -1}, "Ensure this value is greater than or equal to 0."),
+        ({"messages": 2_000_000}, "Messages must be between 0 and 1,000,000"),
+        ({"window_length": 0}, "The window length must be between 1 and 366."),
+        ({"window_length": 400}, "The window length must be between 1 and 366."),
+        ({"window_kind": "calendar", "window_length": 7}, "A calendar window is one day, one week or one month"),
+        ({"window_unit": "month"}, "Months have no fixed length"),
+    ],
+)
+def test_an_absurd_override_is_refused_with_a_form_error_and_nothing_changes(catalog, make_user, staff_client, fields, error):
     user = make_user("alice")
     response = staff_client.post("/admin/quotas/quotaoverride/add/", override_form(user, catalog["o1-mini"], **fields))
     assert response.status_code == 200
@@ -161,14 +180,28 @@ def test_an_absurd_override_is_refused_with_a_form_error_and_nothing_changes(cat
 def test_an_absurd_plan_limit_is_refused_in_the_plan_inline(catalog, staff_client):
     plan = Plan.objects.get(name="Default")
     limits = list(plan.limits.order_by("id"))
-    data = {"name": plan.name, "description": plan.description, "is_default": "on", "calendar_time_zone": "UTC",
-            "limits-TOTAL_FORMS": len(limits), "limits-INITIAL_FORMS": len(limits), "limits-MIN_NUM_FORMS": 0,
-            "limits-MAX_NUM_FORMS": 1000}
+    data = {
+        "name": plan.name,
+        "description": plan.description,
+        "is_default": "on",
+        "calendar_time_zone": "UTC",
+        "limits-TOTAL_FORMS": len(limits),
+        "limits-INITIAL_FORMS": len(limits),
+        "limits-MIN_NUM_FORMS": 0,
+        "limits-MAX_NUM_FORMS": 1000,
+    }
     for i, limit in enumerate(limits):
-        data.update({f"limits-{i}-id": limit.id, f"limits-{i}-plan": plan.id, f"limits-{i}-model": limit.model_id,
-                     f"limits-{i}-messages": -5 if i == 0 else limit.messages,
-                     f"limits-{i}-window_kind": limit.window_kind, f"limits-{i}-window_length": limit.window_length,
-                     f"limits-{i}-window_unit": limit.window_unit})
+        data.update(
+            {
+                f"limits-{i}-id": limit.id,
+                f"limits-{i}-plan": plan.id,
+                f"limits-{i}-model": limit.model_id,
+                f"limits-{i}-messages": -5 if i == 0 else limit.messages,
+                f"limits-{i}-window_kind": limit.window_kind,
+                f"limits-{i}-window_length": limit.window_length,
+                f"limits-{i}-window_unit": limit.window_unit,
+            }
+        )
     response = staff_client.post(f"/admin/quotas/plan/{plan.id}/change/", data)
     assert response.status_code == 200
     assert "Ensure this value is greater than or equal to 0." in response.content.decode()
@@ -176,10 +209,18 @@ def test_an_absurd_plan_limit_is_refused_in_the_plan_inline(catalog, staff_clien
 
 
 def test_a_second_default_plan_is_refused_with_a_form_error(catalog, staff_client):
-    response = staff_client.post("/admin/quotas/plan/add/", {
-        "name": "Another", "is_default": "on", "calendar_time_zone": "UTC",
-        "limits-TOTAL_FORMS": 0, "limits-INITIAL_FORMS": 0, "limits-MIN_NUM_FORMS": 0, "limits-MAX_NUM_FORMS": 1000,
-    })
+    response = staff_client.post(
+        "/admin/quotas/plan/add/",
+        {
+            "name": "Another",
+            "is_default": "on",
+            "calendar_time_zone": "UTC",
+            "limits-TOTAL_FORMS": 0,
+            "limits-INITIAL_FORMS": 0,
+            "limits-MIN_NUM_FORMS": 0,
+            "limits-MAX_NUM_FORMS": 1000,
+        },
+    )
     assert response.status_code == 200
     assert "“Default” is the default plan: untick it there first." in response.content.decode()
     assert not Plan.objects.filter(name="Another").exists()
@@ -187,21 +228,24 @@ def test_a_second_default_plan_is_refused_with_a_form_error(catalog, staff_clien
 
 def test_the_database_constraints_surface_as_form_errors_even_without_our_checks(catalog, make_user):
     # The backstop: a plain ModelForm runs the CheckConstraints in full_clean (Django ≥ 4.1).
-    form_class = modelform_factory(QuotaOverride, fields=["user", "model", "messages", "window_kind",
-                                                          "window_length", "window_unit", "disabled"])
+    form_class = modelform_factory(
+        QuotaOverride, fields=["user", "model", "messages", "window_kind", "window_length", "window_unit", "disabled"]
+    )
     form = form_class(override_form(make_user(), catalog["o1-mini"], window_kind="calendar", window_length=7))
     assert not form.is_valid()
     assert "override_calendar_shape" in str(form.errors)
 
 
-@pytest.mark.parametrize("fields, error", [
-    ({"messages": 0}, "Ensure this value is greater than or equal to 1."),
-    ({"messages": -5}, "Ensure this value is greater than or equal to 1."),
-    ({"messages": 100_001}, "Ensure this value is less than or equal to 100000."),
-    ({"messages": 5, "expires_at": "2020-01-01T00:00"}, "The expiry must be in the future."),
-])
-def test_an_absurd_grant_is_refused_with_a_form_error_and_nothing_changes(catalog, make_user, staff_client,
-                                                                         fields, error):
+@pytest.mark.parametrize(
+    "fields, error",
+    [
+        ({"messages": 0}, "Ensure this value is greater than or equal to 1."),
+        ({"messages": -5}, "Ensure this value is greater than or equal to 1."),
+        ({"messages": 100_001}, "Ensure this value is less than or equal to 100000."),
+        ({"messages": 5, "expires_at": "2020-01-01T00:00"}, "The expiry must be in the future."),
+    ],
+)
+def test_an_absurd_grant_is_refused_with_a_form_error_and_nothing_changes(catalog, make_user, staff_client, fields, error):
     user, mini = make_user("alice"), catalog["o1-mini"]
     data = {"model": mini.id, "expires_at": in_days(1), **fields}
 
@@ -215,11 +259,11 @@ def test_an_absurd_grant_is_refused_with_a_form_error_and_nothing_changes(catalo
     assert not LedgerEntry.objects.filter(kind="grant").exists()
 
 
-def test_a_grant_made_in_the_grant_admin_is_ledgered_and_then_read_only(catalog, make_user, staff_client,
-                                                                       staff_user):
+def test_a_grant_made_in_the_grant_admin_is_ledgered_and_then_read_only(catalog, make_user, staff_client, staff_user):
     user, mini = make_user("alice"), catalog["o1-mini"]
-    response = staff_client.post("/admin/quotas/quotagrant/add/",
-                                 {"user": user.id, "model": mini.id, "messages": 7, "expires_at": in_days(2)})
+    response = staff_client.post(
+        "/admin/quotas/quotagrant/add/", {"user": user.id, "model": mini.id, "messages": 7, "expires_at": in_days(2)}
+    )
     assert response.status_code == 302
     grant = QuotaGrant.objects.get()
     assert (grant.messages, grant.created_by) == (7, staff_user)
@@ -227,8 +271,9 @@ def test_a_grant_made_in_the_grant_admin_is_ledgered_and_then_read_only(catalog,
 
     page = staff_client.get(f"/admin/quotas/quotagrant/{grant.id}/change/")
     assert page.status_code == 200 and b'name="messages"' not in page.content
-    changed = staff_client.post(f"/admin/quotas/quotagrant/{grant.id}/change/",
-                                {"user": user.id, "model": mini.id, "messages": 70000, "expires_at": in_days(2)})
+    changed = staff_client.post(
+        f"/admin/quotas/quotagrant/{grant.id}/change/", {"user": user.id, "model": mini.id, "messages": 70000, "expires_at": in_days(2)}
+    )
     assert changed.status_code == 403
     grant.refresh_from_db()
     assert grant.messages == 7
@@ -251,8 +296,7 @@ def test_the_ledger_admin_is_read_only_and_filterable(catalog, make_user, staff_
     assert staff_client.post(f"/admin/quotas/ledgerentry/{entry.id}/delete/", {"post": "yes"}).status_code == 403
     assert LedgerEntry.objects.filter(id=entry.id, kind="reserve").exists()
 
-    listing = staff_client.get("/admin/quotas/ledgerentry/", {"q": "alice", "kind": "reserve",
-                                                           "created_at__year": entry.created_at.year})
+    listing = staff_client.get("/admin/quotas/ledgerentry/", {"q": "alice", "kind": "reserve", "created_at__year": entry.created_at.year})
     assert listing.status_code == 200
     assert list(listing.context["cl"].result_list) == [entry]
     assert b"delete_selected" not in listing.content
@@ -277,8 +321,7 @@ def test_staff_without_ledger_permission_cannot_see_usage(catalog, make_user):
     assert client.get("/usage.csv").status_code == 403
 
 
-def test_a_user_with_quota_history_cannot_be_deleted_from_the_admin_only_deactivated(catalog, make_user,
-                                                                                     staff_client):
+def test_a_user_with_quota_history_cannot_be_deleted_from_the_admin_only_deactivated(catalog, make_user, staff_client):
     # The ledger is append-only, and deleting a user would cascade to their entries.
     user = make_user("alice")
     send(user)
@@ -295,8 +338,9 @@ def test_editing_an_override_is_ledgered_and_keeps_its_user_and_model(catalog, m
     override = QuotaOverride.objects.get()
     other = make_user("mallory")
 
-    response = staff_client.post(f"/admin/quotas/quotaoverride/{override.id}/change/",
-                                 override_form(other, catalog["o1-preview"], messages=3))
+    response = staff_client.post(
+        f"/admin/quotas/quotaoverride/{override.id}/change/", override_form(other, catalog["o1-preview"], messages=3)
+    )
     assert response.status_code == 302
     override.refresh_from_db()
     assert (override.user, override.model, override.messages) == (user, mini, 3)
@@ -308,10 +352,16 @@ def test_editing_an_override_is_ledgered_and_keeps_its_user_and_model(catalog, m
 
 
 def test_adding_a_user_in_the_admin_gives_them_a_profile_on_the_default_plan(catalog, staff_client):
-    response = staff_client.post("/admin/auth/user/add/", {
-        "username": "newbie", "usable_password": "true", "password1": "a-long-pass-123",
-        "password2": "a-long-pass-123", "_save": "Save",
-    })
+    response = staff_client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "newbie",
+            "usable_password": "true",
+            "password1": "a-long-pass-123",
+            "password2": "a-long-pass-123",
+            "_save": "Save",
+        },
+    )
     assert response.status_code == 302
     user = User.objects.get(username="newbie")
     assert not UserPlan.objects.filter(user=user).exists()  # follows the default plan

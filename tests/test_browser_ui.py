@@ -16,9 +16,11 @@ def stored_reply(username: str, *statuses: str, timeout: float = 20):
     """The user's newest answer once it is stored with one of `statuses`."""
     Message = apps.get_model("chat", "Message")
     return wait_until(
-        lambda: Message.objects.filter(
-            role="assistant", conversation__user__username=username, replaced=False, status__in=statuses
-        ).order_by("-id").first(),
+        lambda: (
+            Message.objects.filter(role="assistant", conversation__user__username=username, replaced=False, status__in=statuses)
+            .order_by("-id")
+            .first()
+        ),
         timeout=timeout,
         what=f"an answer of {username} with status {statuses}",
     )
@@ -44,9 +46,7 @@ def number_above(n: int) -> str:
     return "(?:" + "|".join(str(i) for i in range(n + 1, n + 60)) + ")"
 
 
-def test_thinking_counts_seconds_then_folds_into_thought_for_n_seconds_with_the_summary(
-    live_url, browser_page, make_user
-):
+def test_thinking_counts_seconds_then_folds_into_thought_for_n_seconds_with_the_summary(live_url, browser_page, make_user):
     make_user("ponder")
     page = browser_page
     log_in(page, live_url, "ponder")
@@ -202,9 +202,7 @@ def test_sidebar_search_finds_chats_by_title_and_by_message_text(live_url, brows
     expect(page.locator("article.msg-user .bubble")).to_have_text("Where should we eat pastel de nata?")
 
 
-def test_the_picker_counts_down_what_is_left_and_disables_a_model_at_its_limit(
-    live_url, browser_page, make_user, catalog
-):
+def test_the_picker_counts_down_what_is_left_and_disables_a_model_at_its_limit(live_url, browser_page, make_user, catalog):
     user = make_user("counted")
     apps.get_model("quotas", "QuotaOverride").objects.create(
         user=user, model=catalog["o1-mini"], messages=2, window_kind="anchored", window_length=1, window_unit="day"
@@ -277,9 +275,7 @@ def test_a_second_tab_on_the_same_chat_follows_the_answer_live(live_url, browser
     assert not errors, f"JavaScript errors in the second tab: {errors}"
 
 
-def test_a_dropped_connection_reconnects_and_resumes_the_answer_without_gap_or_duplicate(
-    live_url, browser_page, make_user
-):
+def test_a_dropped_connection_reconnects_and_resumes_the_answer_without_gap_or_duplicate(live_url, browser_page, make_user):
     """The socket drops mid-answer and the first reconnects fail; once back, the text on
     screen comes from the snapshot and later deltas only (the final `done` is held back)."""
     make_user("flaky")

@@ -76,15 +76,15 @@ def executable_in(locator) -> list[str]:
     return locator.evaluate("(node) => window.__xssScan(node)")
 
 
-def test_hostile_html_in_streamed_answers_is_inert_during_streaming_and_after_a_reload(
-    live_url, browser_page, make_user
-):
+def test_hostile_html_in_streamed_answers_is_inert_during_streaming_and_after_a_reload(live_url, browser_page, make_user):
     make_user("mallory")
     page = watched_page(browser_page)
     log_in(page, live_url, "mallory")
     sample = """<a href=" javascript:x" onclick="y">a</a><iframe></iframe>"""
-    assert len(page.evaluate("(html) => { const d = document.createElement('div'); d.innerHTML = html; "
-                             "return window.__xssScan(d); }", sample)) == 3  # the watcher sees what it should
+    assert (
+        len(page.evaluate("(html) => { const d = document.createElement('div'); d.innerHTML = html; return window.__xssScan(d); }", sample))
+        == 3
+    )  # the watcher sees what it should
 
     for n, (name, payload) in enumerate(PAYLOADS.items(), start=1):
         reply = f"Payload {n}:\n\n{payload}\n\nEnd {n}."

@@ -72,7 +72,7 @@ def test_trimming_keeps_prompt_and_output_reserve_within_the_window():
     assert len(kept) < len(turns)
     assert sum(tokens_estimate(t["content"]) for t in kept) + reserve <= window
     # Nothing newer than the oldest kept turn was dropped.
-    assert kept == turns[len(turns) - len(kept):]
+    assert kept == turns[len(turns) - len(kept) :]
 
 
 def test_old_turns_are_trimmed_from_what_the_model_receives(simulator, catalog, make_user):

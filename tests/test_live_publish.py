@@ -11,8 +11,7 @@ from live.publish import Delta, Event, merged
 
 
 def delta(message_id: int, offset: int, text: str, conversation_id: int = 1) -> Delta:
-    return Delta(conversation_id=conversation_id, message_id=message_id, offset=offset, text=text,
-                 reasoning_offset=0, reasoning="")
+    return Delta(conversation_id=conversation_id, message_id=message_id, offset=offset, text=text, reasoning_offset=0, reasoning="")
 
 
 def test_consecutive_deltas_of_a_reply_are_joined_at_the_first_offset():
@@ -50,5 +49,4 @@ def test_what_we_publish_reaches_a_channel_that_joined_the_group_through_the_ins
 
     received = run_soon(listen()).result(20)
     assert received["first"]["type"] == "chat.status"
-    assert received["second"] == {"type": "chat.delta", "message_id": 1, "offset": 0, "text": "hi",
-                                  "reasoning_offset": 0, "reasoning": ""}
+    assert received["second"] == {"type": "chat.delta", "message_id": 1, "offset": 0, "text": "hi", "reasoning_offset": 0, "reasoning": ""}

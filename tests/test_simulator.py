@@ -40,7 +40,9 @@ def base_url() -> Iterator[str]:
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "simulator", "--port", str(port), "--think", "0", "--rate", "2000"],
-            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 15
@@ -79,8 +81,7 @@ def _user(text: str) -> list[Any]:
 
 
 def _raw(base_url: str, method: str, path: str, body: bytes | None = None) -> tuple[int, Any]:
-    req = urllib.request.Request(f"{base_url}{path}", data=body, method=method,
-                                 headers={"content-type": "application/json"})
+    req = urllib.request.Request(f"{base_url}{path}", data=body, method=method, headers={"content-type": "application/json"})
     try:
         with urllib.request.urlopen(req, timeout=5) as r:
             return r.status, json.load(r)
@@ -95,7 +96,9 @@ def test_models(client: OpenAI) -> None:
 
 def test_streaming_with_usage(client: OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="o1-mini", messages=_user("hello there [sim:think=0]"), stream=True,
+        model="o1-mini",
+        messages=_user("hello there [sim:think=0]"),
+        stream=True,
         stream_options={"include_usage": True},
     )
     chunks = list(stream)
@@ -221,7 +224,10 @@ def test_drop_non_streaming(client: OpenAI) -> None:
 
 def test_stall_times_out(client: OpenAI) -> None:
     stream = client.chat.completions.create(
-        model="gpt-4o", messages=_user("hello [sim:fault=stall] [sim:after=2]"), stream=True, timeout=1.0,
+        model="gpt-4o",
+        messages=_user("hello [sim:fault=stall] [sim:after=2]"),
+        stream=True,
+        timeout=1.0,
     )
     got = []
     start = time.monotonic()
@@ -240,11 +246,11 @@ def test_o1_validation(client: OpenAI) -> None:
         client.chat.completions.create(model="o1-preview", messages=_user("hi"), temperature=0.2)
     assert exc.value.code == "unsupported_parameter"
     with pytest.raises(openai.BadRequestError):
-        client.chat.completions.create(
-            model="o1-preview", messages=[{"role": "system", "content": "be nice"}, *_user("hi")])
+        client.chat.completions.create(model="o1-preview", messages=[{"role": "system", "content": "be nice"}, *_user("hi")])
     # Non-reasoning models accept all three.
-    r = client.chat.completions.create(model="gpt-4o", temperature=0.2, max_tokens=50,
-                                       messages=[{"role": "system", "content": "be nice"}, *_user("hi")])
+    r = client.chat.completions.create(
+        model="gpt-4o", temperature=0.2, max_tokens=50, messages=[{"role": "system", "content": "be nice"}, *_user("hi")]
+    )
     assert r.choices[0].message.content
 
 
@@ -252,8 +258,7 @@ def test_bad_requests(base_url: str) -> None:
     assert _raw(base_url, "POST", "/v1/chat/completions", b"not json")[0] == 400
     status, body = _raw(base_url, "POST", "/v1/chat/completions", b'{"model": "gpt-4o"}')
     assert status == 400 and body["error"]["code"] == "missing_required_parameter"
-    status, body = _raw(base_url, "POST", "/v1/chat/completions",
-                        json.dumps({"model": "gpt-4o", "messages": _user("[sim:nope]")}).encode())
+    status, body = _raw(base_url, "POST", "/v1/chat/completions", json.dumps({"model": "gpt-4o", "messages": _user("[sim:nope]")}).encode())
     assert status == 400 and "nope" in body["error"]["message"]
 
 
@@ -274,10 +279,13 @@ def test_many_concurrent_streams(base_url: str) -> None:
 
     async def main() -> list[str]:
         async with AsyncOpenAI(api_key="sim", base_url=f"{base_url}/v1", max_retries=0) as aclient:
+
             async def one(i: int) -> str:
                 stream = await aclient.chat.completions.create(
-                    model="gpt-4o", messages=_user(f"n{i} [sim:rate=50] [sim:tokens=10]"), stream=True)
+                    model="gpt-4o", messages=_user(f"n{i} [sim:rate=50] [sim:tokens=10]"), stream=True
+                )
                 return "".join([c.choices[0].delta.content or "" async for c in stream])
+
             return await asyncio.gather(*(one(i) for i in range(100)))
 
     start = time.monotonic()

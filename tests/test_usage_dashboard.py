@@ -26,8 +26,7 @@ NOW = dt.datetime(2024, 9, 11, 18, 0, tzinfo=UTC)
 
 def answered(user, model: str, prompt: int, completion: int, reasoning: int) -> Message:
     reply = send(user, model)
-    assert quota_settle(reply_id=reply.id, usage={"prompt_tokens": prompt, "completion_tokens": completion,
-                                            "reasoning_tokens": reasoning})
+    assert quota_settle(reply_id=reply.id, usage={"prompt_tokens": prompt, "completion_tokens": completion, "reasoning_tokens": reasoning})
     return reply
 
 
@@ -77,8 +76,11 @@ def test_the_dashboard_sums_tokens_per_model_from_settled_replies(history, staff
     data = dashboard(staff_client).context["data"]
     tokens = {t["model"]: t for t in data["tokens"]}
 
-    assert (tokens["o1-mini"]["prompt_tokens"], tokens["o1-mini"]["completion_tokens"],
-            tokens["o1-mini"]["reasoning_tokens"]) == (330, 131, 71)
+    assert (tokens["o1-mini"]["prompt_tokens"], tokens["o1-mini"]["completion_tokens"], tokens["o1-mini"]["reasoning_tokens"]) == (
+        330,
+        131,
+        71,
+    )
     assert (tokens["o1-preview"]["prompt_tokens"], tokens["o1-preview"]["reasoning_tokens"]) == (1000, 600)
     assert tokens["gpt-4o"]["completion_tokens"] == 0
     assert dashboard(staff_client).context["totals"]["messages"] == 6
@@ -94,16 +96,14 @@ def test_the_dashboard_ranks_users_and_lists_those_at_their_limit(history, catal
 
     response = dashboard(staff_client)
     assert [(u["user__username"], u["messages"]) for u in response.context["top_users"]] == [("alice", 3), ("bob", 3)]
-    assert response.context["data"]["top_users"] == [{"username": "alice", "messages": 3},
-                                                     {"username": "bob", "messages": 3}]
+    assert response.context["data"]["top_users"] == [{"username": "alice", "messages": 3}, {"username": "bob", "messages": 3}]
     at_limit = response.context["at_limit"]
     assert [(r["username"], r["model"], r["used"], r["limit"]) for r in at_limit] == [("alice", "o1-preview", 1, 1)]
     assert at_limit[0]["resets_label"] == "Mon 16 Sep, 00:00 UTC"
     assert response.context["checked_users"] == 2  # both reached their override; only alice has no grant
 
 
-def test_the_dashboard_does_not_query_per_active_user(catalog, make_user, staff_client,
-                                                      django_assert_max_num_queries):
+def test_the_dashboard_does_not_query_per_active_user(catalog, make_user, staff_client, django_assert_max_num_queries):
     for n in range(25):
         answered(make_user(f"user{n}"), "o1-mini", 10, 10, 5)
     with django_assert_max_num_queries(30):
@@ -128,9 +128,15 @@ def test_the_page_hands_its_data_to_a_static_script_and_has_no_inline_code(histo
 
 def test_the_csv_has_a_row_per_day_user_and_model(history, staff_client):
     rows = csv_rows(staff_client)
-    table = {(r["day"], r["username"], r["model"]): (int(r["messages"]), int(r["prompt_tokens"]),
-                                                     int(r["completion_tokens"]), int(r["reasoning_tokens"]))
-             for r in rows}
+    table = {
+        (r["day"], r["username"], r["model"]): (
+            int(r["messages"]),
+            int(r["prompt_tokens"]),
+            int(r["completion_tokens"]),
+            int(r["reasoning_tokens"]),
+        )
+        for r in rows
+    }
     assert table == {
         ("2024-09-09", "alice", "o1-mini"): (1, 100, 50, 30),
         ("2024-09-09", "alice", "o1-preview"): (1, 1000, 800, 600),
@@ -139,11 +145,11 @@ def test_the_csv_has_a_row_per_day_user_and_model(history, staff_client):
         ("2024-09-11", "bob", "o1-mini"): (2, 30, 11, 1),
         ("2024-09-11", "bob", "gpt-4o"): (1, 0, 0, 0),
     }
-    assert list(rows[0]) == ["day", "username", "model", "messages", "prompt_tokens", "completion_tokens",
-                             "reasoning_tokens"]
+    assert list(rows[0]) == ["day", "username", "model", "messages", "prompt_tokens", "completion_tokens", "reasoning_tokens"]
     # The CSV and the ledger agree on the totals.
     assert sum(int(r["messages"]) for r in rows) == sum(
-        LedgerEntry.objects.filter(kind__in=["reserve", "refund"]).values_list("delta", flat=True))
+        LedgerEntry.objects.filter(kind__in=["reserve", "refund"]).values_list("delta", flat=True)
+    )
 
 
 def test_days_narrows_the_period(history, staff_client):
@@ -234,22 +240,25 @@ def test_set_plan_moves_the_user_and_is_ledgered(catalog, make_user):
     assert LedgerEntry.objects.get(user=alice, kind="plan").note.startswith("plan set to Tight")
 
 
-@pytest.mark.parametrize("args, error", [
-    (["show", "nobody"], "There is no user called 'nobody'."),
-    (["grant", "alice", "gpt-9", "5"], "There is no model 'gpt-9'. Models: "),
-    (["grant", "alice", "o1-mini", "0"], "messages must be from 1 to 100,000, not 0."),
-    (["grant", "alice", "o1-mini", "-3"], "messages must be from 1 to 100,000, not -3."),
-    (["grant", "alice", "o1-mini", "lots"], "messages must be a whole number from 1 to 100,000, not 'lots'."),
-    (["grant", "alice", "o1-mini", "100001"], "messages must be from 1 to 100,000"),
-    (["grant", "alice", "o1-mini", "5", "--days", "0"], "--days must be from 1 to 3,660, not 0."),
-    (["grant", "alice", "o1-mini", "5", "--days", "week"], "--days must be a whole number"),
-    (["grant", "alice", "o1-mini", "5", "--until", "2020-01-01"], "is not in the future"),
-    (["grant", "alice", "o1-mini", "5", "--until", "soon"], "--until must be a date like 2025-01-31"),
-    (["grant", "alice", "o1-mini", "5", "--days", "2", "--until", "2099-01-01"], "not allowed with argument"),
-    (["reset", "alice", "gpt-9"], "There is no model 'gpt-9'."),
-    (["set-plan", "alice", "Platinum"], "There is no plan called 'Platinum'. Plans: Default."),
-    (["explode", "alice"], "invalid choice: 'explode'"),
-])
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (["show", "nobody"], "There is no user called 'nobody'."),
+        (["grant", "alice", "gpt-9", "5"], "There is no model 'gpt-9'. Models: "),
+        (["grant", "alice", "o1-mini", "0"], "messages must be from 1 to 100,000, not 0."),
+        (["grant", "alice", "o1-mini", "-3"], "messages must be from 1 to 100,000, not -3."),
+        (["grant", "alice", "o1-mini", "lots"], "messages must be a whole number from 1 to 100,000, not 'lots'."),
+        (["grant", "alice", "o1-mini", "100001"], "messages must be from 1 to 100,000"),
+        (["grant", "alice", "o1-mini", "5", "--days", "0"], "--days must be from 1 to 3,660, not 0."),
+        (["grant", "alice", "o1-mini", "5", "--days", "week"], "--days must be a whole number"),
+        (["grant", "alice", "o1-mini", "5", "--until", "2020-01-01"], "is not in the future"),
+        (["grant", "alice", "o1-mini", "5", "--until", "soon"], "--until must be a date like 2025-01-31"),
+        (["grant", "alice", "o1-mini", "5", "--days", "2", "--until", "2099-01-01"], "not allowed with argument"),
+        (["reset", "alice", "gpt-9"], "There is no model 'gpt-9'."),
+        (["set-plan", "alice", "Platinum"], "There is no plan called 'Platinum'. Plans: Default."),
+        (["explode", "alice"], "invalid choice: 'explode'"),
+    ],
+)
 def test_bad_input_is_a_command_error_and_changes_nothing(catalog, make_user, args, error):
     make_user("alice")
     with pytest.raises(CommandError) as exc:

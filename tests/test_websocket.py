@@ -122,8 +122,17 @@ def test_an_answer_streams_end_to_end_through_web_worker_and_simulator(live_url,
     user = make_user()
     ws_url = live_url.replace("http", "ws") + "/ws/chat/"
     with connect(ws_url, additional_headers={"Cookie": session_cookie(user), "Origin": live_url}) as ws:
-        ws.send(json.dumps({"type": "send", "conversation_id": None, "model": "o1-mini",
-                            "text": "Stream please [sim:think=0.2] [sim:tokens=60]", "client_id": "c1"}))
+        ws.send(
+            json.dumps(
+                {
+                    "type": "send",
+                    "conversation_id": None,
+                    "model": "o1-mini",
+                    "text": "Stream please [sim:think=0.2] [sim:tokens=60]",
+                    "client_id": "c1",
+                }
+            )
+        )
         sent = json.loads(ws.recv(timeout=10))
         assert sent["type"] == "sent" and sent["client_id"] == "c1"
         reply_id = sent["reply"]["id"]

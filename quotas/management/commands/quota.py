@@ -72,10 +72,11 @@ class Command(BaseCommand):
             messages = _whole(options["messages"], "messages", 1, MAX_GRANT)
             expires_at = self._expiry(options["days"], options["until"])
             quota_grant(user=user, model=model, messages=messages, expires_at=expires_at, note=NOTE)
-            self.stdout.write(self.style.SUCCESS(
-                f"Granted {user.get_username()} +{messages:,} {model.name} messages until "
-                f"{format_reset(expires_at, UTC)} UTC."
-            ))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Granted {user.get_username()} +{messages:,} {model.name} messages until {format_reset(expires_at, UTC)} UTC."
+                )
+            )
             self._show(user)
         elif subcommand == "reset":
             model = self._model(options["model"])
@@ -132,14 +133,16 @@ class Command(BaseCommand):
             if status.disabled:
                 rows.append((status.model.slug, "-", "-", "-", "-", "disabled"))
                 continue
-            rows.append((
-                status.model.slug,
-                str(status.used),
-                "unlimited" if status.limit is None else str(status.limit),
-                "-" if status.left is None else str(status.left),
-                format_reset(status.resets_at, UTC) if status.resets_at else "-",
-                status.describe,
-            ))
+            rows.append(
+                (
+                    status.model.slug,
+                    str(status.used),
+                    "unlimited" if status.limit is None else str(status.limit),
+                    "-" if status.left is None else str(status.left),
+                    format_reset(status.resets_at, UTC) if status.resets_at else "-",
+                    status.describe,
+                )
+            )
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             self.stdout.write("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
