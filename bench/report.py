@@ -312,7 +312,7 @@ def quota_section(results: dict) -> list[str]:
     out = [
         "## 3. Quota admission",
         "",
-        "Two things are timed. `quota_reserve` is the reservation the target is about. `chat.services.message_send`",
+        "Two things are timed. `quota_reserve` is the reservation the target is about. `chat.actions.message_send`",
         "is the whole action behind a browser's `send`, of which the reservation is a part: one transaction",
         "that locks the user's profile row, creates the conversation, the user message and the pending reply,",
         "reserves quota (`quota_reserve`: row lock on the user's counter for the model, conditional update, ledger",

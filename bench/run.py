@@ -616,7 +616,7 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
 
     # Figure 3 first, while no web server or worker holds database connections.
     if "quota" not in skip:
-        say("quota admission through services.message_send")
+        say("quota admission through chat.actions.message_send")
         quota_out = outdir / "quota.json"
         t = time.monotonic()
         quota_cmd = [

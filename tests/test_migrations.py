@@ -24,7 +24,9 @@ def test_a_database_of_the_previous_layout_migrates_with_its_quota_data():
     # What the previous main stored, through its own models.
     User = old.get_model("auth", "User")
     user = User.objects.create(username="alice", password="x")
-    mini = old.get_model("chat", "AIModel").objects.get(slug="o1-mini")
+    mini, _ = old.get_model("chat", "AIModel").objects.get_or_create(
+        slug="o1-mini", defaults={"name": "o1-mini", "provider_model": "o1-mini", "context_window": 128_000, "max_output_tokens": 65_536}
+    )
     team = old.get_model("chat", "Plan").objects.create(name="Team")
     old.get_model("chat", "PlanLimit").objects.create(
         plan=team, model=mini, messages=2, window_kind="anchored", window_length=1, window_unit="day"

@@ -1,6 +1,6 @@
 """Tests for the OpenAI-compatible simulator (chat/simulator), via the real openai SDK.
 
-No Django here: the simulator runs as a subprocess (``python -m chat.simulator``)
+No Django here: the simulator runs as a subprocess (``python -m simulator``)
 on a free port, so this also exercises the CLI.
 """
 
