@@ -19,6 +19,12 @@ class AIModel(models.Model):
         default=True, help_text="Send max_completion_tokens (reasoning models) instead of max_tokens."
     )
     supports_temperature = models.BooleanField(default=False)
+    tokenizer = models.CharField(
+        max_length=32,
+        blank=True,
+        choices=[("o200k_base", "o200k_base (OpenAI o1, o3, o4, GPT-4o, GPT-4.1, GPT-5)")],
+        help_text="How prompts are counted against the context window. Blank: unknown, counted conservatively.",
+    )
     is_reasoning = models.BooleanField(default=True)
     reasoning_efforts = models.CharField(
         max_length=100, blank=True, help_text="Comma-separated reasoning_effort levels, empty if not supported."

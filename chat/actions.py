@@ -51,7 +51,9 @@ def _clean_text(text: object) -> str:
 
 
 def _model_get(slug: object) -> AIModel:
-    model = AIModel.objects.filter(slug=slug, enabled=True).first() if isinstance(slug, str) else None
+    """An enabled model; anything else (not text, a NUL byte PostgreSQL would refuse, unknown, disabled) is refused."""
+    usable = isinstance(slug, str) and len(slug) <= 64 and "\x00" not in slug
+    model = AIModel.objects.filter(slug=slug, enabled=True).first() if usable else None
     if model is None:
         raise ActionRefused("unknown_model", f"There is no model called {str(slug)[:60]!r}.")
     return model
@@ -103,6 +105,11 @@ def _reply_start(*, user, conversation: Conversation, model: AIModel, new_conver
     return reply
 
 
+def _check_fits(text: str, model: AIModel) -> None:
+    if not message_fits(text, context_window=model.context_window, max_output_tokens=model.max_output_tokens, tokenizer=model.tokenizer):
+        raise ActionRefused("too_long", f"The message is too long for {model.name}'s context window.")
+
+
 def _lock_user(user) -> None:
     """Serialise one user's sends, so the cap on live replies cannot be raced past."""
     Profile.objects.select_for_update().filter(user=user).first()
@@ -115,8 +122,7 @@ def message_send(*, user, conversation_id: int | None, model_slug: object, text:
     """
     text = _clean_text(text)
     model = _model_get(model_slug)
-    if not message_fits(text, context_window=model.context_window, max_output_tokens=model.max_output_tokens):
-        raise ActionRefused("too_long", f"The message is too long for {model.name}'s context window.")
+    _check_fits(text, model)
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         if conversation_id is None:
@@ -151,7 +157,8 @@ def reply_regenerate(*, user, message_id: object, model_slug: object = None) -> 
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         old = _last_turn(user, message_id, Message.Role.ASSISTANT)
-        model = _model_get(model_slug) if model_slug else old.model
+        # The old reply's model unless another is named; either way it must be enabled now.
+        model = _model_get(model_slug or old.model.slug)
         Message.objects.filter(id=old.id).update(replaced=True)
         reply = _reply_start(user=user, conversation=old.conversation, model=model)
         transaction.on_commit(lambda: events.messages_added(old.conversation, [reply]))
@@ -164,9 +171,8 @@ def message_edit(*, user, message_id: object, text: object, model_slug: object =
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         old = _last_turn(user, message_id, Message.Role.USER)
-        model = _model_get(model_slug) if model_slug else old.model
-        if not message_fits(text, context_window=model.context_window, max_output_tokens=model.max_output_tokens):
-            raise ActionRefused("too_long", f"The message is too long for {model.name}'s context window.")
+        model = _model_get(model_slug or old.model.slug)
+        _check_fits(text, model)
         old.conversation.messages.filter(id__gte=old.id).update(replaced=True)
         user_message = Message.objects.create(conversation=old.conversation, role=Message.Role.USER, model=model, text=text)
         reply = _reply_start(user=user, conversation=old.conversation, model=model)

@@ -4,6 +4,7 @@ The protocol is in docs/protocol.md.
 """
 
 import json
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -20,8 +21,10 @@ from . import actions, selectors
 from .models import Message
 from .serializers import conversation_json, message_json
 
-# Room in a frame for the JSON around the message text, in characters.
+# A frame may carry a message of MAX_MESSAGE_CHARS written as \uXXXX escapes (6 characters each),
+# plus this much JSON around it; the message itself is measured after decoding (chat/actions.py).
 MAX_FRAME_CHARS_OVERHEAD = 4096
+CLIENT_ID = re.compile(r'"client_id"\s*:\s*"((?:[^"\\]|\\.){0,200})"')
 # Channels' default runs every ORM call of the process in ONE thread; sends from
 # many sockets would queue behind each other. A pool, sized to the DB pool, does not.
 _db_threads = ThreadPoolExecutor(max_workers=settings.WEB_DB_THREADS, thread_name_prefix="db")
@@ -74,6 +77,17 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def error(self, code: str, message: str, **extra) -> None:
         await self.send_json({"type": "error", "code": code, "message": message, **extra})
 
+    @staticmethod
+    def _client_id(text_data: str) -> str | None:
+        """The client_id of a frame too large or malformed to decode, so that its error still answers it."""
+        found = CLIENT_ID.search(text_data[:100_000])
+        if found is None:
+            return None
+        try:
+            return json.loads(f'"{found.group(1)}"')
+        except ValueError:
+            return None
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self._flooding():
             await self.error("flood", "Too many messages at once; reconnecting.")
@@ -82,17 +96,23 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if text_data is None:
             await self.error("invalid", "Binary frames are not accepted.")
             return
-        if len(text_data) > settings.MAX_MESSAGE_CHARS * 2 + MAX_FRAME_CHARS_OVERHEAD:
-            await self.error("too_long", "That frame is too large.")
+        if len(text_data) > settings.MAX_MESSAGE_CHARS * 6 + MAX_FRAME_CHARS_OVERHEAD:
+            await self.error("too_long", "That frame is too large.", client_id=self._client_id(text_data))
             return
         try:
             frame = json.loads(text_data)
-        except ValueError:
-            await self.error("invalid", "That frame is not JSON.")
+        except (ValueError, RecursionError):  # RecursionError: nested too deep to be anything we sent
+            await self.error("invalid", "That frame is not JSON we understand.", client_id=self._client_id(text_data))
             return
-        handler = getattr(self, f"do_{frame.get('type')}", None) if isinstance(frame, dict) else None
-        if handler is None or not isinstance(frame.get("type"), str):
-            await self.error("invalid", "Unknown frame type.")
+        if not isinstance(frame, dict):
+            await self.error("invalid", "A frame is a JSON object.")
+            return
+        kind = frame.get("type")
+        handler = getattr(self, f"do_{kind}", None) if isinstance(kind, str) else None
+        if handler is None:
+            await self.error(
+                "invalid", "Unknown frame type.", request=kind if isinstance(kind, str) else None, client_id=frame.get("client_id")
+            )
             return
         try:
             await handler(frame)
@@ -129,18 +149,21 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
         await self._follow(reply.conversation_id)
         await self._sent(frame, user_message, reply)
+        await self._done_if_ended(reply.id)
 
     async def do_regenerate(self, frame: dict) -> None:
         reply = await database_sync_to_async(actions.reply_regenerate)(
             user=self.user, message_id=frame.get("message_id"), model_slug=frame.get("model")
         )
         await self._sent(frame, None, reply)
+        await self._done_if_ended(reply.id)
 
     async def do_edit(self, frame: dict) -> None:
         user_message, reply = await database_sync_to_async(actions.message_edit)(
             user=self.user, message_id=frame.get("message_id"), text=frame.get("text"), model_slug=frame.get("model")
         )
         await self._sent(frame, user_message, reply)
+        await self._done_if_ended(reply.id)
 
     async def do_stop(self, frame: dict) -> None:
         await database_sync_to_async(actions.reply_stop)(user=self.user, message_id=frame.get("message_id"))
@@ -160,6 +183,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     def _message_snapshot(self, message_id: object) -> dict:
         return message_json(selectors.message_get_for_user(user=self.user, message_id=message_id))
+
+    async def _done_if_ended(self, reply_id: int) -> None:
+        """A reply can end before this socket joined its conversation's group (the task was enqueued at
+        commit): its `done` went to no one. Read it back now that the socket is in the group; a `done`
+        sent to the group meanwhile may arrive twice, which the page ignores."""
+        message = await database_sync_to_async(self._message_snapshot)(reply_id)
+        if message["status"] not in ("pending", "streaming"):
+            await self.send_json({"type": "done", "message": message})
 
     async def _fill_from_buffer(self, message: dict) -> None:
         buffered = await buffer_read(message["id"])

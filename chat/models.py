@@ -40,6 +40,7 @@ class Message(models.Model):
     reasoning = models.TextField(blank=True, help_text="Reasoning summary shown to the user; never re-sent.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DONE)
     incomplete = models.BooleanField(default=False, help_text="The answer was cut off and is partial.")
+    finish_reason = models.CharField(max_length=32, blank=True, help_text="The provider's: stop, length, content_filter…")
     replaced = models.BooleanField(default=False, help_text="Regenerated or edited away; kept for usage records.")
     error = models.CharField(max_length=500, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)

@@ -15,6 +15,7 @@ def message_json(message: Message) -> dict:
         "reasoning": message.reasoning,
         "status": message.status,
         "incomplete": message.incomplete,
+        "finish_reason": message.finish_reason,
         "error": message.error,
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,

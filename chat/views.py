@@ -62,6 +62,8 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
 @require_GET
 def conversation_search(request: HttpRequest) -> JsonResponse:
     query = request.GET.get("q", "")[:200]
+    if "\x00" in query:
+        return _json_error(actions.ActionRefused("invalid", "The search contains a NUL character."))
     conversations = selectors.conversation_list(user=request.user, query=query)[:200]
     return JsonResponse({"conversations": [conversation_json(c) for c in conversations]})
 

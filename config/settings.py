@@ -209,8 +209,15 @@ SIMULATOR_PORT = env_int("SIMULATOR_PORT", 8765)
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL") or ("" if OPENAI_API_KEY else f"http://127.0.0.1:{SIMULATOR_PORT}/v1")
 USING_SIMULATOR = not OPENAI_API_KEY
 OPENAI_CONNECT_TIMEOUT = env_float("OPENAI_CONNECT_TIMEOUT", 10.0)
-# Reasoning models may think for minutes before the first byte.
-OPENAI_READ_TIMEOUT = env_float("OPENAI_READ_TIMEOUT", 300.0)
+# Reasoning models think before they write, and o1 may think for minutes on a hard prompt: the
+# first output (reasoning or text) may take this long. Once output flows, a gap between chunks
+# longer than OPENAI_CHUNK_GAP_TIMEOUT is a stall. REPLY_DEADLINE_SECONDS ends every reply,
+# retries and back-offs included (docs/operations.md, "Time limits").
+OPENAI_FIRST_OUTPUT_TIMEOUT = env_float("OPENAI_FIRST_OUTPUT_TIMEOUT", 300.0)
+OPENAI_CHUNK_GAP_TIMEOUT = env_float("OPENAI_CHUNK_GAP_TIMEOUT", 60.0)
+REPLY_DEADLINE_SECONDS = env_float("REPLY_DEADLINE_SECONDS", 600.0)
+# The SDK's own per-read timeout: a backstop behind the limits above.
+OPENAI_READ_TIMEOUT = env_float("OPENAI_READ_TIMEOUT", 330.0)
 
 # Streaming: how often deltas go out, how often partial text is saved.
 STREAM_FLUSH_SECONDS = env_float("STREAM_FLUSH_SECONDS", 0.05)

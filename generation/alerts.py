@@ -18,6 +18,21 @@ def provider_alert_raise(message: str) -> None:
         log.exception("could not store the provider alert")
 
 
+FAILURES_KEY = "reply-failures"
+FAILURES_WINDOW = 300
+
+
+def failure_count() -> int:
+    """Count one more failed reply; returns how many failed in the last FAILURES_WINDOW seconds or so."""
+    try:
+        pipe = redis_client().pipeline()
+        pipe.incr(FAILURES_KEY)
+        pipe.expire(FAILURES_KEY, FAILURES_WINDOW, nx=True)
+        return int(pipe.execute()[0])
+    except Exception:
+        return 0
+
+
 def provider_alert() -> str:
     try:
         value = redis_client().get(ALERT_KEY)

@@ -1,13 +1,12 @@
 """What is sent to the model: earlier turns' visible text, trimmed to the window.
 
-No offline tokenizer ships for the o200k/cl100k encodings (tiktoken downloads
-its tables at run time), so tokens are estimated conservatively: English runs
-at about four UTF-8 bytes per token, and we count one per three bytes plus a
-per-message overhead, which overestimates ordinary text by about a third.
+Tokens are counted with the model's tokenizer where the catalog names one
+(generation/tokens.py), else estimated conservatively.
 """
 
-import math
+from . import tokens
 
+# Per message: role and separators (3–4 with o200k_base); per request: the reply's priming. Rounded up.
 MESSAGE_OVERHEAD = 8
 REQUEST_OVERHEAD = 16
 
@@ -16,8 +15,8 @@ class ContextTooLarge(Exception):
     pass
 
 
-def tokens_estimate(text: str) -> int:
-    return math.ceil(len(text.encode("utf-8")) / 3) + MESSAGE_OVERHEAD
+def turn_tokens(text: str, tokenizer: str = "") -> int:
+    return tokens.count(text, tokenizer) + MESSAGE_OVERHEAD
 
 
 def prompt_budget(context_window: int, max_output_tokens: int) -> int:
@@ -25,24 +24,30 @@ def prompt_budget(context_window: int, max_output_tokens: int) -> int:
     return context_window - max_output_tokens - REQUEST_OVERHEAD
 
 
-def message_fits(text: str, *, context_window: int, max_output_tokens: int) -> bool:
-    return tokens_estimate(text) <= prompt_budget(context_window, max_output_tokens)
+def message_fits(text: str, *, context_window: int, max_output_tokens: int, tokenizer: str = "") -> bool:
+    return turn_tokens(text, tokenizer) <= prompt_budget(context_window, max_output_tokens)
 
 
-def context_trim(turns: list[dict[str, str]], *, context_window: int, max_output_tokens: int) -> list[dict[str, str]]:
+def context_trim(turns: list[dict[str, str]], *, context_window: int, max_output_tokens: int, tokenizer: str = "") -> list[dict[str, str]]:
     """Drop the oldest turns until prompt + output reserve fit the window.
 
     `turns` are {"role", "content"} dicts, oldest first, ending with the user's
     new message. Raises ContextTooLarge when even that message alone cannot fit.
     """
     budget = prompt_budget(context_window, max_output_tokens)
-    sizes = [tokens_estimate(t["content"]) for t in turns]
-    if not turns or sizes[-1] > budget:
+    if not turns:
         raise ContextTooLarge("This message is too long for the model's context window.")
-    start, total = len(turns) - 1, sizes[-1]
-    while start > 0 and total + sizes[start - 1] <= budget:
+    total = turn_tokens(turns[-1]["content"], tokenizer)
+    if total > budget:
+        raise ContextTooLarge("This message is too long for the model's context window.")
+    start = len(turns) - 1
+    # Newest first, so that a long history is counted only as far back as it can fit.
+    while start > 0:
+        size = turn_tokens(turns[start - 1]["content"], tokenizer)
+        if total + size > budget:
+            break
         start -= 1
-        total += sizes[start]
+        total += size
     kept = turns[start:]
     # A conversation sent to the model starts with the user speaking.
     while kept[0]["role"] != "user":

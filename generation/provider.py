@@ -10,13 +10,21 @@ from django.conf import settings
 
 
 class ProviderError(Exception):
-    """A failed model call. `permanent` errors are not worth retrying."""
+    """A failed model call. `str()` is for the user; `detail` (the provider's own words) is for the log.
 
-    def __init__(self, message: str, *, permanent: bool, kind: str, retry_after: float | None = None):
+    `permanent` errors are not worth retrying; `configuration` ones (a refused key,
+    an unknown model, no credit) are the operator's to fix, so staff are alerted.
+    """
+
+    def __init__(
+        self, message: str, *, permanent: bool, kind: str, retry_after: float | None = None, detail: str = "", configuration: bool = False
+    ):
         super().__init__(message)
         self.permanent = permanent
         self.kind = kind
         self.retry_after = retry_after
+        self.detail = detail or message
+        self.configuration = configuration
 
 
 @dataclass(frozen=True)
@@ -32,11 +40,12 @@ class ModelSpec:
 
 @dataclass
 class Chunk:
-    """One piece of a streamed answer: visible text, reasoning, or the final usage."""
+    """One piece of a streamed answer: visible text, reasoning, the final usage, or how it finished."""
 
     text: str = ""
     reasoning: str = ""
     usage: dict[str, int] = field(default_factory=dict)
+    finish_reason: str = ""
 
 
 _client: openai.AsyncOpenAI | None = None
@@ -84,8 +93,11 @@ def _reasoning_of(delta: dict) -> str:
     return delta.get("reasoning_content") or delta.get("reasoning") or ""
 
 
+DONE: dict = {}  # what _sse_data yields for `[DONE]`, the stream's last event
+
+
 async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[dict]:
-    """The JSON payload of each server-sent event, until `[DONE]`."""
+    """The JSON payload of each server-sent event; `DONE` for `[DONE]`, then nothing more."""
     data: list[str] = []
     async for line in lines:
         if line.startswith("data:"):
@@ -94,6 +106,7 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[dict]:
             payload = "\n".join(data)
             data = []
             if payload == "[DONE]":
+                yield DONE
                 return
             try:
                 event = json.loads(payload)
@@ -102,41 +115,74 @@ async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[dict]:
             if isinstance(event, dict) and event.get("error"):
                 error = event["error"]
                 message = error.get("message") if isinstance(error, dict) else None
-                raise ProviderError(f"The model provider reported an error: {message or 'unknown'}"[:400], permanent=False, kind="server")
+                raise ProviderError(
+                    "The model provider had an error while answering.",
+                    permanent=False,
+                    kind="server",
+                    detail=f"error event in the stream: {message or error}"[:1000],
+                )
             yield event
 
 
+def _code(exc: openai.APIStatusError) -> str:
+    body: dict = exc.body if isinstance(exc.body, dict) else {}
+    nested = body.get("error")
+    error: dict = nested if isinstance(nested, dict) else body
+    return str(error.get("code") or error.get("type") or "")
+
+
 def _translate(exc: Exception) -> ProviderError:
+    """What the user is told, in a short honest sentence; the provider's own words go to the log only."""
+    detail = f"{type(exc).__name__}: {exc}"[:1000]
     if isinstance(exc, openai.RateLimitError):
-        body = exc.body if isinstance(exc.body, dict) else {}
-        code = body.get("code") or body.get("type") or (body.get("error") or {}).get("code")
-        if code == "insufficient_quota":
+        if _code(exc) == "insufficient_quota":
             return ProviderError(
                 "The service is out of credit with the model provider. An administrator has been told.",
                 permanent=True,
                 kind="insufficient_quota",
+                detail=detail,
+                configuration=True,
             )
         retry_after = exc.response.headers.get("retry-after")
         try:
             seconds = float(retry_after) if retry_after else None
         except ValueError:
             seconds = None
-        return ProviderError("The model provider is busy.", permanent=False, kind="rate_limit", retry_after=seconds)
+        return ProviderError("The model provider is busy.", permanent=False, kind="rate_limit", retry_after=seconds, detail=detail)
     if isinstance(exc, (openai.APITimeoutError, httpx2.TimeoutException)):
-        return ProviderError("The model took too long to answer.", permanent=False, kind="timeout")
+        return ProviderError("The model took too long to answer.", permanent=False, kind="timeout", detail=detail)
     if isinstance(exc, openai.APIConnectionError):
-        return ProviderError("The connection to the model provider was lost.", permanent=False, kind="connection")
+        return ProviderError("The connection to the model provider was lost.", permanent=False, kind="connection", detail=detail)
     if isinstance(exc, openai.InternalServerError):
-        return ProviderError("The model provider had an internal error.", permanent=False, kind="server")
+        return ProviderError("The model provider had an internal error.", permanent=False, kind="server", detail=detail)
+    if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError)):
+        return ProviderError(
+            "The service's API key was refused by the model provider; an administrator has been told.",
+            permanent=True,
+            kind="auth",
+            detail=detail,
+            configuration=True,
+        )
+    if isinstance(exc, openai.NotFoundError) or (isinstance(exc, openai.APIStatusError) and _code(exc) == "model_not_found"):
+        return ProviderError(
+            "This model is not available from the provider; an administrator has been told.",
+            permanent=True,
+            kind="model_not_found",
+            detail=detail,
+            configuration=True,
+        )
     if isinstance(exc, openai.APIStatusError):
-        return ProviderError(f"The model provider refused the request: {exc.message}"[:400], permanent=True, kind="refused")
+        return ProviderError("The model provider refused this request.", permanent=True, kind="refused", detail=detail)
     if isinstance(exc, (openai.APIError, httpx2.HTTPError)):
-        return ProviderError("The connection to the model provider was lost.", permanent=False, kind="connection")
+        return ProviderError("The connection to the model provider was lost.", permanent=False, kind="connection", detail=detail)
     raise exc
 
 
 async def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> AsyncIterator[Chunk]:
-    """Yield the answer as it arrives; raise ProviderError on any failure.
+    """Yield the answer as it arrives, the last chunk carrying its finish_reason; raise ProviderError on any failure.
+
+    A stream that ends with neither a finish_reason nor `[DONE]` was cut short:
+    that is an error ("cut"), retried like a dropped connection.
 
     The SDK sends the request and turns error statuses into exceptions; the
     stream's events are read as plain JSON, which costs about a tenth of the
@@ -147,21 +193,35 @@ async def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> AsyncI
         completions = client().chat.completions
         if not spec.supports_streaming:
             message = (await completions.create(**request_params(spec, messages))).to_dict()
-            choice = message["choices"][0]["message"]
-            yield Chunk(text=choice.get("content") or "", reasoning=_reasoning_of(choice))
-            if message.get("usage"):
-                yield Chunk(usage=_usage(message["usage"]))
+            choice = message["choices"][0]
+            answer = choice.get("message") or {}
+            yield Chunk(text=answer.get("content") or "", reasoning=_reasoning_of(answer))
+            yield Chunk(usage=_usage(message.get("usage") or {}), finish_reason=choice.get("finish_reason") or "stop")
             return
+        finish, usage = "", {}
         async with completions.with_streaming_response.create(**request_params(spec, messages)) as response:
             async for event in _sse_data(response.iter_lines()):
+                if event is DONE:
+                    finish = finish or "stop"
+                    break
                 if event.get("usage"):
-                    yield Chunk(usage=_usage(event["usage"]))
+                    usage = _usage(event["usage"])
                 if not event.get("choices"):
                     continue
-                delta = event["choices"][0].get("delta") or {}
+                choice = event["choices"][0]
+                finish = choice.get("finish_reason") or finish
+                delta = choice.get("delta") or {}
                 text, reasoning = delta.get("content") or "", _reasoning_of(delta)
                 if text or reasoning:
                     yield Chunk(text=text, reasoning=reasoning)
+        if not finish:
+            raise ProviderError(
+                "The connection to the model provider was lost.",
+                permanent=False,
+                kind="cut",
+                detail="the stream ended without a finish_reason or [DONE]",
+            )
+        yield Chunk(usage=usage, finish_reason=finish)
     except ProviderError:
         raise
     except Exception as exc:  # translated or re-raised by _translate

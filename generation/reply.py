@@ -1,13 +1,24 @@
 """A reply's whole life in the worker: claim, context, stream, checkpoint, finish, fail, reap.
 
     pending ──claim (compare-and-set)──▶ streaming ──▶ done | failed | stopped
-                                          │ leased; the lease is renewed with each checkpoint
-                                          └ lease ran out (worker died) ──reap──▶ failed
+       │ stop: stopped, refunded           │ leased; the lease is renewed with each checkpoint
+                                           ├ stop / conversation deleted ──▶ the watcher cancels the
+                                           │   provider request within STOP_POLL_SECONDS
+                                           └ lease ran out (worker died) ──reap──▶ failed
 
-The quota reserved with the send is settled when visible text was produced,
-and refunded otherwise, exactly once (quotas/services.py).
+How each way of ending is stored and charged is the table in docs/protocol.md
+("How an answer ends"). The rule under it: the quota reserved with the send is
+settled when visible answer text was produced (reasoning alone is not answer
+output) and refunded otherwise, exactly once (quotas/services.py).
+
+Time limits (settings, docs/operations.md): the first output must come within
+OPENAI_FIRST_OUTPUT_TIMEOUT, later chunks within OPENAI_CHUNK_GAP_TIMEOUT of each
+other, and the whole reply, retries and back-offs included, ends by
+REPLY_DEADLINE_SECONDS.
 """
 
+import asyncio
+import concurrent.futures
 import datetime as dt
 import logging
 import threading
@@ -23,28 +34,48 @@ from chat import events
 from chat.models import LIVE, Message
 from live import publish
 from live.loop import run_soon
+from quotas.models import Reservation
 from quotas.services import quota_refund, quota_settle
 
 from . import provider
-from .alerts import provider_alert_raise
-from .context import ContextTooLarge, context_trim, tokens_estimate
+from .alerts import failure_count, provider_alert_raise
+from .context import ContextTooLarge, context_trim, turn_tokens
 from .limiter import capacity_acquire
 
 log = logging.getLogger(__name__)
 
 LEASE = dt.timedelta(seconds=60)
 MAX_ATTEMPTS = 4
+# How often the watcher asks which live replies were stopped or deleted: Stop takes effect within this.
+STOP_POLL_SECONDS = 0.25
+# Failures of every reply in this many seconds after which staff are alerted, whatever the cause.
+REPEATED_FAILURES = 5
+# What staff see in the admin banner for errors only they can fix.
+ALERTS = {
+    "insufficient_quota": "The provider account is out of credit (insufficient_quota): replies are failing.",
+    "auth": "The provider refused the service's API key (401/403): replies are failing.",
+    "model_not_found": "The provider does not offer a model in the catalog (model_not_found): replies to it fail.",
+}
+UNEXPECTED = "Something went wrong while writing this answer. Please try again."
+NOTES = {
+    "length_empty": "The model spent its whole output budget thinking and wrote no answer. Nothing was charged.",
+    "content_filter_empty": "The provider's content filter stopped this answer before it began. Nothing was charged.",
+}
+
+
+class Stopped(Exception):
+    """The reply was stopped, deleted or reaped while this worker wrote it."""
 
 
 def context_for(reply: Message) -> list[dict[str, str]]:
     """Earlier turns' user text and visible answers, never reasoning, trimmed to the window."""
     earlier = Message.objects.filter(conversation_id=reply.conversation_id, id__lt=reply.id, replaced=False).exclude(text="")
     turns = [{"role": role, "content": text} for role, text in earlier.values_list("role", "text")]
-    return context_trim(turns, context_window=reply.model.context_window, max_output_tokens=reply.model.max_output_tokens)
+    model = reply.model
+    return context_trim(turns, context_window=model.context_window, max_output_tokens=model.max_output_tokens, tokenizer=model.tokenizer)
 
 
 def model_spec(model: AIModel) -> provider.ModelSpec:
-    efforts = model.efforts
     return provider.ModelSpec(
         provider_model=model.provider_model,
         max_output_tokens=model.max_output_tokens,
@@ -52,17 +83,17 @@ def model_spec(model: AIModel) -> provider.ModelSpec:
         supports_system_message=model.supports_system_message,
         uses_max_completion_tokens=model.uses_max_completion_tokens,
         supports_temperature=model.supports_temperature,
-        reasoning_effort="medium" if "medium" in efforts else "",
+        reasoning_effort="medium" if "medium" in model.efforts else "",
     )
 
 
 @dataclass
 class ReplyStream:
-    """Coalesces deltas for the browser and checkpoints the text to Postgres.
+    """Coalesces deltas for the browser, and is what the watcher and the checkpoints see of a live reply.
 
     While a reply streams, `add` and `flush` run on the live loop and
     Checkpoints reads `text` from its thread (joining a list another thread
-    appends to is safe under the GIL); the loop only reads `stopped`.
+    appends to is safe under the GIL). `stop_now` may come from any thread.
     """
 
     reply: Message
@@ -76,16 +107,21 @@ class ReplyStream:
     first_text_at: float | None = None
     last_flush: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
-    stopped: bool = False
+    finish_reason: str = ""
+    stopped: threading.Event = field(default_factory=threading.Event)
+    attempt: concurrent.futures.Future | None = None
 
     @property
     def has_output(self) -> bool:
-        return bool(self.text) or bool(self.pending_text)
+        """Visible answer text was produced; reasoning alone is not answer output."""
+        return bool(self.pending_text) or any(self.text)
 
     def add(self, chunk: provider.Chunk) -> None:
         now = time.monotonic()
         if chunk.usage:
             self.usage = chunk.usage
+        if chunk.finish_reason:
+            self.finish_reason = chunk.finish_reason
         if chunk.text and self.first_text_at is None:
             self.first_text_at = now
             self.last_flush = 0.0  # the first words go out at once
@@ -115,6 +151,13 @@ class ReplyStream:
         self.pending_text = self.pending_reasoning = ""
         self.last_flush = now or time.monotonic()
 
+    def stop_now(self) -> None:
+        """From any thread: end the reply where it is; a provider request in flight is closed."""
+        self.stopped.set()
+        attempt = self.attempt
+        if attempt is not None:
+            attempt.cancel()  # cancels the task on the live loop, which closes the HTTP response
+
     @property
     def thinking_ms(self) -> int:
         end = self.first_text_at or time.monotonic()
@@ -131,13 +174,18 @@ def release_connection() -> None:
         connection.close()
 
 
-class Checkpoints:
-    """Writes the text of every reply this process is streaming to Postgres, in one statement a second.
+_MESSAGES = Message._meta.db_table
 
-    The same statement renews each reply's lease, also while the model thinks;
-    when the process dies the renewals stop, and reply_reap ends its replies. A
-    reply it no longer finds streaming was stopped by the user (or reaped): its
-    stream is told to stop.
+
+class Checkpoints:
+    """One thread per worker process watches every reply the process is streaming.
+
+    Every STOP_POLL_SECONDS it asks which of them are still streaming (one
+    indexed query), and every STREAM_CHECKPOINT_SECONDS it instead writes their
+    text so far and renews their leases (one statement; also while the model
+    thinks). A reply it no longer finds streaming was stopped by the user,
+    deleted with its conversation, or reaped: its stream is stopped at once.
+    When the process dies the renewals stop, and reply_reap ends its replies.
     """
 
     def __init__(self) -> None:
@@ -145,42 +193,56 @@ class Checkpoints:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
 
-    def hold(self, stream: "ReplyStream") -> None:
+    def hold(self, stream: ReplyStream) -> None:
         with self.lock:
             self.streams[stream.reply.id] = stream
             if self.thread is None:
-                self.thread = threading.Thread(target=self._write_forever, name="checkpoints", daemon=True)
+                self.thread = threading.Thread(target=self._watch_forever, name="checkpoints", daemon=True)
                 self.thread.start()
 
-    def release(self, stream: "ReplyStream") -> None:
+    def release(self, stream: ReplyStream) -> None:
         with self.lock:
             self.streams.pop(stream.reply.id, None)
 
-    def _write_forever(self) -> None:
+    def _watch_forever(self) -> None:
+        last_write = time.monotonic()
         while True:
-            time.sleep(settings.STREAM_CHECKPOINT_SECONDS)
+            time.sleep(STOP_POLL_SECONDS)
             with self.lock:
                 streams = list(self.streams.values())
             if not streams:
                 continue
+            write = time.monotonic() - last_write >= settings.STREAM_CHECKPOINT_SECONDS
             try:
-                saved = self.write(streams)
+                live = self.write(streams) if write else self.still_streaming(streams)
             except Exception:
-                log.exception("could not checkpoint live replies")
+                log.exception("could not checkpoint or watch live replies")
                 continue
             finally:
                 connections.close_all()
+            if write:
+                last_write = time.monotonic()
             for stream in streams:
-                stream.stopped = stream.reply.id not in saved
+                if stream.reply.id not in live:
+                    stream.stop_now()
 
     @staticmethod
-    def write(streams: list["ReplyStream"]) -> set[int]:
+    def still_streaming(streams: list[ReplyStream]) -> set[int]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {_MESSAGES} WHERE id = ANY(%s) AND status = %s",
+                [[s.reply.id for s in streams], Message.Status.STREAMING],
+            )
+            return {row[0] for row in cursor.fetchall()}
+
+    @staticmethod
+    def write(streams: list[ReplyStream]) -> set[int]:
         """Store each stream's text so far; returns the ids of the replies still streaming."""
         rows = [(s.reply.id, "".join(s.text), "".join(s.reasoning)) for s in streams]
         values = ", ".join(["(%s::bigint, %s::text, %s::text)"] * len(rows))
         with connection.cursor() as cursor:
             cursor.execute(
-                f"""UPDATE {Message._meta.db_table} m SET text = v.text, reasoning = v.reasoning, lease_expires_at = %s
+                f"""UPDATE {_MESSAGES} m SET text = v.text, reasoning = v.reasoning, lease_expires_at = %s
                     FROM (VALUES {values}) AS v (id, text, reasoning)
                     WHERE m.id = v.id AND m.status = %s RETURNING m.id""",
                 [timezone.now() + LEASE, *(value for row in rows for value in row), Message.Status.STREAMING],
@@ -191,18 +253,6 @@ class Checkpoints:
 checkpoints = Checkpoints()
 
 
-def _capacity_wait(reply: Message, turns: list[dict[str, str]]) -> None:
-    """Wait, telling the user so, until the organisation's provider limits have room."""
-    model = reply.model
-    tokens = sum(tokens_estimate(t["content"]) for t in turns) + model.max_output_tokens
-    told = False
-    while wait := capacity_acquire(model_slug=model.slug, rpm=model.rpm_limit, tpm=model.tpm_limit, tokens=tokens):
-        if not told:
-            events.reply_status(reply, "waiting", "Waiting for capacity…")
-            told = True
-        time.sleep(min(wait, 5.0))
-
-
 def reply_generate(*, message_id: int) -> None:
     """Produce the answer for a pending reply. Safe to run twice: only one run claims it."""
     claimed = Message.objects.filter(id=message_id, status=Message.Status.PENDING).update(
@@ -211,97 +261,169 @@ def reply_generate(*, message_id: int) -> None:
     if not claimed:
         return
     reply = Message.objects.select_related("model", "conversation").get(id=message_id)
-    try:
-        turns = context_for(reply)
-    except ContextTooLarge as exc:
-        reply_fail(reply=reply, stream=ReplyStream(reply), error=str(exc))
-        return
-    release_connection()
-    publish.buffer_clear(reply.id)  # nothing left from an earlier database with the same ids
-    spec = model_spec(reply.model)
     stream = ReplyStream(reply)
     checkpoints.hold(stream)
     try:
-        _generate(reply, spec, turns, stream)
+        try:
+            turns = context_for(reply)
+        except ContextTooLarge as exc:
+            reply_fail(reply=reply, stream=stream, error=str(exc), kind="context")
+            return
+        release_connection()
+        publish.buffer_clear(reply.id)  # nothing left from an earlier database with the same ids
+        _generate(reply, model_spec(reply.model), turns, stream)
+    except Exception:
+        # Not a provider error: a bug, or the database gone. End the reply now, not when the reaper finds it.
+        log.exception("unexpected error while generating", extra={"reply_id": reply.id})
+        reply_fail(reply=reply, stream=stream, error=UNEXPECTED, kind="unexpected")
     finally:
         checkpoints.release(stream)
 
 
-def _generate(reply: Message, spec: provider.ModelSpec, turns: list[dict[str, str]], stream: "ReplyStream") -> None:
+def _generate(reply: Message, spec: provider.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream) -> None:
+    deadline = stream.started + settings.REPLY_DEADLINE_SECONDS
     attempt = 1
     while True:
-        _capacity_wait(reply, turns)
         try:
-            _stream(spec, turns, stream)
+            _capacity_wait(reply, turns, stream, deadline)
+            _attempt(spec, turns, stream, deadline)
+            break
+        except Stopped:
             break
         except provider.ProviderError as exc:
-            if exc.kind == "insufficient_quota":
-                provider_alert_raise("The provider account is out of credit (insufficient_quota): replies are failing.")
-            if stream.has_output or exc.permanent or attempt >= MAX_ATTEMPTS:
-                reply_fail(reply=reply, stream=stream, error=str(exc))
+            if stream.stopped.is_set():
+                break
+            if exc.configuration:
+                provider_alert_raise(f"{ALERTS[exc.kind]} {exc.detail}")
+            left = deadline - time.monotonic()
+            if stream.has_output or exc.permanent or attempt >= MAX_ATTEMPTS or left <= 0:
+                reply_fail(reply=reply, stream=stream, error=str(exc), kind=exc.kind, detail=exc.detail)
                 return
-            wait = max(exc.retry_after or 0.0, settings.PROVIDER_RETRY_BASE_SECONDS * 2 ** (attempt - 1))
+            wait = min(left, max(exc.retry_after or 0.0, settings.PROVIDER_RETRY_BASE_SECONDS * 2 ** (attempt - 1)))
             events.reply_status(reply, "waiting", "Waiting for capacity…" if exc.kind == "rate_limit" else "Retrying…")
-            log.warning("%s (%s), retry %s in %.1fs", exc.kind, exc, attempt, wait, extra={"reply_id": reply.id})
-            time.sleep(wait)
+            log.warning("%s (%s), retry %s in %.1fs", exc.kind, exc.detail, attempt, wait, extra={"reply_id": reply.id})
+            if stream.stopped.wait(wait):
+                break  # stopped during the back-off: no further request
             attempt += 1
     reply_finish(reply=reply, stream=stream)
 
 
-def _stream(spec: provider.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream) -> None:
-    """One attempt, streamed on the process's live loop; this thread waits.
+def _capacity_wait(reply: Message, turns: list[dict[str, str]], stream: ReplyStream, deadline: float) -> None:
+    """Wait, telling the user so, until the organisation's provider limits have room."""
+    model = reply.model
+    tokens = sum(turn_tokens(t["content"], model.tokenizer) for t in turns) + model.max_output_tokens
+    told = False
+    while wait := capacity_acquire(model_slug=model.slug, rpm=model.rpm_limit, tpm=model.tpm_limit, tokens=tokens):
+        if not told:
+            events.reply_status(reply, "waiting", "Waiting for capacity…")
+            told = True
+        if time.monotonic() + wait > deadline:
+            raise provider.ProviderError("The model provider had no capacity in time.", permanent=True, kind="capacity")
+        if stream.stopped.wait(min(wait, 5.0)):
+            raise Stopped
+
+
+def _attempt(spec: provider.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream, deadline: float) -> None:
+    """One request, streamed on the process's live loop; this thread waits, and the watcher may cancel it.
 
     One event loop reads every reply a worker writes: a thread per reply, woken
     for every token, starved the thread that takes new tasks from the broker.
     """
-    future = run_soon(_read(spec, turns, stream))
+    if stream.stopped.is_set():
+        raise Stopped
+    stream.attempt = run_soon(_read(spec, turns, stream, deadline))
+    if stream.stopped.is_set():  # stopped between the check and the assignment: the watcher missed the future
+        stream.attempt.cancel()
     try:
-        future.result()
+        stream.attempt.result()
+    except concurrent.futures.CancelledError:
+        raise Stopped from None
     finally:
-        future.cancel()
+        stream.attempt = None
 
 
-async def _read(spec: provider.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream) -> None:
-    async for chunk in provider.stream_chat(spec, turns):
-        stream.add(chunk)
-        if stream.stopped:
-            return
+async def _read(spec: provider.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream, deadline: float) -> None:
+    loop = asyncio.get_running_loop()
+
+    def limit(seconds: float) -> float:
+        # The loop's clock for "now + seconds", never past the reply's deadline (time.monotonic's clock).
+        return loop.time() + min(seconds, deadline - time.monotonic())
+
+    try:
+        async with asyncio.timeout_at(limit(settings.OPENAI_FIRST_OUTPUT_TIMEOUT)) as timer:
+            async for chunk in provider.stream_chat(spec, turns):
+                stream.add(chunk)
+                timer.reschedule(limit(settings.OPENAI_CHUNK_GAP_TIMEOUT))
+    except TimeoutError:
+        waited = "a first word" if not (stream.text or stream.reasoning or stream.pending_text) else "the next words"
+        raise provider.ProviderError(
+            "The model took too long to answer.", permanent=False, kind="timeout", detail=f"no {waited} in time"
+        ) from None
+
+
+def _ending(stream: ReplyStream, status: str) -> dict:
+    """How a reply that got to the end of its stream (or was stopped) is stored: status, note, charge."""
+    finish = stream.finish_reason
+    if status == Message.Status.STOPPED or finish in ("", "stop"):
+        return {"status": status, "incomplete": False, "error": "", "finish_reason": finish}
+    if finish in ("length", "content_filter"):
+        if stream.has_output:
+            return {"status": status, "incomplete": True, "error": "", "finish_reason": finish}
+        return {"status": Message.Status.FAILED, "incomplete": False, "error": NOTES[f"{finish}_empty"], "finish_reason": finish}
+    return {"status": status, "incomplete": False, "error": "", "finish_reason": finish[:32]}
 
 
 def reply_finish(*, reply: Message, stream: ReplyStream) -> None:
+    """The stream ended (or was stopped, or its conversation deleted): store it, and settle or refund once."""
     stream.flush()
     usage = stream.usage
+    values = dict(
+        text="".join(stream.text),
+        reasoning="".join(stream.reasoning),
+        prompt_tokens=usage.get("prompt_tokens"),
+        completion_tokens=usage.get("completion_tokens"),
+        reasoning_tokens=usage.get("reasoning_tokens"),
+        thinking_ms=stream.thinking_ms,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+    )
     with transaction.atomic():
-        values = dict(
-            text="".join(stream.text),
-            reasoning="".join(stream.reasoning),
-            prompt_tokens=usage.get("prompt_tokens"),
-            completion_tokens=usage.get("completion_tokens"),
-            reasoning_tokens=usage.get("reasoning_tokens"),
-            thinking_ms=stream.thinking_ms,
-            finished_at=timezone.now(),
-            lease_expires_at=None,
-        )
-        finished = Message.objects.filter(id=reply.id, status=Message.Status.STREAMING).update(status=Message.Status.DONE, **values)
+        ending = _ending(stream, Message.Status.DONE)
+        finished = Message.objects.filter(id=reply.id, status=Message.Status.STREAMING).update(**values, **ending)
         if not finished:
-            # Stopped by the user meanwhile: keep what was written.
-            Message.objects.filter(id=reply.id, status=Message.Status.STOPPED).update(**values)
-        if stream.has_output:
+            # Stopped by the user meanwhile (or deleted with its conversation): keep what was written.
+            Message.objects.filter(id=reply.id, status=Message.Status.STOPPED).update(**values, **_ending(stream, Message.Status.STOPPED))
+        if stream.has_output and ending["status"] != Message.Status.FAILED:
             quota_settle(reply_id=reply.id, usage=usage)
             refunded = False
         else:
-            refunded = quota_refund(reply_id=reply.id, reason="stopped before any answer" if not finished else "empty answer")
-    reply = _reloaded(reply)
+            why = ending["error"] or ("stopped before any answer" if not finished else "no answer text")
+            refunded = quota_refund(reply_id=reply.id, reason=why)
+    if ending["status"] == Message.Status.FAILED and finished:
+        _log_failure(reply, kind=stream.finish_reason, detail=ending["error"])
+    _announce_end(reply, refunded=refunded)
+
+
+def _announce_end(reply: Message, *, refunded: bool) -> None:
     publish.buffer_clear(reply.id)
-    events.reply_done(reply, refunded=refunded)
+    ended = Message.objects.select_related("model", "conversation__user").filter(id=reply.id).first()
+    if ended is not None:  # None: deleted with its conversation; no tab shows it
+        events.reply_done(ended, refunded=refunded)
 
 
-def _reloaded(reply: Message) -> Message:
-    return Message.objects.select_related("model", "conversation__user").get(id=reply.id)
+def reply_fail(
+    *,
+    reply: Message,
+    stream: ReplyStream,
+    error: str,
+    kind: str,
+    detail: str = "",
+    lease_expired_before: dt.datetime | None = None,
+) -> None:
+    """End a reply that went wrong. Partial text is kept and marked incomplete; no text, no charge.
 
-
-def reply_fail(*, reply: Message, stream: ReplyStream, error: str, lease_expired_before: dt.datetime | None = None) -> None:
-    """End a reply that went wrong. Partial text is kept and marked incomplete; no text, no charge."""
+    `error` is for the user; `kind` and `detail` (the provider's own words) go to the log only.
+    """
     stream.flush()
     text = "".join(stream.text)
     live = Message.objects.filter(id=reply.id, status__in=[*LIVE, Message.Status.STOPPED])
@@ -321,23 +443,30 @@ def reply_fail(*, reply: Message, stream: ReplyStream, error: str, lease_expired
             completion_tokens=stream.usage.get("completion_tokens"),
             reasoning_tokens=stream.usage.get("reasoning_tokens"),
         )
-        if not ended:
-            return
+        if not ended and Message.objects.filter(id=reply.id).exists():
+            return  # ended meanwhile by someone else, who settled or refunded it
+        # Ended here, or deleted with its conversation: the reservation still needs its one outcome.
         if text:
             quota_settle(reply_id=reply.id, usage=stream.usage)
             refunded = False
         else:
             refunded = quota_refund(reply_id=reply.id, reason=error)
-    reply = _reloaded(reply)
-    publish.buffer_clear(reply.id)
-    events.reply_done(reply, refunded=refunded)
+    _log_failure(reply, kind=kind, detail=detail or error)
+    _announce_end(reply, refunded=refunded)
+
+
+def _log_failure(reply: Message, *, kind: str, detail: str) -> None:
+    """One line for every reply that ends failed; staff are alerted when failures repeat."""
+    log.error("reply failed: kind=%s model=%s: %s", kind, reply.model.slug, detail, extra={"reply_id": reply.id})
+    if failure_count() >= REPEATED_FAILURES:
+        provider_alert_raise(f"Replies are failing repeatedly (the last: {kind}, {detail}). See the worker log.")
 
 
 PENDING_GRACE = dt.timedelta(minutes=2)
 
 
 def reply_reap(*, now: dt.datetime | None = None) -> int:
-    """End replies whose worker died, and re-enqueue replies whose task was lost.
+    """End replies whose worker died, re-enqueue replies whose task was lost, and close orphaned reservations.
 
     A reply is dead when its lease (renewed with every checkpoint, each second) ran out:
     it keeps its checkpointed text, marked incomplete, and is refunded if it had
@@ -348,7 +477,13 @@ def reply_reap(*, now: dt.datetime | None = None) -> int:
     ended = 0
     for reply in dead.select_related("conversation", "model"):
         stream = ReplyStream(reply, text=[reply.text], reasoning=[reply.reasoning])
-        reply_fail(reply=reply, stream=stream, lease_expired_before=now, error="The worker writing this answer stopped unexpectedly.")
+        reply_fail(
+            reply=reply,
+            stream=stream,
+            lease_expired_before=now,
+            kind="worker_lost",
+            error="The worker writing this answer stopped unexpectedly.",
+        )
         ended += 1
     # A pending reply nobody claimed (the broker lost its task): enqueue it again;
     # the claim's compare-and-set makes a duplicate harmless.
@@ -358,4 +493,10 @@ def reply_reap(*, now: dt.datetime | None = None) -> int:
     for message_id in list(lost.values_list("id", flat=True)):
         Message.objects.filter(id=message_id).update(updated_at=now)
         reply_generate.delay(message_id)
+    # A reservation whose reply was deleted (with its conversation) while no worker was writing it
+    # (or its worker died): nothing was shown that we know of, so it is refunded.
+    orphans = Reservation.objects.filter(state=Reservation.State.RESERVED, created_at__lt=now - LEASE - PENDING_GRACE)
+    orphans = orphans.exclude(reply_id__in=Message.objects.values("id"))
+    for reply_id in list(orphans.values_list("reply_id", flat=True)):
+        quota_refund(reply_id=reply_id, reason="conversation deleted before the answer was written")
     return ended

@@ -150,6 +150,7 @@ class QuotaCounter(models.Model):
     window_end = models.DateTimeField(null=True, blank=True)
     used = models.IntegerField(default=0)
     reset_at = models.DateTimeField(null=True, blank=True, help_text="When an admin last reset this window.")
+    resets = models.PositiveIntegerField(default=0, db_default=0, help_text="How many times an admin reset this window.")
 
     class Meta:
         db_table = "chat_quotacounter"
@@ -178,6 +179,8 @@ class Reservation(models.Model):
     state = models.CharField(max_length=16, choices=State.choices, default=State.RESERVED)
     # The anchored or calendar window it was counted in; null for rolling and unlimited rules.
     window_start = models.DateTimeField(null=True, blank=True)
+    # The counter's `resets` when this was counted: a refund after a later reset gives nothing back.
+    counter_resets = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()
 
     class Meta:

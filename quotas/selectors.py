@@ -4,12 +4,24 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
 from catalog.models import AIModel
 
-from .models import Limit, Plan, PlanLimit, QuotaCounter, QuotaGrant, QuotaOverride, Reservation, UserPlan, WindowKind
+from .models import (
+    LedgerEntry,
+    Limit,
+    Plan,
+    PlanLimit,
+    QuotaCounter,
+    QuotaGrant,
+    QuotaOverride,
+    Reservation,
+    UserPlan,
+    WindowKind,
+)
 from .windows import Window, calendar_window, format_reset, window_length
 
 FEW_LEFT = 10
@@ -180,3 +192,63 @@ def quota_json(user, model: AIModel | None = None) -> list[dict]:
     """The picker's numbers, in the user's time zone."""
     tz = user_time_zone(user)
     return [status.as_json(tz) for status in quota_status(user=user, model=model)]
+
+
+# Every reservation's ledger: one reserve, and one outcome once it is no longer reserved, matching its state.
+LEDGER_MISMATCH_SQL = f"""
+SELECT r.reply_id, r.state,
+       count(*) FILTER (WHERE l.kind = 'reserve'),
+       count(*) FILTER (WHERE l.kind = 'settle'),
+       count(*) FILTER (WHERE l.kind = 'refund')
+FROM {Reservation._meta.db_table} r
+LEFT JOIN {LedgerEntry._meta.db_table} l ON l.message_id = r.reply_id AND l.kind IN ('reserve', 'settle', 'refund')
+GROUP BY r.reply_id, r.state
+HAVING count(*) FILTER (WHERE l.kind = 'reserve') <> 1
+    OR count(*) FILTER (WHERE l.kind = 'settle') <> (r.state = 'settled')::int
+    OR count(*) FILTER (WHERE l.kind = 'refund') <> (r.state = 'refunded')::int
+"""
+
+# Reserve entries with no reservation (a reply counted before reservations existed has one, copied).
+ORPHAN_RESERVES_SQL = f"""
+SELECT l.message_id FROM {LedgerEntry._meta.db_table} l
+WHERE l.kind = 'reserve' AND l.message_id IS NOT NULL
+  AND NOT EXISTS (SELECT FROM {Reservation._meta.db_table} r WHERE r.reply_id = l.message_id)
+"""
+
+# Anchored and calendar counters: `used` is the reservations still counted in the counter's window.
+COUNTER_SQL = f"""
+SELECT c.user_id, c.model_id, c.used,
+       (SELECT count(*) FROM {Reservation._meta.db_table} r
+         WHERE r.user_id = c.user_id AND r.model_id = c.model_id AND r.window_start = c.window_start
+           AND r.counter_resets = c.resets AND r.state IN ('reserved', 'settled'))
+FROM {QuotaCounter._meta.db_table} c
+WHERE c.window_start IS NOT NULL
+"""
+
+
+def quota_check(*, now: dt.datetime | None = None) -> list[str]:
+    """The quota invariants, as sentences about what breaks them (an empty list: all hold). Reads only.
+
+    - every reservation has exactly one reserve entry, and one settle or refund entry once it left
+      `reserved`, matching its state; every reserve entry has its reservation;
+    - every anchored or calendar counter counts exactly the reservations still counted in its window.
+    """
+    now = now or timezone.now()
+    problems = []
+    with connection.cursor() as cursor:
+        cursor.execute(LEDGER_MISMATCH_SQL)
+        for reply_id, state, reserves, settles, refunds in cursor.fetchall():
+            problems.append(f"reply #{reply_id} ({state}): {reserves} reserve, {settles} settle, {refunds} refund entries")
+        cursor.execute(ORPHAN_RESERVES_SQL)
+        for (reply_id,) in cursor.fetchall():
+            problems.append(f"reply #{reply_id}: a reserve entry without a reservation")
+        cursor.execute(COUNTER_SQL)
+        counters = cursor.fetchall()
+    users = {u.pk: u for u in get_user_model().objects.filter(id__in={row[0] for row in counters})}
+    for user_id, model_id, used, counted in counters:
+        limit = rules_get(users[user_id], now, model_id).limit_for(model_id)
+        if limit is None or limit.window_kind == WindowKind.ROLLING or limit.messages is None:
+            continue  # rolling windows count the reservations themselves; unlimited ones count nothing
+        if used != counted:
+            problems.append(f"user #{user_id}, model #{model_id}: the counter says {used} used, its window holds {counted}")
+    return problems

@@ -50,8 +50,8 @@ _COUNTER = QuotaCounter._meta.db_table
 RESERVE_SQL = f"""
 WITH counter AS ({{counter}}),
 reservation AS (
-    INSERT INTO {_RESERVATION} (reply_id, user_id, model_id, state, window_start, created_at)
-    SELECT %(reply)s, %(user)s, %(model)s, %(reserved)s, window_start, %(created_at)s FROM counter
+    INSERT INTO {_RESERVATION} (reply_id, user_id, model_id, state, window_start, counter_resets, created_at)
+    SELECT %(reply)s, %(user)s, %(model)s, %(reserved)s, window_start, resets, %(created_at)s FROM counter
     RETURNING reply_id
 ),
 ledger AS (
@@ -63,13 +63,13 @@ SELECT window_start FROM counter
 """
 
 # No limit: nothing to count against.
-UNLIMITED = "SELECT NULL::timestamptz AS window_start"
+UNLIMITED = "SELECT NULL::timestamptz AS window_start, NULL::integer AS resets"
 
 # Rolling windows count the reservations themselves, under the counter lock taken beforehand, so
 # the reservation keeps no window start: a refund has no counter to give back to.
 ROLLING = f"""
 UPDATE {_COUNTER} SET window_start = %(start)s, window_end = %(end)s, used = %(used)s
-WHERE id = %(counter)s RETURNING NULL::timestamptz AS window_start
+WHERE id = %(counter)s RETURNING NULL::timestamptz AS window_start, NULL::integer AS resets
 """
 
 # Anchored and calendar windows: check and count in one statement. ON CONFLICT locks the user's
@@ -88,7 +88,7 @@ ON CONFLICT (user_id, model_id) DO UPDATE SET
     window_start = CASE WHEN {_OPEN} THEN c.window_start ELSE %(start)s END,
     window_end = CASE WHEN {_OPEN} THEN c.window_end ELSE %(end)s END
 WHERE CASE WHEN {_SAME} THEN c.used < %(allowed)s ELSE true END
-RETURNING c.window_start
+RETURNING c.window_start, c.resets
 """
 
 
@@ -173,12 +173,15 @@ def quota_refund(*, reply_id: int, reason: str) -> bool:
             reservation = _move(reply_id, Reservation.State.REFUNDED)
             if reservation is None:
                 return False
-            if reservation.window_start is not None:
-                # Only the window the reply was counted in gets the slot back.
+            if reservation.window_start is not None and reservation.counter_resets is not None:
+                # Only the window the reply was counted in gets the slot back. An admin reset since
+                # the reservation closed that window, even when the next one has the same start
+                # (a calendar day): its count is not this reservation's to lower.
                 QuotaCounter.objects.filter(
                     user_id=reservation.user_id,
                     model_id=reservation.model_id,
                     window_start=reservation.window_start,
+                    resets=reservation.counter_resets,
                     used__gt=0,
                 ).update(used=F("used") - 1)
             LedgerEntry.objects.create(
@@ -196,7 +199,7 @@ def quota_refund(*, reply_id: int, reason: str) -> bool:
 
 _MOVE_SQL = f"""
 UPDATE {_RESERVATION} SET state = %s WHERE reply_id = %s AND state = %s
-RETURNING user_id, model_id, window_start
+RETURNING user_id, model_id, window_start, counter_resets
 """
 
 
@@ -207,7 +210,7 @@ def _move(reply_id: int, state: str) -> Reservation | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    return Reservation(reply_id=reply_id, user_id=row[0], model_id=row[1], window_start=row[2], state=state)
+    return Reservation(reply_id=reply_id, user_id=row[0], model_id=row[1], window_start=row[2], counter_resets=row[3], state=state)
 
 
 def quota_reset(*, user, model: AIModel, actor=None, note: str = "") -> None:
@@ -218,7 +221,8 @@ def quota_reset(*, user, model: AIModel, actor=None, note: str = "") -> None:
         freed = counter.used
         # Rolling windows only count replies sent after reset_at.
         counter.used, counter.window_start, counter.window_end, counter.reset_at = 0, None, None, timezone.now()
-        counter.save(update_fields=["used", "window_start", "window_end", "reset_at"])
+        counter.resets += 1  # refunds of replies counted before this reset leave the new window alone
+        counter.save(update_fields=["used", "window_start", "window_end", "reset_at", "resets"])
         LedgerEntry.objects.create(
             user=user, model=model, kind=LedgerEntry.Kind.RESET, delta=-freed, actor=actor, note=note or "window reset"
         )

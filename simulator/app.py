@@ -9,9 +9,11 @@ from the echoed answer; an unknown tag name is a 400):
 
   think=SECONDS  rate=TOKENS_PER_SEC (0 = no pacing)  tokens=N
   reply=TEXT (no "]")  reply_b64=BASE64_OF_UTF8  reasoning (stream reasoning_content)
-  fault=429|quota|500|<any 4xx/5xx>|stall|drop  retry_after=N (429)
-  after=N (tokens sent before stall/drop; defaults 0/5)  fault_times=N (fault only
+  fault=429|quota|500|<any 4xx/5xx>|stall|drop|cut  retry_after=N (429)
+  (cut: the stream ends cleanly with no finish_reason and no [DONE])
+  after=N (tokens sent before stall/drop/cut; defaults 0/5/5)  fault_times=N (fault only
   the first N requests with identical messages, then succeed)
+  finish=length|content_filter (the finish_reason sent after the answer; tokens=0 for none)
 
 Control API: GET /_sim/health, GET /_sim/requests (bodies + "_sim" metadata),
 DELETE /_sim/requests (also resets fault_times counters).
@@ -55,6 +57,7 @@ MAX_TOKENS = 100_000
 # Digits are allowed in names so that ``reply_b64`` matches.
 DIRECTIVE_RE = re.compile(r"\[sim:([a-z0-9_]+)(?:=([^\]]*))?\]")
 DIRECTIVES = {
+    "finish",
     "think",
     "rate",
     "tokens",
@@ -247,6 +250,15 @@ def fault_response(fault: str, d: dict[str, str]) -> ApiError | None:
             type_="insufficient_quota",
             code="insufficient_quota",
         )
+    if fault == "401":  # as OpenAI words it: the key fragment must never reach a user
+        return ApiError(
+            401,
+            "Incorrect API key provided: sk-simul*********************1234. You can find your API key "
+            "at https://platform.openai.com/account/api-keys.",
+            code="invalid_api_key",
+        )
+    if fault == "404":
+        return ApiError(404, "The model `o1-simulated` does not exist or you do not have access to it.", code="model_not_found")
     if fault.isdigit() and 400 <= int(fault) <= 599:
         return ApiError(
             int(fault),
@@ -255,7 +267,7 @@ def fault_response(fault: str, d: dict[str, str]) -> ApiError | None:
             else f"Simulated HTTP {fault} error.",
             type_="server_error" if int(fault) >= 500 else "invalid_request_error",
         )
-    if fault in ("stall", "drop"):
+    if fault in ("stall", "drop", "cut"):
         return None
     raise ApiError(400, f"Unknown [sim:fault={fault}]", code="sim_bad_directive")
 
@@ -296,7 +308,9 @@ async def chat_completions(body: dict[str, Any], send: Send, gone: asyncio.Futur
         raise error
 
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    finish = "stop"
+    finish = d.get("finish") or "stop"
+    if finish not in ("stop", "length", "content_filter"):
+        raise ApiError(400, f"Unknown [sim:finish={finish}]", code="sim_bad_directive")
     if isinstance(limit, int) and 0 < limit < len(tokens):
         tokens, finish = tokens[:limit], "length"
     reasoning_tokens = 64 * max(1, round(think * 10)) if model.startswith(REASONING_PREFIXES) else 0
@@ -392,6 +406,9 @@ async def chat_completions(body: dict[str, Any], send: Send, gone: asyncio.Futur
         return
     if fault == "drop":
         raise SimulatedDrop
+    if fault == "cut":
+        await send({"type": "http.response.body", "body": b""})  # a clean end, but no finish_reason, no [DONE]
+        return
     await emit(chunk({}, finish))
     if include_usage:
         await emit(b"data: " + dumps({**base, "object": "chat.completion.chunk", "choices": [], "usage": usage}) + b"\n\n")
@@ -456,13 +473,23 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             body = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
             body = None
+        record: dict[str, Any] = {}
         if isinstance(body, dict):
             has_auth = any(k == b"authorization" for k, _ in scope["headers"])
-            STATE.requests.append({**body, "_sim": {"authorization": has_auth, "received_at": time.time()}})
+            record = {"authorization": has_auth, "received_at": time.time(), "closed_by_client_at": None}
+            STATE.requests.append({**body, "_sim": record})
         # Once the body is read, the next receive() only resolves on client disconnect.
         gone = asyncio.ensure_future(receive())
+        # The client closed the connection before the answer was complete (a Stop, a timeout).
+        gone.add_done_callback(lambda f: f.cancelled() or record.get("completed") or record.update(closed_by_client_at=time.time()))
+
+        async def tracked(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                record["completed"] = True
+            await send(message)
+
         try:
-            await chat_completions(body, send, gone)
+            await chat_completions(body, tracked, gone)
         finally:
             gone.cancel()
     except ApiError as e:

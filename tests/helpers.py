@@ -2,22 +2,27 @@
 product's processes, waiting on conditions, sending through the real actions,
 and talking to the WebSocket and the browser as a user would."""
 
+import asyncio
+import concurrent.futures
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.test import Client
 
 from config import commands
+from live import publish
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "a-long-pass-123"
@@ -147,6 +152,45 @@ def quota_state(reply) -> str:
     from quotas.models import Reservation
 
     return Reservation.objects.filter(reply_id=reply.id).values_list("state", flat=True).first() or "none"
+
+
+# --- Live events ---------------------------------------------------------------------
+
+
+class GroupListener:
+    """Receives what the browser would on a conversation's group.
+
+    Pub/sub subscriptions belong to one event loop, so the listener runs in a
+    thread with a loop of its own for as long as the test lasts.
+    """
+
+    def __init__(self, conversation_id: int):
+        self.group = publish.conversation_group(conversation_id)
+        self.received: list[dict] = []
+        self.marker_seen = threading.Event()
+        self.loop = asyncio.new_event_loop()
+        subscribed = concurrent.futures.Future()
+        threading.Thread(target=self.loop.run_until_complete, args=(self._listen(subscribed),), daemon=True).start()
+        subscribed.result(timeout=5)
+
+    async def _listen(self, subscribed: concurrent.futures.Future) -> None:
+        self.layer = get_channel_layer()
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, channel)
+        subscribed.set_result(True)
+        while True:
+            event = await self.layer.receive(channel)
+            if event["type"] == "test.marker":
+                self.marker_seen.set()
+            else:
+                self.received.append(event)
+
+    def events(self) -> list[dict]:
+        """Everything sent to the group so far: a marker sent after the fanout's queue is empty comes last."""
+        assert publish.flush()
+        asyncio.run_coroutine_threadsafe(self.layer.group_send(self.group, {"type": "test.marker"}), self.loop).result(5)
+        assert self.marker_seen.wait(5)
+        return list(self.received)
 
 
 # --- The WebSocket, as a browser speaks it ------------------------------------------

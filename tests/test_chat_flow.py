@@ -5,7 +5,7 @@ import pytest
 from chat import actions
 from chat.models import Conversation, Message
 from generation import reply as generation
-from generation.context import context_trim, tokens_estimate
+from generation.context import context_trim, turn_tokens
 from quotas.models import LedgerEntry
 from tests.helpers import quota_state
 
@@ -70,7 +70,7 @@ def test_trimming_keeps_prompt_and_output_reserve_within_the_window():
     assert kept[-1] is turns[-1]
     assert kept[0]["role"] == "user"
     assert len(kept) < len(turns)
-    assert sum(tokens_estimate(t["content"]) for t in kept) + reserve <= window
+    assert sum(turn_tokens(t["content"]) for t in kept) + reserve <= window
     # Nothing newer than the oldest kept turn was dropped.
     assert kept == turns[len(turns) - len(kept) :]
 
@@ -87,13 +87,14 @@ def test_old_turns_are_trimmed_from_what_the_model_receives(simulator, catalog, 
     body = simulator.requests()[-1]
     assert body["messages"][-1]["content"].startswith("Turn 2")
     assert not any(m["content"].startswith("A A") for m in body["messages"])
-    assert sum(tokens_estimate(m["content"]) for m in body["messages"]) + 600 <= 1_200
+    assert sum(turn_tokens(m["content"], "o200k_base") for m in body["messages"]) + 600 <= 1_200
 
 
 def test_a_message_too_big_for_the_window_is_refused_and_nothing_is_stored(simulator, catalog, make_user):
     user = make_user()
     with pytest.raises(actions.ActionRefused) as refused:
-        send(user, "日" * 99_000, model="o1-preview")  # under the size cap, over the window
+        # Under the size cap, over the window: 99,000 different CJK characters, each a token or more.
+        send(user, "".join(chr(0x4E00 + i * 7919 % 20_000) for i in range(99_000)), model="o1-preview")
 
     assert refused.value.code == "too_long"
     assert "context window" in str(refused.value)

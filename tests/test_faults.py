@@ -1,17 +1,13 @@
 """Provider and process faults end in a clear state, with no text or quota lost."""
 
-import asyncio
-import concurrent.futures
 import datetime as dt
 import logging
 import os
 import signal
-import threading
 import time
 
 import pytest
 import time_machine
-from channels.layers import get_channel_layer
 from django.test import Client
 from django.utils import timezone
 
@@ -21,9 +17,8 @@ from config.redis import redis_client
 from generation import alerts
 from generation import reply as generation
 from generation.limiter import capacity_acquire
-from live import publish
 from quotas.models import LedgerEntry
-from tests.helpers import quota_state, start_worker, stop, subprocess_env, wait_until
+from tests.helpers import GroupListener, quota_state, start_worker, stop, subprocess_env, wait_until
 
 # Replies are generated in this process, and their checkpoints are written from another thread, which
 # must see the rows: each test commits for real, and what it enqueues no worker takes.
@@ -43,42 +38,6 @@ def generate(reply: Message) -> Message:
     generation.reply_generate(message_id=reply.id)
     reply.refresh_from_db()
     return reply
-
-
-class GroupListener:
-    """Receives what the browser would on a conversation's group.
-
-    Pub/sub subscriptions belong to one event loop, so the listener runs in a
-    thread with a loop of its own for as long as the test lasts.
-    """
-
-    def __init__(self, conversation_id: int):
-        self.group = publish.conversation_group(conversation_id)
-        self.received: list[dict] = []
-        self.marker_seen = threading.Event()
-        self.loop = asyncio.new_event_loop()
-        subscribed = concurrent.futures.Future()
-        threading.Thread(target=self.loop.run_until_complete, args=(self._listen(subscribed),), daemon=True).start()
-        subscribed.result(timeout=5)
-
-    async def _listen(self, subscribed: concurrent.futures.Future) -> None:
-        self.layer = get_channel_layer()
-        channel = await self.layer.new_channel()
-        await self.layer.group_add(self.group, channel)
-        subscribed.set_result(True)
-        while True:
-            event = await self.layer.receive(channel)
-            if event["type"] == "test.marker":
-                self.marker_seen.set()
-            else:
-                self.received.append(event)
-
-    def events(self) -> list[dict]:
-        """Everything sent to the group so far: a marker sent after the fanout's queue is empty comes last."""
-        assert publish.flush()
-        asyncio.run_coroutine_threadsafe(self.layer.group_send(self.group, {"type": "test.marker"}), self.loop).result(5)
-        assert self.marker_seen.wait(5)
-        return list(self.received)
 
 
 def test_a_rate_limit_waits_for_retry_after_and_tells_the_user_it_waits(simulator, catalog, make_user):
@@ -125,18 +84,19 @@ def test_server_errors_are_retried_with_backoff_then_succeed(simulator, catalog,
     assert len(simulator.requests()) == 3
 
 
-def test_a_stall_before_any_output_fails_within_the_timeout_and_refunds(simulator, catalog, make_user, settings):
-    settings.OPENAI_READ_TIMEOUT = 1.0
-    started = time.monotonic()
+def test_a_stall_before_any_output_is_retried_until_the_deadline_then_fails_and_refunds(simulator, catalog, make_user, settings):
+    settings.OPENAI_FIRST_OUTPUT_TIMEOUT = 0.5
+    settings.REPLY_DEADLINE_SECONDS = 2.0
     reply = generate(send(make_user(), "x [sim:fault=stall] [sim:think=0]"))
 
-    assert time.monotonic() - started < 1.0 * generation.MAX_ATTEMPTS + 3
     assert reply.status == "failed" and quota_state(reply) == "refunded"
     assert reply.error == "The model took too long to answer."
+    assert len(simulator.requests()) >= 2, "a stall with no output yet is retried"
+    assert all(r["_sim"]["closed_by_client_at"] for r in simulator.requests()), "each stalled request was closed"
 
 
 def test_a_stall_after_some_output_keeps_it_marked_incomplete(simulator, catalog, make_user, settings):
-    settings.OPENAI_READ_TIMEOUT = 1.0
+    settings.OPENAI_CHUNK_GAP_TIMEOUT = 0.5
     reply = generate(send(make_user(), "x [sim:fault=stall] [sim:after=6] [sim:think=0]"))
 
     assert reply.status == "failed" and reply.incomplete

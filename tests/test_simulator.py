@@ -230,12 +230,10 @@ def test_stall_times_out(client: OpenAI) -> None:
         timeout=1.0,
     )
     got = []
-    start = time.monotonic()
     with pytest.raises(openai.APITimeoutError):
         for chunk in stream:
             got.append(chunk.choices[0].delta.content or "")
     assert "".join(got) == "You said"
-    assert time.monotonic() - start < 5
 
 
 def test_o1_validation(client: OpenAI) -> None:
@@ -275,21 +273,28 @@ def test_request_log(client: OpenAI, base_url: str) -> None:
 
 
 def test_many_concurrent_streams(base_url: str) -> None:
-    """100 streams of 10 tokens at 50 tok/s (~0.2s each, 20s if serialised) must overlap."""
+    """100 streams of 50 tokens at 50 tok/s (about a second each) are served at once, not one after another."""
+    open_now, most_open = 0, 0
 
     async def main() -> list[str]:
         async with AsyncOpenAI(api_key="sim", base_url=f"{base_url}/v1", max_retries=0) as aclient:
 
             async def one(i: int) -> str:
+                nonlocal open_now, most_open
                 stream = await aclient.chat.completions.create(
-                    model="gpt-4o", messages=_user(f"n{i} [sim:rate=50] [sim:tokens=10]"), stream=True
+                    model="gpt-4o", messages=_user(f"n{i} [sim:rate=50] [sim:tokens=50]"), stream=True
                 )
-                return "".join([c.choices[0].delta.content or "" async for c in stream])
+                parts = []
+                async for c in stream:
+                    if not parts:
+                        open_now += 1
+                        most_open = max(most_open, open_now)
+                    parts.append(c.choices[0].delta.content or "")
+                open_now -= 1
+                return "".join(parts)
 
             return await asyncio.gather(*(one(i) for i in range(100)))
 
-    start = time.monotonic()
     texts = asyncio.run(main())
     assert all(t.startswith(f"You said: n{i}. ") for i, t in enumerate(texts))
-    # Generous: the SDK's per-chunk parsing, not the simulator, dominates this time.
-    assert time.monotonic() - start < 4
+    assert most_open >= 20, f"only {most_open} streams were open at once"

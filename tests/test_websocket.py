@@ -45,6 +45,8 @@ def test_a_logged_in_user_from_our_origin_connects(catalog, make_user):
         ('{"type": "send", "conversation_id": null, "model": "nope", "text": "hi"}', "unknown_model"),
         ('{"type": "subscribe", "conversation_id": "DROP TABLE"}', "not_found"),
         ('{"type": "stop", "message_id": 99999999}', "not_found"),
+        ('{"type": "send", "conversation_id": null, "model": "o1-mini\\u0000", "text": "hi"}', "unknown_model"),
+        ("[" * 100_000, "invalid"),
     ],
 )
 def test_bad_frames_get_a_clear_error_and_change_nothing(catalog, make_user, frame, code):
@@ -145,3 +147,71 @@ def test_an_answer_streams_end_to_end_through_web_worker_and_simulator(live_url,
     assert streamed == stored.text
     assert stored.text.startswith("You said: Stream please")
     assert stored.reasoning_tokens > 0
+
+
+def test_every_error_answers_the_frame_it_refuses_by_its_client_id(catalog, make_user):
+    frames = [
+        '{"type": "send", "conversation_id": null, "model": "nope", "text": "hi", "client_id": "c1"}',
+        '{"type": "explode", "client_id": "c2"}',
+        '{"client_id": "c3", "type": "send", ',
+        '{"type": "send", "client_id": "c4", "text": "' + "x" * 700_000 + '"}',
+    ]
+
+    @async_to_sync
+    async def run():
+        _, communicator = await handshake(session_cookie(make_user()))
+        answers = []
+        for frame in frames:
+            await communicator.send_to(text_data=frame)
+            answers.append(await communicator.receive_json_from())
+        await communicator.disconnect()
+        return answers
+
+    answers = run()
+    assert [a["client_id"] for a in answers] == ["c1", "c2", "c3", "c4"]
+    assert [a["code"] for a in answers] == ["unknown_model", "invalid", "invalid", "too_long"]
+
+
+@pytest.mark.usefixtures("private_queue")
+def test_a_long_chinese_message_sent_with_escapes_is_measured_decoded_and_accepted(catalog, make_user):
+    text = "漢" * 40_000  # 40,000 characters: under MAX_MESSAGE_CHARS, 240,000 once escaped as \\uXXXX
+    frame = json.dumps({"type": "send", "conversation_id": None, "model": "o1-mini", "text": text, "client_id": "c1"})
+    assert len(frame) > 200_000
+
+    @async_to_sync
+    async def run():
+        _, communicator = await handshake(session_cookie(make_user()))
+        await communicator.send_to(text_data=frame)
+        answer = await communicator.receive_json_from(timeout=10)
+        await communicator.disconnect()
+        return answer
+
+    answer = run()
+    assert (answer["type"], answer["client_id"]) == ("sent", "c1")
+    assert Message.objects.get(id=answer["user_message"]["id"]).text == text
+
+
+def test_a_reply_that_ends_before_the_socket_follows_its_chat_still_reports_done(simulator, catalog, make_user, monkeypatch):
+    """The task is enqueued at commit, before the socket joins the conversation's group: a reply that
+    fails at once (here: generated right at commit) sent its `done` to no one."""
+    from chat import actions
+    from generation import reply as generation
+
+    monkeypatch.setattr(actions, "_enqueue", lambda reply_id: generation.reply_generate(message_id=reply_id))
+
+    @async_to_sync
+    async def run():
+        _, communicator = await handshake(session_cookie(make_user()))
+        await communicator.send_json_to(
+            {"type": "send", "conversation_id": None, "model": "o1-mini", "text": "x [sim:fault=400]", "client_id": "c1"}
+        )
+        frames = []
+        while not frames or frames[-1]["type"] != "done":
+            frames.append(await communicator.receive_json_from(timeout=10))
+        await communicator.disconnect()
+        return frames
+
+    frames = run()
+    kinds = [f["type"] for f in frames]
+    assert kinds.index("sent") < kinds.index("done")
+    assert frames[-1]["message"]["status"] == "failed"

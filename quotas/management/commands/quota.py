@@ -5,6 +5,7 @@
     manage.py quota grant alice o1-preview 20 --until 2025-01-01
     manage.py quota reset alice o1-mini
     manage.py quota set-plan alice Team
+    manage.py quota check          # verify the invariants; exit 1 on any problem
 
 Changes are recorded in the quota ledger with no actor and the note
 "via manage.py quota".
@@ -18,7 +19,7 @@ from django.utils import timezone
 
 from catalog.models import AIModel
 from quotas.models import Plan
-from quotas.selectors import quota_status, user_plan
+from quotas.selectors import quota_check, quota_status, user_plan
 from quotas.services import plan_set, quota_grant, quota_reset
 from quotas.windows import format_reset
 
@@ -42,7 +43,9 @@ class Command(BaseCommand):
     help = "Show, grant, reset or change the plan of one user's message quota."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="{show,grant,reset,set-plan}")
+        sub = parser.add_subparsers(dest="subcommand", required=True, metavar="{show,grant,reset,set-plan,check}")
+
+        sub.add_parser("check", help="Verify the quota invariants on this database; exit 1 on any problem.")
 
         show = sub.add_parser("show", help="Per model: used, limit, left, and when the window resets.")
         show.add_argument("username")
@@ -63,7 +66,15 @@ class Command(BaseCommand):
         set_plan.add_argument("username")
         set_plan.add_argument("plan", metavar="plan-name")
 
-    def handle(self, *args, subcommand: str, username: str, **options) -> None:
+    def handle(self, *args, subcommand: str, username: str = "", **options) -> None:
+        if subcommand == "check":
+            problems = quota_check()
+            for problem in problems:
+                self.stdout.write(self.style.ERROR(problem))
+            if problems:
+                raise CommandError(f"{len(problems)} quota invariant(s) broken.")
+            self.stdout.write(self.style.SUCCESS("Every reservation has one outcome; every counter matches its window."))
+            return
         user = self._user(username)
         if subcommand == "show":
             self._show(user)

@@ -17,3 +17,10 @@ export function formatWhen(iso) {
 export function secondsLabel(seconds) {
   return seconds === 1 ? "1 second" : `${seconds} seconds`;
 }
+
+// Why an answer is partial: the output limit, the provider's content filter, or a cut stream.
+export function cutNote(msg) {
+  if (msg.finish_reason === "length") return "This answer was cut off at the model's output limit.";
+  if (msg.finish_reason === "content_filter") return "The provider's content filter stopped this answer here.";
+  return "This answer was cut off.";
+}

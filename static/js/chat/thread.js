@@ -2,7 +2,7 @@
  * reasoning panel and its "Thinking… 12s" counter; editing the last question;
  * keeping the newest text in view. */
 import { copyButton, h, icon } from "./dom.js";
-import { formatWhen, numberFormat, secondsLabel } from "./format.js";
+import { cutNote, formatWhen, numberFormat, secondsLabel } from "./format.js";
 import { renderMarkdown } from "./markdown.js";
 import { LIVE } from "./merge.js";
 import { el } from "./page.js";
@@ -195,7 +195,7 @@ function paintAssistant(entry) {
     notes.push(h("p", { className: "note note-error" }, [icon("warn"),
       h("span", { text: msg.error ? `The answer failed: ${msg.error}` : "The answer failed." })]));
   }
-  if (msg.incomplete) notes.push(h("p", { className: "note", text: "This answer was cut off." }));
+  if (msg.incomplete) notes.push(h("p", { className: "note", text: cutNote(msg) }));
   if (msg.status === "stopped") notes.push(h("p", { className: "note", text: msg.text ? "You stopped this answer." : "You stopped this answer before it began." }));
   note.replaceChildren(...notes);
   note.hidden = !notes.length;
@@ -274,3 +274,4 @@ el.toBottom.addEventListener("click", () => {
   el.scroller.scrollTo({ top: el.scroller.scrollHeight, behavior: "smooth" });
   state.stick = true;
 });
+

@@ -1,0 +1,16 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+
+import { cutNote } from "../../static/js/chat/format.js";
+
+test("an answer cut at the output limit says so", () => {
+  assert.equal(cutNote({ incomplete: true, finish_reason: "length" }), "This answer was cut off at the model's output limit.");
+});
+
+test("an answer stopped by the content filter says so", () => {
+  assert.match(cutNote({ incomplete: true, finish_reason: "content_filter" }), /content filter/);
+});
+
+test("a cut stream gets the plain note", () => {
+  assert.equal(cutNote({ incomplete: true, finish_reason: "" }), "This answer was cut off.");
+});
