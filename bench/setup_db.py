@@ -4,7 +4,7 @@ Run with DATABASE_URL pointing at the (freshly migrated) bench database:
 
     python bench/setup_db.py --stream-users 500 --quota-users 200 --out users.json
 
-Streaming users get a plan without limits, so quotas never refuse a streaming
+Streaming users get a plan whose limits are all explicitly unlimited, so quotas never refuse a streaming
 figure's sends; quota users keep the seeded default plan (o1-mini: 50 a day),
 so the quota figure takes the real row-locking path.
 """
@@ -41,21 +41,22 @@ def main() -> None:
     from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
     from django.contrib.sessions.backends.db import SessionStore
 
-    from accounts.models import Profile
     from accounts.services import user_create
-    from quotas.models import Plan
+    from catalog.models import AIModel
+    from quotas.models import Plan, PlanLimit, UserPlan
 
     started = time.monotonic()
     unlimited = Plan.objects.create(
         name="Bench: unlimited", is_default=False, description="No limits: streaming benchmarks must not be refused by quota."
     )
+    PlanLimit.objects.bulk_create([PlanLimit(plan=unlimited, model=m, unlimited=True) for m in AIModel.objects.all()])
 
     def make(prefix: str, n: int) -> list:
         return [user_create(username=f"{prefix}{i:04d}", password="bench-pass-123456") for i in range(n)]
 
     stream_users = make("bench-stream-", args.stream_users)
     quota_users = make("bench-quota-", args.quota_users)
-    Profile.objects.filter(user__in=stream_users).update(plan=unlimited)
+    UserPlan.objects.bulk_create([UserPlan(user=u, plan=unlimited) for u in stream_users])
 
     def session_for(user) -> str:
         session = SessionStore()

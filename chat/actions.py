@@ -4,14 +4,15 @@ The reply itself is written by the generation worker (generation/reply.py),
 which these actions enqueue through `_enqueue`, after commit.
 """
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import Profile
 from catalog.models import AIModel
 from generation.context import message_fits
 from quotas.services import QuotaRefused, quota_refund, quota_reserve
@@ -20,6 +21,8 @@ from . import events
 from .models import LIVE, Conversation, Message
 from .selectors import conversation_get_for_user, message_get_for_user
 from .serializers import conversation_json
+
+log = logging.getLogger(__name__)
 
 
 class ActionRefused(Exception):
@@ -83,11 +86,19 @@ def _quota_refusal(user, exc: QuotaRefused) -> ActionRefused:
     )
 
 
-def _enqueue(reply_id: int) -> None:
-    """The one place the web side starts a generation (tasks call services, not the reverse)."""
+def _enqueue(reply: Message) -> None:
+    """The one place the web side starts a generation (tasks call services, not the reverse).
+
+    With the broker down the reply stays pending and `reply.queued` is False: the
+    message is kept, and the reaper enqueues it again once the broker is back.
+    """
     from generation.tasks import reply_generate
 
-    reply_generate.delay(reply_id)
+    try:
+        reply_generate.delay(reply.id)
+    except Exception:
+        log.warning("could not enqueue; the reaper will retry", exc_info=True, extra={"reply_id": reply.id})
+        reply.queued = False
 
 
 def _reply_start(*, user, conversation: Conversation, model: AIModel, new_conversation: bool = False) -> Message:
@@ -101,7 +112,7 @@ def _reply_start(*, user, conversation: Conversation, model: AIModel, new_conver
         # The model picked last sticks to the conversation, which moves to the top of the list.
         conversation.model = model
         conversation.save(update_fields=["model", "updated_at"])
-    transaction.on_commit(lambda: _enqueue(reply.id))
+    transaction.on_commit(lambda: _enqueue(reply))
     return reply
 
 
@@ -111,8 +122,14 @@ def _check_fits(text: str, model: AIModel) -> None:
 
 
 def _lock_user(user) -> None:
-    """Serialise one user's sends, so the cap on live replies cannot be raced past."""
-    Profile.objects.select_for_update().filter(user=user).first()
+    """Serialise one user's sends, so the cap on live replies cannot be raced past.
+
+    Also refuses a user deactivated, or whose password changed, since their socket
+    opened: the row must still be active and carry the password hash it had then.
+    """
+    locked = get_user_model().objects.select_for_update().filter(pk=user.pk, is_active=True, password=user.password).exists()
+    if not locked:
+        raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
 
 
 def message_send(*, user, conversation_id: int | None, model_slug: object, text: object) -> tuple[Message, Message]:

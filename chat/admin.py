@@ -1,21 +1,56 @@
-"""Conversations and messages, for support."""
+"""Conversations and messages, read only, for support.
 
-from django.contrib import admin
+Staff can read but never write what a user and the model said: an answer shown
+under the model's name must be the model's. Deleting a conversation goes through
+chat.actions.conversation_delete, as the user's own delete does: live answers are
+stopped and their quota settled or refunded, in the ledger.
+"""
 
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from . import actions
 from .models import Conversation, Message
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(ReadOnlyAdmin):
     list_display = ("id", "user", "title", "model", "updated_at")
     list_select_related = ("user", "model")
     search_fields = ("user__username", "title")
-    raw_id_fields = ("user",)
+    actions = ["delete_through_the_service"]
+
+    def get_actions(self, request: HttpRequest):
+        found = super().get_actions(request)
+        found.pop("delete_selected", None)  # the plain delete would skip the refunds
+        return found
+
+    def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
+        actions.conversation_delete(user=obj.user, conversation_id=obj.id)
+
+    @admin.action(
+        description="Delete the selected conversations (stops live answers, refunds as the user's delete does)", permissions=["delete"]
+    )
+    def delete_through_the_service(self, request: HttpRequest, queryset) -> None:
+        chosen = list(queryset.select_related("user"))
+        for conversation in chosen:
+            actions.conversation_delete(user=conversation.user, conversation_id=conversation.id)
+        self.message_user(request, f"Deleted {len(chosen)} conversation(s).", messages.SUCCESS)
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdmin):
     list_display = ("id", "conversation", "role", "model", "status", "created_at")
     list_filter = ("status", "role", "model")
     list_select_related = ("conversation", "model")
-    raw_id_fields = ("conversation",)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False  # a message goes with its conversation, through the service

@@ -3,14 +3,19 @@
 The protocol is in docs/protocol.md.
 """
 
+import functools
 import json
+import logging
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
+from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.http import Http404
 
@@ -34,28 +39,77 @@ def database_sync_to_async(func):
     return DatabaseSyncToAsync(func, thread_sensitive=False, executor=_db_threads)
 
 
+log = logging.getLogger(__name__)
 FLOOD_BURST = 30
 FLOOD_PER_SECOND = 10.0
 
 
+UNAVAILABLE = "Live updates are unavailable right now: answers still complete, and a reload shows them."
+QUEUED_LATER = "Your message was kept; it will be answered as soon as the service recovers (within a few minutes)."
+SIGNED_OUT = 4401
+
+
 class ChatConsumer(AsyncJsonWebsocketConsumer):
+    closed = False
+
+    async def __call__(self, scope, receive, send) -> None:
+        """As Channels' own, except that with Redis down the socket still opens, without live updates
+        (Channels subscribes the socket's channel before `connect`, and fails the handshake with a 500)."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        try:
+            self.channel_name = await self.channel_layer.new_channel()
+        except Exception:
+            log.warning("channel layer unavailable; this socket has no live updates", exc_info=True)
+            self.channel_layer = None
+        self.base_send = send
+        sources = [receive]
+        if self.channel_layer is not None:
+            sources.append(functools.partial(self.channel_layer.receive, self.channel_name))
+        try:
+            await await_many_dispatch(sources, self.dispatch)
+        except StopConsumer:
+            pass
+
     async def connect(self) -> None:
         self.user = self.scope.get("user")
         if self.user is None or not self.user.is_authenticated:
-            await self.close(code=4401)
+            await self.close(code=SIGNED_OUT)
             return
         self.conversation_id: int | None = None
         self.tokens = float(FLOOD_BURST)
         self.tokens_at = time.monotonic()
-        await self.channel_layer.group_add(user_group(self.user.id), self.channel_name)
+        self.told_unavailable = False
         await self.accept()
+        await self._join(user_group(self.user.id))
 
     async def disconnect(self, code: int) -> None:
+        self.closed = True
         if getattr(self, "user", None) is None or not self.user.is_authenticated:
             return
-        await self.channel_layer.group_discard(user_group(self.user.id), self.channel_name)
-        if self.conversation_id:
-            await self.channel_layer.group_discard(conversation_group(self.conversation_id), self.channel_name)
+        for group in (user_group(self.user.id), *([conversation_group(self.conversation_id)] if self.conversation_id else [])):
+            try:
+                await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # Redis is down: its subscriptions are gone with it
+                pass
+
+    async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
+        self.closed = True
+        await super().close(code=code, reason=reason)
+
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        # Frames queued behind a close (a flood, a sign-out) are dropped: the ASGI server refuses them.
+        if not self.closed:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+
+    async def _join(self, group: str) -> None:
+        """Subscribe to a group; with Redis down the socket stays up without live updates, and says so."""
+        try:
+            await self.channel_layer.group_add(group, self.channel_name)
+        except Exception:
+            if not self.told_unavailable:
+                self.told_unavailable = True
+                await self.error("unavailable", UNAVAILABLE)
 
     async def dispatch(self, message: dict) -> None:
         # Channels' own dispatch first closes stale database connections, in the
@@ -89,6 +143,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return None
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closed:
+            return
         if self._flooding():
             await self.error("flood", "Too many messages at once; reconnecting.")
             await self.close(code=4429)
@@ -118,6 +174,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await handler(frame)
         except actions.ActionRefused as exc:
             await self.send_json({**exc.as_json(), "request": frame.get("type"), "client_id": frame.get("client_id")})
+            if exc.code == "signed_out":
+                await self.close(code=SIGNED_OUT)
         except Http404 as exc:
             await self.error("not_found", str(exc) or "Not found.", request=frame.get("type"), client_id=frame.get("client_id"))
 
@@ -202,11 +260,19 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if conversation_id == self.conversation_id:
             return
         if self.conversation_id:
-            await self.channel_layer.group_discard(conversation_group(self.conversation_id), self.channel_name)
+            try:
+                await self.channel_layer.group_discard(conversation_group(self.conversation_id), self.channel_name)
+            except Exception:
+                pass  # Redis is down; _join says so
         self.conversation_id = conversation_id
-        await self.channel_layer.group_add(conversation_group(conversation_id), self.channel_name)
+        await self._join(conversation_group(conversation_id))
 
     async def _sent(self, frame: dict, user_message: Message | None, reply: Message) -> None:
+        await self._send_sent(frame, user_message, reply)
+        if getattr(reply, "queued", True) is False:
+            await self.error("unavailable", QUEUED_LATER, request=frame.get("type"), client_id=frame.get("client_id"))
+
+    async def _send_sent(self, frame: dict, user_message: Message | None, reply: Message) -> None:
         await self.send_json(
             {
                 "type": "sent",
@@ -240,6 +306,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json({"type": "quota", "models": models, "partial": event.get("partial", False)})
 
     async def session_ended(self, event: dict) -> None:
+        """One session signed out, or (session_key None) the user was deactivated or changed password."""
         session = self.scope.get("session")
-        if session is not None and session.session_key == event.get("session_key"):
-            await self.close(code=4401)
+        if event.get("session_key") is None or (session is not None and session.session_key == event["session_key"]):
+            await self.close(code=SIGNED_OUT)

@@ -4,8 +4,10 @@ Production sets DEBUG=False, SECRET_KEY, ALLOWED_HOSTS and the URLs; `manage.py
 check --deploy` is clean with those.
 """
 
+import hashlib
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -138,12 +140,29 @@ DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME", "test_chat
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def installation_name() -> str:
+    """A name for this installation, from its database and Redis database number.
+
+    Redis pub/sub ignores the database number, so two installations on one Redis
+    would see each other's live events under a shared prefix; their Celery queues,
+    limiter and alert keys would mix on a shared Redis database. Everything this
+    installation names in Redis starts with this (or CHANNEL_PREFIX, when set).
+    """
+    db = DATABASES["default"]
+    redis_db = urlsplit(REDIS_URL).path.strip("/") or "0"
+    where = f"{db.get('HOST')}:{db.get('PORT')}/{db.get('NAME')}|redis db {redis_db}"
+    return "chat-" + hashlib.sha256(where.encode()).hexdigest()[:10]
+
+
+CHANNEL_PREFIX = env_str("CHANNEL_PREFIX") or installation_name()
 CHANNEL_LAYERS = {
     "default": {
         # Pub/sub: one PUBLISH per group message, pushed to each web process; no per-message
         # polling. Live updates are best effort anyway (offsets + resync + resume buffer).
         "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "chat")},
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": CHANNEL_PREFIX},
     }
 }
 
@@ -152,10 +171,13 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
-CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE", "chat")
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_QUEUE") or CHANNEL_PREFIX
 # A generation can run for minutes; the broker must not redeliver it meanwhile.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600)}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# With the broker down, a send gives up enqueueing within about a second and keeps the reply
+# pending; the reaper enqueues it again once the broker is back (chat.actions._enqueue).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
 # Remote control listens on a Redis pub/sub channel whose reconnection crashes
 # the worker after a Redis restart (kombu); we do not use it.
 CELERY_WORKER_ENABLE_REMOTE_CONTROL = False

@@ -35,6 +35,7 @@ def capacity_acquire(*, model_slug: str, rpm: int | None, tpm: int | None, token
     window = settings.PROVIDER_LIMIT_WINDOW_SECONDS
     now = time.time()
     slot = int(now // window)
-    keys = [f"limit:{model_slug}:{window}:{slot}:requests", f"limit:{model_slug}:{window}:{slot}:tokens"]
+    base = f"{settings.CHANNEL_PREFIX}:limit:{model_slug}:{window}:{slot}"  # per installation (config/settings.py)
+    keys = [f"{base}:requests", f"{base}:tokens"]
     granted = redis_client().eval(_ACQUIRE, 2, *keys, rpm or 0, tpm or 0, tokens, 2 * window)
     return 0.0 if granted else (slot + 1) * window - now

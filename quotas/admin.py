@@ -44,7 +44,9 @@ def limit_errors(data: dict) -> dict[str, str]:
     messages, length = data.get("messages"), data.get("window_length")
     kind, unit = data.get("window_kind"), data.get("window_unit")
     if messages is not None and not 0 <= messages <= MAX_LIMIT_MESSAGES:
-        errors["messages"] = f"Messages must be between 0 and {MAX_LIMIT_MESSAGES:,}, or blank for unlimited."
+        errors["messages"] = f"Messages must be between 0 and {MAX_LIMIT_MESSAGES:,}."
+    elif messages is None and not data.get("unlimited") and not data.get("disabled"):
+        errors["messages"] = "Enter a number of messages, or tick “unlimited” (or “disabled”): a blank number is not unlimited."
     if length is not None and not 1 <= length <= MAX_WINDOW_LENGTH:
         errors["window_length"] = f"The window length must be between 1 and {MAX_WINDOW_LENGTH}."
     if kind == WindowKind.CALENDAR and (length != 1 or unit == "hour"):
@@ -90,7 +92,7 @@ def expires_at_clean(value: dt.datetime) -> dt.datetime:
 class PlanLimitForm(LimitForm):
     class Meta:
         model = PlanLimit
-        fields = ("model", "messages", "window_kind", "window_length", "window_unit", "disabled")
+        fields = ("model", "messages", "unlimited", "window_kind", "window_length", "window_unit", "disabled")
 
 
 class PlanLimitInline(admin.TabularInline):
@@ -111,9 +113,8 @@ class PlanForm(forms.ModelForm):
 
     def clean_is_default(self) -> bool:
         value = self.cleaned_data["is_default"]
-        other = Plan.objects.filter(is_default=True).exclude(pk=self.instance.pk).first()
-        if value and other:
-            raise forms.ValidationError(f"“{other}” is the default plan: untick it there first.")
+        if not value and self.instance.pk and Plan.objects.filter(pk=self.instance.pk, is_default=True).exists():
+            raise forms.ValidationError("New users need a default plan: make another plan the default instead.")
         return value
 
 
@@ -127,9 +128,25 @@ class PlanAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).prefetch_related("limits__model")
 
+    def save_model(self, request: HttpRequest, obj: Plan, form, change: bool) -> None:
+        # Ticking "default" here moves the default from the plan that had it, in one transaction.
+        with transaction.atomic():
+            if obj.is_default:
+                Plan.objects.filter(is_default=True).exclude(pk=obj.pk).update(is_default=False)
+            obj.save()
+
+    def has_delete_permission(self, request: HttpRequest, obj: Plan | None = None) -> bool:
+        # The plan new users get cannot be deleted (its users would have no rule: every model refused).
+        return super().has_delete_permission(request, obj) and not (obj is not None and obj.is_default)
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        if queryset.filter(is_default=True).exists():
+            self.message_user(request, "The default plan cannot be deleted; make another plan the default first.", messages.ERROR)
+        super().delete_queryset(request, queryset.exclude(is_default=True))
+
     @admin.display(description="Limits")
     def limits_summary(self, plan: Plan) -> str:
-        return "; ".join(f"{limit.model.name}: {limit.describe()}" for limit in plan.limits.all()) or "none (all unlimited)"
+        return "; ".join(f"{limit.model.name}: {limit.describe()}" for limit in plan.limits.all()) or "none (every model refused)"
 
 
 # --- Per-user overrides and grants -----------------------------------------------
@@ -138,7 +155,7 @@ class PlanAdmin(admin.ModelAdmin):
 class QuotaOverrideForm(LimitForm):
     class Meta:
         model = QuotaOverride
-        fields = ("user", "model", "messages", "window_kind", "window_length", "window_unit", "disabled")
+        fields = ("user", "model", "messages", "unlimited", "window_kind", "window_length", "window_unit", "disabled")
 
 
 @admin.register(QuotaOverride)
@@ -359,7 +376,7 @@ class UserAdmin(accounts_admin.UserAdmin):
             '<p>Plan: {} (change it under Plan, below). <a href="{}">Reset a window</a> · <a href="{}">Grant extra messages</a> · '
             '<a href="{}">Add an override</a> · <a href="{}">Ledger</a></p>',
             body,
-            plan.name if plan else "none (everything unlimited)",
+            plan.name if plan else "none (every model refused)",
             reverse("admin:auth_user_quota_reset", args=[user.pk]),
             reverse("admin:auth_user_quota_grant", args=[user.pk]),
             override,

@@ -25,10 +25,15 @@ class WindowUnit(models.TextChoices):
 
 
 class Limit(models.Model):
-    """A number of messages for a model per window; blank messages means unlimited."""
+    """A number of messages for a model per window, or explicitly unlimited, or disabled.
+
+    Fail closed: a model with no limit for the user is refused, and a limit is
+    unlimited only when `unlimited` is ticked; a blank number alone is not.
+    """
 
     model = models.ForeignKey(AIModel, on_delete=models.CASCADE)
-    messages = models.PositiveIntegerField(null=True, blank=True, help_text="Blank for unlimited.")
+    messages = models.PositiveIntegerField(null=True, blank=True, help_text="Messages per window.")
+    unlimited = models.BooleanField(default=False, help_text="No limit at all for this model: an explicit choice.")
     window_kind = models.CharField(max_length=16, choices=WindowKind.choices, default=WindowKind.ANCHORED)
     window_length = models.PositiveIntegerField(default=1)
     window_unit = models.CharField(max_length=8, choices=WindowUnit.choices, default=WindowUnit.DAY)
@@ -40,7 +45,7 @@ class Limit(models.Model):
     def describe(self) -> str:
         if self.disabled:
             return "disabled"
-        if self.messages is None:
+        if self.unlimited:
             return "unlimited"
         unit = self.window_unit + ("s" if self.window_length != 1 else "")
         return f"{self.messages} / {self.window_length} {unit} {self.window_kind}"
@@ -50,6 +55,8 @@ def limit_constraints(prefix: str) -> list[models.BaseConstraint]:
     return [
         models.CheckConstraint(condition=Q(window_length__gte=1, window_length__lte=366), name=f"{prefix}_window_sane"),
         models.CheckConstraint(condition=Q(messages__isnull=True) | Q(messages__lte=1_000_000), name=f"{prefix}_messages_sane"),
+        # A number, or unlimited ticked, or disabled: a blank number never means "unlimited" by itself.
+        models.CheckConstraint(condition=Q(messages__isnull=False) | Q(unlimited=True) | Q(disabled=True), name=f"{prefix}_limit_explicit"),
         # Calendar windows are one day, one week or one month; months have no fixed hour count.
         models.CheckConstraint(
             condition=~Q(window_kind="calendar") | Q(window_length=1, window_unit__in=["day", "week", "month"]),
@@ -76,6 +83,11 @@ class Plan(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def validate_constraints(self, exclude=None) -> None:
+        # Ticking "default" on a plan moves the default to it in one transaction (PlanAdmin.save_model);
+        # the one_default_plan constraint stays the backstop in the database.
+        super().validate_constraints(exclude={*(exclude or ()), "is_default"})
 
 
 class UserPlan(models.Model):

@@ -96,15 +96,15 @@ WITH plan AS (
                         (SELECT id FROM {Plan._meta.db_table} WHERE is_default))
 )
 SELECT DISTINCT ON (l.model_id)
-       l.overridden, l.model_id, l.messages, l.window_kind, l.window_length, l.window_unit, l.disabled,
+       l.overridden, l.model_id, l.messages, l.window_kind, l.window_length, l.window_unit, l.disabled, l.unlimited,
        (SELECT COALESCE(SUM(g.messages), 0) FROM {QuotaGrant._meta.db_table} g
          WHERE g.user_id = %(user)s AND g.model_id = l.model_id AND g.expires_at > %(now)s),
        COALESCE((SELECT calendar_time_zone FROM plan), 'UTC')
 FROM (
-    SELECT true AS overridden, model_id, messages, window_kind, window_length, window_unit, disabled
+    SELECT true AS overridden, model_id, messages, window_kind, window_length, window_unit, disabled, unlimited
       FROM {QuotaOverride._meta.db_table} WHERE user_id = %(user)s
     UNION ALL
-    SELECT false, model_id, messages, window_kind, window_length, window_unit, disabled
+    SELECT false, model_id, messages, window_kind, window_length, window_unit, disabled, unlimited
       FROM {PlanLimit._meta.db_table} WHERE plan_id = (SELECT id FROM plan)
 ) AS l
 WHERE %(model)s::bigint IS NULL OR l.model_id = %(model)s
@@ -118,7 +118,7 @@ def rules_get(user, now: dt.datetime, model_id: int | None = None) -> Rules:
         rows = cursor.fetchall()
     limits: dict[int, Limit] = {}
     grants: dict[int, int] = {}
-    for overridden, model, messages, kind, length, unit, disabled, granted, _ in rows:
+    for overridden, model, messages, kind, length, unit, disabled, unlimited, granted, _ in rows:
         limits[model] = (QuotaOverride if overridden else PlanLimit)(
             model_id=model,
             messages=messages,
@@ -126,6 +126,7 @@ def rules_get(user, now: dt.datetime, model_id: int | None = None) -> Rules:
             window_length=length,
             window_unit=unit,
             disabled=disabled,
+            unlimited=unlimited,
         )
         grants[model] = granted
     # Without limits, no calendar window needs the plan's time zone.
@@ -179,8 +180,11 @@ def quota_status(*, user, now: dt.datetime | None = None, model: AIModel | None 
     statuses = []
     for one in [model] if model else AIModel.objects.filter(enabled=True):
         limit = rules.limit_for(one.id)
-        if limit is None or limit.messages is None or limit.disabled:
-            statuses.append(QuotaStatus(one, None, 0, None, bool(limit and limit.disabled), limit.describe() if limit else "unlimited"))
+        if limit is None or limit.disabled or limit.messages is None:
+            # No rule, or disabled: not available (fail closed). Unlimited: an explicit choice.
+            unlimited = limit is not None and limit.unlimited and not limit.disabled
+            describe = limit.describe() if limit else "not on your plan"
+            statuses.append(QuotaStatus(one, None, 0, None, not unlimited, describe))
             continue
         used, _, resets_at = window_current(limit, by_model.get(one.id), rules, user, now)
         allowed = limit.messages + rules.grants.get(one.id, 0)
@@ -247,7 +251,7 @@ def quota_check(*, now: dt.datetime | None = None) -> list[str]:
     users = {u.pk: u for u in get_user_model().objects.filter(id__in={row[0] for row in counters})}
     for user_id, model_id, used, counted in counters:
         limit = rules_get(users[user_id], now, model_id).limit_for(model_id)
-        if limit is None or limit.window_kind == WindowKind.ROLLING or limit.messages is None:
+        if limit is None or limit.window_kind == WindowKind.ROLLING or limit.messages is None or limit.unlimited:
             continue  # rolling windows count the reservations themselves; unlimited ones count nothing
         if used != counted:
             problems.append(f"user #{user_id}, model #{model_id}: the counter says {used} used, its window holds {counted}")

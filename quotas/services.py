@@ -34,8 +34,8 @@ class QuotaRefused(Exception):
         return others[0] if others else None
 
 
-def _refusal(model: AIModel, limit: Limit, resets_at: dt.datetime | None, tz: dt.tzinfo) -> QuotaRefused:
-    if limit.disabled:
+def _refusal(model: AIModel, limit: Limit | None, resets_at: dt.datetime | None, tz: dt.tzinfo) -> QuotaRefused:
+    if limit is None or limit.disabled or (limit.messages is None and not limit.unlimited):
         return QuotaRefused(f"{model.name} is not available on your plan.", model=model, resets_at=None)
     when = f" — resets {format_reset(resets_at, tz)}" if resets_at else ""
     return QuotaRefused(f"{model.name} limit reached{when}.", model=model, resets_at=resets_at)
@@ -104,7 +104,8 @@ def quota_reserve(*, user, model: AIModel, reply_id: int, now: dt.datetime | Non
     now = now or timezone.now()
     rules = rules_get(user, now, model.id)
     limit = rules.limit_for(model.id)
-    if limit is not None and limit.disabled:
+    if limit is None or limit.disabled or (limit.messages is None and not limit.unlimited):
+        # Fail closed: no rule for this model, or no number and not explicitly unlimited.
         raise _refusal(model, limit, None, user_time_zone(user))
     params = {
         "user": user.pk,
@@ -114,7 +115,7 @@ def quota_reserve(*, user, model: AIModel, reply_id: int, now: dt.datetime | Non
         "kind": LedgerEntry.Kind.RESERVE,
         "created_at": timezone.now(),
     }
-    if limit is None or limit.messages is None:
+    if limit.unlimited or limit.messages is None:
         counter = UNLIMITED
     elif limit.window_kind == WindowKind.ROLLING:
         counter = ROLLING

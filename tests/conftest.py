@@ -56,7 +56,7 @@ def isolated_queue() -> str:
     queue = f"test-{uuid.uuid4().hex[:8]}"
     app.conf.task_default_queue = queue
     settings.CELERY_TASK_DEFAULT_QUEUE = queue
-    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = queue
+    settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = settings.CHANNEL_PREFIX = queue
     return queue
 
 

@@ -208,7 +208,7 @@ def test_an_absurd_plan_limit_is_refused_in_the_plan_inline(catalog, staff_clien
     assert limits[0].messages == PlanLimit.objects.get(id=limits[0].id).messages
 
 
-def test_a_second_default_plan_is_refused_with_a_form_error(catalog, staff_client):
+def test_making_another_plan_the_default_moves_the_default_to_it(catalog, staff_client):
     response = staff_client.post(
         "/admin/quotas/plan/add/",
         {
@@ -221,9 +221,8 @@ def test_a_second_default_plan_is_refused_with_a_form_error(catalog, staff_clien
             "limits-MAX_NUM_FORMS": 1000,
         },
     )
-    assert response.status_code == 200
-    assert "“Default” is the default plan: untick it there first." in response.content.decode()
-    assert not Plan.objects.filter(name="Another").exists()
+    assert response.status_code == 302
+    assert list(Plan.objects.filter(is_default=True).values_list("name", flat=True)) == ["Another"]
 
 
 def test_the_database_constraints_surface_as_form_errors_even_without_our_checks(catalog, make_user):

@@ -17,7 +17,6 @@ from django.test import Client
 
 from chat import actions
 from chat.models import Conversation, Message
-from config.redis import redis_client
 from generation import alerts, tokens
 from generation import reply as generation
 from quotas.models import LedgerEntry, QuotaCounter, QuotaOverride
@@ -36,7 +35,7 @@ def quick_retries(settings):
 @pytest.fixture(autouse=True)
 def no_alert_left_behind():
     yield
-    redis_client().delete(alerts.ALERT_KEY, alerts.FAILURES_KEY)
+    alerts.provider_alert_clear()
 
 
 def send(user, text: str, model: str = "o1-mini") -> Message:

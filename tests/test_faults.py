@@ -13,7 +13,6 @@ from django.utils import timezone
 
 from chat import actions
 from chat.models import Message
-from config.redis import redis_client
 from generation import alerts
 from generation import reply as generation
 from generation.limiter import capacity_acquire
@@ -58,7 +57,7 @@ def test_a_rate_limit_waits_for_retry_after_and_tells_the_user_it_waits(simulato
 @pytest.fixture
 def no_alert_left_behind():
     yield
-    redis_client().delete(alerts.ALERT_KEY)
+    alerts.provider_alert_clear()
 
 
 def test_out_of_credit_is_not_retried_refunds_and_tells_staff(simulator, catalog, make_user, caplog, no_alert_left_behind):

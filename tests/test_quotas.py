@@ -113,13 +113,15 @@ def test_rolling_window_frees_one_slot_as_each_message_ages_out(catalog, make_us
 
 @pytest.mark.parametrize(
     ("model", "counted_in_window"),
-    [("o1-preview", True), ("gpt-4o", False), ("unlisted", False)],  # anchored, rolling, no limit
+    [("o1-preview", True), ("gpt-4o", False), ("unlimited", False)],  # anchored, rolling, explicitly unlimited
 )
 def test_a_reservation_marks_the_reply_and_ledgers_it_once(catalog, make_user, model, counted_in_window):
     user = make_user()
-    if model == "unlisted":
+    if model == "unlimited":
         model = "o1-mini"
-        services.plan_set(user=user, plan=Plan.objects.create(name="No limits"))
+        plan = Plan.objects.create(name="No limits")
+        PlanLimit.objects.create(plan=plan, model=catalog["o1-mini"], unlimited=True)
+        services.plan_set(user=user, plan=plan)
     with time_machine.travel(at(2026, 7, 1, 12, 0), tick=False):
         reply = send(user, model)
     reservation = Reservation.objects.get(reply_id=reply.id)
@@ -176,19 +178,22 @@ def test_a_grant_adds_messages_until_it_expires(catalog, make_user):
         refused(user, "o1-mini")
 
 
-def test_a_disabled_model_is_refused_and_an_unlisted_one_is_unlimited(catalog, make_user):
+def test_a_disabled_or_unlisted_model_is_refused_and_unlimited_is_explicit(catalog, make_user):
     plan = Plan.objects.create(name="Narrow")
     PlanLimit.objects.create(plan=plan, model=catalog["o1-preview"], disabled=True)
+    PlanLimit.objects.create(plan=plan, model=catalog["o1-mini"], unlimited=True)
     user = make_user()
     services.plan_set(user=user, plan=plan)
 
-    with pytest.raises(actions.ActionRefused) as exc:
-        send(user, "o1-preview")
-    assert "o1-preview is not available on your plan." in str(exc.value)
+    for slug in ("o1-preview", "gpt-4o"):  # disabled; no rule at all (fail closed)
+        with pytest.raises(actions.ActionRefused) as exc:
+            send(user, slug)
+        assert "is not available on your plan." in str(exc.value)
     for _ in range(60):
-        send(user, "o1-mini")  # no limit in this plan: unlimited
+        send(user, "o1-mini")  # explicitly unlimited
     statuses = {s.model.slug: s for s in selectors.quota_status(user=user)}
     assert statuses["o1-preview"].disabled and statuses["o1-preview"].exhausted
+    assert statuses["gpt-4o"].disabled and statuses["gpt-4o"].describe == "not on your plan"
     assert statuses["o1-mini"].limit is None and not statuses["o1-mini"].exhausted
 
 

@@ -120,3 +120,22 @@ def test_dropped_database_connections_are_replaced_without_a_restart(live_url, m
         second = send(socket, "after [sim:think=0]")
         text, _ = receive_until_done(socket, second)
     assert text == Message.objects.get(id=second).text != ""
+
+
+def test_with_redis_down_a_new_socket_opens_and_a_send_is_kept_and_says_so(stack_on_private_redis, make_user):
+    url, private = stack_on_private_redis
+    user = make_user()
+    private.kill()
+
+    with ws(url, user) as socket:  # no HTTP 500: the socket opens without live updates
+        notice = json.loads(socket.recv(timeout=10))
+        assert (notice["type"], notice["code"]) == ("error", "unavailable")
+        socket.send(json.dumps({"type": "send", "conversation_id": None, "model": "o1-mini", "text": "kept?", "client_id": "c1"}))
+        sent = json.loads(socket.recv(timeout=10))
+        assert (sent["type"], sent["client_id"]) == ("sent", "c1")
+        kept = json.loads(socket.recv(timeout=10))
+        assert (kept["type"], kept["code"], kept["client_id"]) == ("error", "unavailable", "c1")
+        assert "will be answered" in kept["message"]
+
+    reply = Message.objects.get(id=sent["reply"]["id"])
+    assert reply.status == "pending", "kept, for the reaper to enqueue once Redis is back"

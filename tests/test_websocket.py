@@ -197,7 +197,7 @@ def test_a_reply_that_ends_before_the_socket_follows_its_chat_still_reports_done
     from chat import actions
     from generation import reply as generation
 
-    monkeypatch.setattr(actions, "_enqueue", lambda reply_id: generation.reply_generate(message_id=reply_id))
+    monkeypatch.setattr(actions, "_enqueue", lambda reply: generation.reply_generate(message_id=reply.id))
 
     @async_to_sync
     async def run():
