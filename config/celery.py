@@ -1,14 +1,28 @@
+import logging
+import logging.config
 import os
 import sys
 
 from celery import Celery
-from celery.signals import task_postrun, worker_init
+from celery.signals import setup_logging, task_postrun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def log_like_the_web(loglevel: int | None = None, **kwargs) -> None:
+    # Celery would replace the root handler with its own format; keep ours (config/logging.py),
+    # so worker and beat lines read like the web's: time level logger [reply=<id>] message.
+    # The command line's -l still sets the level.
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
 
 
 @task_postrun.connect
