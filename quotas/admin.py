@@ -28,7 +28,7 @@ from catalog.models import AIModel
 
 from .models import LedgerEntry, Plan, PlanLimit, QuotaGrant, QuotaOverride, UserPlan, WindowKind
 from .selectors import quota_status, user_plan
-from .services import plan_set, quota_grant, quota_grant_revoke, quota_override_record, quota_reset
+from .services import plan_members, plan_set, quota_grant, quota_grant_revoke, quota_override_record, quota_push, quota_reset
 from .windows import format_reset
 
 User = get_user_model()
@@ -134,6 +134,11 @@ class PlanAdmin(admin.ModelAdmin):
             if obj.is_default:
                 Plan.objects.filter(is_default=True).exclude(pk=obj.pk).update(is_default=False)
             obj.save()
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        # Its users' open tabs show the new limits at once.
+        quota_push(user_ids=plan_members(form.instance))
 
     def has_delete_permission(self, request: HttpRequest, obj: Plan | None = None) -> bool:
         # The plan new users get cannot be deleted (its users would have no rule: every model refused).

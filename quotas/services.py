@@ -9,14 +9,16 @@ Every change lands in the ledger.
 
 import datetime as dt
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from catalog.models import AIModel
+from live.publish import event_send, user_group
 
 from .models import LedgerEntry, Limit, Plan, QuotaCounter, QuotaGrant, QuotaOverride, Reservation, UserPlan, WindowKind
-from .selectors import QuotaStatus, quota_status, rules_get, user_time_zone, window_current
+from .selectors import QuotaStatus, quota_json, quota_status, rules_get, user_time_zone, window_current
 from .windows import anchored_window, calendar_window, format_reset
 
 
@@ -227,6 +229,7 @@ def quota_reset(*, user, model: AIModel, actor=None, note: str = "") -> None:
         LedgerEntry.objects.create(
             user=user, model=model, kind=LedgerEntry.Kind.RESET, delta=-freed, actor=actor, note=note or "window reset"
         )
+        quota_push(user_ids=[user.pk])
 
 
 def quota_grant(*, user, model: AIModel, messages: int, expires_at: dt.datetime, actor=None, note: str = "") -> QuotaGrant:
@@ -239,6 +242,7 @@ def quota_grant(*, user, model: AIModel, messages: int, expires_at: dt.datetime,
             actor=actor,
             note=f"+{messages} until {expires_at:%Y-%m-%d %H:%M} UTC. {note}".strip(),
         )
+        quota_push(user_ids=[user.pk])
     return grant
 
 
@@ -252,6 +256,7 @@ def quota_grant_revoke(*, grant: QuotaGrant, actor=None) -> None:
             note=f"revoked grant #{grant.pk}: +{grant.messages} until {grant.expires_at:%Y-%m-%d %H:%M} UTC",
         )
         grant.delete()
+        quota_push(user_ids=[grant.user_id])
 
 
 def quota_override_record(*, override: QuotaOverride, actor=None, removed: bool = False) -> None:
@@ -264,6 +269,7 @@ def quota_override_record(*, override: QuotaOverride, actor=None, removed: bool 
         actor=actor,
         note=f"override {what}",
     )
+    quota_push(user_ids=[override.user_id])
 
 
 def plan_set(*, user, plan: Plan | None, actor=None, note: str = "") -> None:
@@ -275,3 +281,28 @@ def plan_set(*, user, plan: Plan | None, actor=None, note: str = "") -> None:
         else:
             UserPlan.objects.update_or_create(user=user, defaults={"plan": plan})
         LedgerEntry.objects.create(user=user, kind=LedgerEntry.Kind.PLAN, actor=actor, note=f"{what} {note}".strip())
+        quota_push(user_ids=[user.pk])
+
+
+# Changing a plan's limits updates the pickers of this many of its users at most (the rest at their next send).
+PUSH_CAP = 500
+
+
+def quota_push(*, user_ids: list[int]) -> None:
+    """After commit, every open tab of these users gets all its models' numbers anew (staff changed them)."""
+
+    def push() -> None:
+        users = get_user_model().objects.filter(pk__in=user_ids[:PUSH_CAP]).select_related("profile")
+        for user in users:
+            event_send(user_group(user.pk), {"type": "chat.quota", "models": quota_json(user), "partial": False})
+
+    transaction.on_commit(push)
+
+
+def plan_members(plan: Plan) -> list[int]:
+    """The users a plan's limits apply to: its members, and for the default plan those on no plan."""
+    members = list(UserPlan.objects.filter(plan=plan).values_list("user_id", flat=True)[:PUSH_CAP])
+    if plan.is_default:
+        unplanned = get_user_model().objects.filter(quota_plan__isnull=True, is_active=True)
+        members += list(unplanned.values_list("pk", flat=True)[: PUSH_CAP - len(members)])
+    return members

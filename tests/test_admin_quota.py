@@ -365,3 +365,45 @@ def test_adding_a_user_in_the_admin_gives_them_a_profile_on_the_default_plan(cat
     user = User.objects.get(username="newbie")
     assert not UserPlan.objects.filter(user=user).exists()  # follows the default plan
     assert {s.model.slug: s.limit for s in quota_status(user=user)}["o1-mini"] == 50
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("change", ["reset", "grant", "plan"])
+def test_a_staff_change_updates_the_users_open_tabs_at_once(catalog, make_user, staff_client, change):
+    from asgiref.sync import async_to_sync
+
+    from tests.helpers import handshake, session_cookie
+
+    user = make_user("alice")
+    mini = catalog["o1-mini"]
+    send(user)
+    tight = Plan.objects.create(name="Tight")
+    PlanLimit.objects.create(plan=tight, model=mini, messages=3)
+
+    @async_to_sync
+    async def run():
+        from channels.db import database_sync_to_async
+
+        _, communicator = await handshake(session_cookie(user))
+
+        def apply():
+            if change == "reset":
+                return staff_client.post(f"/admin/auth/user/{user.id}/quota/reset/", {"apply": "1", "model": mini.id})
+            if change == "grant":
+                return staff_client.post(
+                    f"/admin/auth/user/{user.id}/quota/grant/",
+                    {"apply": "1", "model": mini.id, "messages": 7, "expires_at": in_days(3)},
+                )
+            from quotas.services import plan_set
+
+            return plan_set(user=user, plan=tight)
+
+        await database_sync_to_async(apply)()
+        frame = await communicator.receive_json_from(timeout=10)
+        await communicator.disconnect()
+        return frame
+
+    frame = run()
+    assert (frame["type"], frame["partial"]) == ("quota", False)
+    numbers = {m["model"]: m for m in frame["models"]}["o1-mini"]
+    assert (numbers["used"], numbers["limit"]) == {"reset": (0, 50), "grant": (1, 57), "plan": (1, 3)}[change]
