@@ -28,6 +28,7 @@ def test_two_installations_on_one_redis_do_not_see_each_others_live_events(simul
     for db_number in (0, 5):
         env = subprocess_env(simulator_server, isolated_queue, REDIS_URL=f"{settings.REDIS_URL.rsplit('/', 1)[0]}/{db_number}")
         del env["CHANNEL_PREFIX"]
+        env["CELERY_QUEUE"] = f"{isolated_queue}-unread"  # no worker: nothing generates past this test
         stacks.append(start_web(env))
     try:
         (_, url_a), (_, url_b) = stacks
