@@ -206,9 +206,11 @@ def test_the_websocket_origin_must_be_the_site_itself(catalog, make_user, origin
 
     from config.asgi import application
 
+    cookie = session_cookie(make_user())  # outside the event loop's thread: its connection is never returned
+
     @async_to_sync
     async def run():
-        headers = [(b"host", host.encode()), (b"origin", origin.encode()), (b"cookie", session_cookie(make_user()).encode())]
+        headers = [(b"host", host.encode()), (b"origin", origin.encode()), (b"cookie", cookie.encode())]
         communicator = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
         connected, _ = await communicator.connect()
         await communicator.disconnect()
@@ -221,9 +223,11 @@ def test_the_websocket_origin_must_be_the_site_itself(catalog, make_user, origin
 
 
 def test_nothing_is_sent_after_a_flood_closes_the_socket(catalog, make_user):
+    cookie = session_cookie(make_user())  # outside the event loop's thread: its connection is never returned
+
     @async_to_sync
     async def run():
-        _, communicator = await handshake(session_cookie(make_user()))
+        _, communicator = await handshake(cookie)
         for _ in range(40):
             await communicator.send_json_to({"type": "quota"})
         outputs = []

@@ -23,9 +23,11 @@ def test_a_foreign_origin_is_rejected_even_with_a_session(catalog, make_user):
 
 
 def test_a_logged_in_user_from_our_origin_connects(catalog, make_user):
+    cookie = session_cookie(make_user())  # outside the event loop's thread: its connection is never returned
+
     @async_to_sync
     async def run():
-        connected, communicator = await handshake(session_cookie(make_user()))
+        connected, communicator = await handshake(cookie)
         await communicator.send_json_to({"type": "ping"})
         reply = await communicator.receive_json_from()
         await communicator.disconnect()
@@ -50,9 +52,11 @@ def test_a_logged_in_user_from_our_origin_connects(catalog, make_user):
     ],
 )
 def test_bad_frames_get_a_clear_error_and_change_nothing(catalog, make_user, frame, code):
+    cookie = session_cookie(make_user())  # outside the event loop's thread: its connection is never returned
+
     @async_to_sync
     async def run():
-        _, communicator = await handshake(session_cookie(make_user()))
+        _, communicator = await handshake(cookie)
         if isinstance(frame, bytes):
             await communicator.send_to(bytes_data=frame)
         else:
@@ -82,9 +86,11 @@ def test_another_users_conversation_cannot_be_followed(catalog, make_user):
         {"type": "send", "conversation_id": reply.conversation_id, "model": "o1-mini", "text": "me too"},
     ]
 
+    cookie = session_cookie(make_user())  # outside the event loop's thread: its connection is never returned
+
     @async_to_sync
     async def run():
-        _, communicator = await handshake(session_cookie(make_user()))
+        _, communicator = await handshake(cookie)
         answers = []
         for frame in frames:
             await communicator.send_json_to(frame)
@@ -103,9 +109,11 @@ def test_another_users_conversation_cannot_be_followed(catalog, make_user):
 
 
 def test_a_flood_of_frames_closes_the_socket(catalog, make_user):
+    cookie = session_cookie(make_user())  # outside the event loop's thread: its connection is never returned
+
     @async_to_sync
     async def run():
-        _, communicator = await handshake(session_cookie(make_user()))
+        _, communicator = await handshake(cookie)
         for _ in range(40):
             await communicator.send_json_to({"type": "ping"})
         frames = []
@@ -157,9 +165,11 @@ def test_every_error_answers_the_frame_it_refuses_by_its_client_id(catalog, make
         '{"type": "send", "client_id": "c4", "text": "' + "x" * 700_000 + '"}',
     ]
 
+    cookie = session_cookie(make_user())  # outside the event loop's thread: its connection is never returned
+
     @async_to_sync
     async def run():
-        _, communicator = await handshake(session_cookie(make_user()))
+        _, communicator = await handshake(cookie)
         answers = []
         for frame in frames:
             await communicator.send_to(text_data=frame)
@@ -178,9 +188,11 @@ def test_a_long_chinese_message_sent_with_escapes_is_measured_decoded_and_accept
     frame = json.dumps({"type": "send", "conversation_id": None, "model": "o1-mini", "text": text, "client_id": "c1"})
     assert len(frame) > 200_000
 
+    cookie = session_cookie(make_user())  # outside the event loop's thread: its connection is never returned
+
     @async_to_sync
     async def run():
-        _, communicator = await handshake(session_cookie(make_user()))
+        _, communicator = await handshake(cookie)
         await communicator.send_to(text_data=frame)
         answer = await communicator.receive_json_from(timeout=10)
         await communicator.disconnect()
@@ -199,9 +211,11 @@ def test_a_reply_that_ends_before_the_socket_follows_its_chat_still_reports_done
 
     monkeypatch.setattr(actions, "_enqueue", lambda reply: generation.reply_generate(message_id=reply.id))
 
+    cookie = session_cookie(make_user())  # outside the event loop's thread: its connection is never returned
+
     @async_to_sync
     async def run():
-        _, communicator = await handshake(session_cookie(make_user()))
+        _, communicator = await handshake(cookie)
         await communicator.send_json_to(
             {"type": "send", "conversation_id": None, "model": "o1-mini", "text": "x [sim:fault=400]", "client_id": "c1"}
         )
