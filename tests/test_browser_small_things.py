@@ -1,0 +1,83 @@
+"""Small things a new user hit (issue 14), in Debian's Chromium against the live stack:
+a rename that swallowed the next click, the edit box's keys, the staff links, the
+favicon, a deleted chat's URL, the theme switch, and the quota notices."""
+
+from django.apps import apps
+from playwright.sync_api import Page, expect
+
+from tests.helpers import last_answer, log_in, wait_until
+
+MISSING = "This chat does not exist or was deleted."
+# A person's click: the button is held a moment, as a hand does, not released at once.
+HUMAN_CLICK_MS = 150
+
+
+def finished(page: Page) -> None:
+    expect(last_answer(page).locator(".msg-foot")).to_be_visible(timeout=20_000)
+
+
+def chat_with_question(user, model, title: str):
+    Conversation = apps.get_model("chat", "Conversation")
+    Message = apps.get_model("chat", "Message")
+    conversation = Conversation.objects.create(user=user, title=title, model=model)
+    Message.objects.create(conversation=conversation, role="user", model=model, text=f"Question of {title}")
+    return conversation
+
+
+def history(page: Page):
+    return page.get_by_role("navigation", name="Conversations")
+
+
+def limit(user, model, messages: int):
+    QuotaOverride = apps.get_model("quotas", "QuotaOverride")
+    QuotaOverride.objects.update_or_create(
+        user=user,
+        model=model,
+        defaults={"messages": messages, "window_kind": "anchored", "window_length": 7, "window_unit": "day"},
+    )
+
+
+# --- Rename ---------------------------------------------------------------------------
+
+
+def test_clicking_another_chat_while_renaming_saves_the_title_and_opens_that_chat(live_url, browser_page, make_user, catalog):
+    user = make_user("renamer")
+    chat_with_question(user, catalog["o1-mini"], "Apples")
+    pears = chat_with_question(user, catalog["o1-mini"], "Pears")
+    page = browser_page
+    log_in(page, live_url, "renamer")
+
+    history(page).get_by_role("listitem").filter(has_text="Apples").hover()
+    page.get_by_role("button", name="Rename “Apples”").click()
+    page.get_by_label("New title").fill("Green apples")
+    history(page).get_by_role("link", name="Pears").click(delay=HUMAN_CLICK_MS)
+
+    expect(page).to_have_url(f"{live_url}/c/{pears.id}/")
+    expect(page.locator("article.msg-user .bubble")).to_have_text("Question of Pears")
+    expect(history(page).get_by_role("link", name="Green apples")).to_be_visible()
+    Conversation = apps.get_model("chat", "Conversation")
+    wait_until(lambda: Conversation.objects.filter(user=user, title="Green apples").exists(), what="the new title stored")
+
+
+def test_deleting_another_chat_while_renaming_asks_about_that_chat(live_url, browser_page, make_user, catalog):
+    user = make_user("tidier")
+    chat_with_question(user, catalog["o1-mini"], "Apples")
+    chat_with_question(user, catalog["o1-mini"], "Pears")
+    page = browser_page
+    log_in(page, live_url, "tidier")
+
+    history(page).get_by_role("listitem").filter(has_text="Apples").hover()
+    page.get_by_role("button", name="Rename “Apples”").click()
+    page.get_by_label("New title").fill("Apples, unchanged")
+    page.get_by_label("New title").press("Escape")  # abandoning the rename is no different
+    expect(history(page).get_by_role("link", name="Apples", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Rename “Apples”").click()
+    expect(page.get_by_label("New title")).to_be_focused()
+    history(page).get_by_role("listitem").filter(has_text="Pears").hover()
+    page.get_by_role("button", name="Delete “Pears”").click(delay=HUMAN_CLICK_MS)
+
+    dialog = page.get_by_role("dialog", name="Delete chat?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("This will delete “Pears”")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(history(page).get_by_role("link")).to_have_text(["Pears", "Apples"])
