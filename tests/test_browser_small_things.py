@@ -6,6 +6,7 @@ from django.apps import apps
 from playwright.sync_api import Page, expect
 
 from tests.helpers import last_answer, log_in, wait_until
+from tests.helpers import type_and_send as send
 
 MISSING = "This chat does not exist or was deleted."
 # A person's click: the button is held a moment, as a hand does, not released at once.
@@ -81,3 +82,33 @@ def test_deleting_another_chat_while_renaming_asks_about_that_chat(live_url, bro
     expect(dialog).to_contain_text("This will delete “Pears”")
     dialog.get_by_role("button", name="Cancel").click()
     expect(history(page).get_by_role("link")).to_have_text(["Pears", "Apples"])
+
+
+# --- The edit box -----------------------------------------------------------------------
+
+
+def test_the_edit_box_sends_with_enter_and_adds_a_line_with_shift_enter_as_its_hint_says(live_url, browser_page, make_user):
+    make_user("reviser")
+    page = browser_page
+    log_in(page, live_url, "reviser")
+    send(page, "First try [sim:think=0]")
+    finished(page)
+
+    question = page.locator("article.msg-user")
+    question.hover()
+    question.get_by_role("button", name="Edit message").click()
+    box = page.get_by_label("Edit your message")
+    expect(question.get_by_text("Enter to send · Shift+Enter for a new line · Esc to cancel")).to_be_visible()
+    expect(box).to_have_accessible_description("Enter to send · Shift+Enter for a new line · Esc to cancel")
+    box.fill("Line one")
+    box.press("Shift+Enter")
+    box.press_sequentially("Line two [sim:think=0]")
+    expect(box).to_have_value("Line one\nLine two [sim:think=0]")  # still editing: Shift+Enter only added a line
+
+    box.press("Enter")
+
+    expect(box).to_have_count(0)
+    expect(page.locator("article.msg-user .bubble")).to_have_text("Line one\nLine two [sim:think=0]")
+    expect(last_answer(page).locator(".md")).to_contain_text("Line two", timeout=20_000)
+    finished(page)
+    expect(page.locator("article.msg")).to_have_count(2)
