@@ -112,3 +112,27 @@ def test_the_edit_box_sends_with_enter_and_adds_a_line_with_shift_enter_as_its_h
     expect(last_answer(page).locator(".md")).to_contain_text("Line two", timeout=20_000)
     finished(page)
     expect(page.locator("article.msg")).to_have_count(2)
+
+
+# --- Favicon -------------------------------------------------------------------------------
+
+
+def test_pages_have_a_favicon_and_load_without_a_404(live_url, browser_page, make_user):
+    make_user("iconic")
+    page = browser_page
+    failed: list[str] = []
+    page.on("response", lambda response: failed.append(f"{response.status} {response.url}") if response.status >= 400 else None)
+
+    page.goto(f"{live_url}/accounts/login/")
+    log_in(page, live_url, "iconic")
+    page.reload()
+    expect(page.get_by_role("heading", name="What can I help with?")).to_be_visible()
+
+    href = page.locator("link[rel=icon]").get_attribute("href")
+    assert href and href.startswith("/static/"), href
+    icon = page.request.get(f"{live_url}{href}")
+    assert icon.status == 200
+    assert icon.headers["content-type"].startswith("image/svg+xml")
+    assert "<svg" in icon.text()
+    page.wait_for_load_state("networkidle")
+    assert not failed, failed
