@@ -2,7 +2,11 @@
 a rename that swallowed the next click, the edit box's keys, the staff links, the
 favicon, a deleted chat's URL, the theme switch, and the quota notices."""
 
+import re
+
 from django.apps import apps
+from django.test import Client
+from django.urls import reverse
 from playwright.sync_api import Page, expect
 
 from tests.helpers import last_answer, log_in, wait_until
@@ -136,3 +140,49 @@ def test_pages_have_a_favicon_and_load_without_a_404(live_url, browser_page, mak
     assert "<svg" in icon.text()
     page.wait_for_load_state("networkidle")
     assert not failed, failed
+
+
+# --- A chat that is not there ----------------------------------------------------------------
+
+
+def test_a_deleted_or_someone_elses_chat_url_shows_a_new_chat_with_a_notice(live_url, browser_page, make_user, catalog):
+    me, other = make_user("wanderer"), make_user("owner")
+    theirs = chat_with_question(other, catalog["o1-mini"], "Not yours")
+    mine = chat_with_question(me, catalog["o1-mini"], "Soon gone")
+    gone = mine.id
+    mine.delete()
+    page = browser_page
+    log_in(page, live_url, "wanderer")
+
+    for url in (f"{live_url}/c/{gone}/", f"{live_url}/c/{theirs.id}/"):
+        response = page.goto(url)
+        assert response.status == 404
+        expect(page.get_by_role("status").filter(has_text=MISSING)).to_be_visible()
+        expect(page.get_by_role("heading", name="What can I help with?")).to_be_visible()
+        expect(page.get_by_text("Page not found")).to_have_count(0)
+        expect(page.get_by_text("Not yours")).to_have_count(0)
+        expect(page).to_have_url(f"{live_url}/")  # the address says what is shown: a new chat
+
+    send(page, "Then a new one [sim:think=0]")
+    expect(page.get_by_text(MISSING)).to_be_hidden()
+    expect(page).to_have_url(re.compile(r"/c/\d+/$"))
+    finished(page)
+
+
+def test_a_missing_chat_and_someone_elses_get_the_same_answer(catalog, make_user):
+    me, other = make_user(), make_user()
+    theirs = chat_with_question(other, catalog["o1-mini"], "Their secret plan")
+    missing = theirs.id + 1000
+    client = Client()
+    client.force_login(me)
+
+    def page_for(conversation_id: int) -> tuple[int, str]:
+        response = client.get(reverse("chat-conversation", args=[conversation_id]))
+        # The only difference allowed: the CSRF token is masked anew on every page.
+        return response.status_code, re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", response.content.decode())
+
+    assert page_for(theirs.id) == page_for(missing)
+    status, body = page_for(theirs.id)
+    assert status == 404
+    assert MISSING in body
+    assert "Their secret plan" not in body

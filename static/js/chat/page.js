@@ -28,6 +28,7 @@ export const el = {
   loading: $("loading-state"),
   messages: $("messages"),
   toBottom: $("to-bottom"),
+  pageNotice: $("page-notice"),
   quotaBanner: $("quota-banner"),
   quotaBannerText: $("quota-banner-text"),
   switchButton: $("switch-button"),
