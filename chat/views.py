@@ -43,6 +43,7 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
 
 def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *, notice: str = "", status: int = 200) -> HttpResponse:
     models = AIModel.objects.filter(enabled=True)
+    is_staff = request.user.is_staff
     bootstrap = {
         "conversation_id": conversation.id if conversation else None,
         "model": conversation.model.slug if conversation else (models[0].slug if models else None),
@@ -50,6 +51,7 @@ def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *
         "quota": quota_json(request.user),
         "max_chars": settings.MAX_MESSAGE_CHARS,
         "username": request.user.get_username(),
+        "is_staff": is_staff,
         "notice": notice,
         # Every URL the page's JavaScript uses (static/js/chat/urls.js).
         "urls": {
@@ -61,6 +63,7 @@ def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *
             "quota": reverse("chat-quota"),
             "login": reverse("accounts-login"),
             "socket": "/ws/chat/",  # chat/routing.py: WebSocket routes have no URL name
+            **({"admin": reverse("admin:index"), "usage": reverse("quotas-usage")} if is_staff else {}),
         },
         # The stored messages, so a reload shows the conversation before the socket opens.
         "snapshot": {

@@ -186,3 +186,26 @@ def test_a_missing_chat_and_someone_elses_get_the_same_answer(catalog, make_user
     assert status == 404
     assert MISSING in body
     assert "Their secret plan" not in body
+
+
+# --- Staff links -------------------------------------------------------------------------
+
+
+def test_staff_find_the_admin_and_usage_pages_from_the_chat_and_others_do_not(live_url, browser_page, make_user, staff_user):
+    make_user("plain")
+    page = browser_page
+    log_in(page, live_url, "plain")
+    expect(page.get_by_role("navigation", name="Staff")).to_have_count(0)
+    expect(page.get_by_role("link", name="Admin")).to_have_count(0)
+    expect(page.get_by_role("link", name="Usage")).to_have_count(0)
+
+    page.context.clear_cookies()
+    log_in(page, live_url, staff_user.username)
+    staff = page.get_by_role("navigation", name="Staff")
+    expect(staff.get_by_role("link", name="Admin")).to_have_attribute("href", "/admin/")
+    staff.get_by_role("link", name="Usage").click()
+    expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible()
+    page.go_back()
+    page.get_by_role("navigation", name="Staff").get_by_role("link", name="Admin").click()
+    expect(page).to_have_url(f"{live_url}/admin/")
+    expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
