@@ -9,6 +9,7 @@ from django.test import Client
 from django.urls import reverse
 from playwright.sync_api import Page, expect
 
+from config.middleware import POLICY
 from tests.helpers import last_answer, log_in, wait_until
 from tests.helpers import type_and_send as send
 
@@ -209,3 +210,50 @@ def test_staff_find_the_admin_and_usage_pages_from_the_chat_and_others_do_not(li
     page.get_by_role("navigation", name="Staff").get_by_role("link", name="Admin").click()
     expect(page).to_have_url(f"{live_url}/admin/")
     expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
+
+
+# --- Theme ------------------------------------------------------------------------------------
+
+DARK_BG = "rgb(31, 31, 30)"
+LIGHT_BG = "rgb(255, 255, 255)"
+
+
+def background(page: Page) -> str:
+    return page.evaluate("getComputedStyle(document.body).backgroundColor")
+
+
+def test_the_theme_switch_picks_light_dark_or_system_and_remembers_it_before_paint(live_url, browser_page, make_user):
+    make_user("nightowl")
+    page = browser_page
+    page.emulate_media(color_scheme="light")
+    log_in(page, live_url, "nightowl")
+    theme = page.get_by_role("group", name="Theme")
+    expect(theme.get_by_role("radio", name="System")).to_be_checked()
+    assert background(page) == LIGHT_BG
+
+    theme.get_by_text("Dark").click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    assert background(page) == DARK_BG
+    assert page.locator("link[data-theme-for=dark]").get_attribute("media") == "all"  # highlighted code follows
+
+    # Remembered, and set by the script in <head>: even without the chat's modules the page is dark.
+    page.route("**/js/chat/main.js", lambda route: route.abort())
+    response = page.reload()
+    assert page.evaluate("document.documentElement.dataset.theme") == "dark"
+    assert background(page) == DARK_BG
+    assert response.headers["content-security-policy"] == POLICY  # no inline script was needed
+    page.unroute("**/js/chat/main.js")
+    page.reload()
+    expect(page.get_by_role("group", name="Theme").get_by_role("radio", name="Dark")).to_be_checked()
+
+    theme = page.get_by_role("group", name="Theme")
+    theme.get_by_text("System").click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")
+    page.emulate_media(color_scheme="dark")  # the system changes: the page follows
+    expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    theme.get_by_text("Light").click()
+    expect(page.locator("html")).to_have_attribute("data-theme", "light")
+    assert background(page) == LIGHT_BG
+
+    page.goto(f"{live_url}/accounts/profile/")  # every page follows the choice
+    assert page.evaluate("document.documentElement.dataset.theme") == "light"
