@@ -4,7 +4,7 @@ import { rollBack, showQuotaBanner } from "./composer.js";
 import { LIVE, applyDelta, isNewer, keepLonger } from "./merge.js";
 import { newChat } from "./navigation.js";
 import { announce, setTitle, urls } from "./page.js";
-import { quotaUpdate, selectModel } from "./picker.js";
+import { quotaExhausted, quotaUpdate, selectModel } from "./picker.js";
 import { dropConversation, paintSidebar, upsertConversation } from "./sidebar.js";
 import { sendFrame } from "./socket.js";
 import { addEntry, anyPendingHere, conversationById, removeEntry, replaceEntry, state, updateMessage } from "./state.js";
@@ -205,6 +205,8 @@ function onError(frame) {
   const action = ["send", "regenerate", "edit"].includes(frame.request) || frame.client_id ? takeAction(frame) : null;
   if (action) rollBack(action);
   if (frame.code === "quota_exhausted") {
+    // The banner says "limit reached": the hint and the model button say so at once too.
+    if (frame.model) quotaExhausted(frame.model);
     showQuotaBanner(frame, action);
     return;
   }

@@ -2,7 +2,7 @@
  * the composer's quota hint, and the models' numbers behind them. */
 import { h } from "./dom.js";
 import { el } from "./page.js";
-import { modelOption, modelSummary, quotaHint, quotaMerge } from "./quota.js";
+import { modelOption, modelSummary, quotaHint, quotaMarkExhausted, quotaMerge } from "./quota.js";
 import { sendFrame } from "./socket.js";
 import { state } from "./state.js";
 
@@ -10,6 +10,13 @@ import { state } from "./state.js";
 export function quotaUpdate(frame) {
   state.quota = quotaMerge(state.quota, frame);
   paintPicker();
+}
+
+/** A send refused for `slug`'s quota: show it at its limit now, and ask the server for the numbers. */
+export function quotaExhausted(slug) {
+  state.quota = quotaMarkExhausted(state.quota, slug);
+  paintPicker();
+  sendFrame({ type: "quota" });
 }
 
 export function quotaFor(slug) {

@@ -42,3 +42,12 @@ export function quotaMerge(current, frame) {
   const changed = new Map(frame.models.map((q) => [q.model, q]));
   return current.map((q) => changed.get(q.model) || q);
 }
+
+/** The models' numbers once the server has refused a send for `slug`'s quota: that model is
+ * at its limit now, whatever the numbers we had said, until the server sends fresh ones. */
+export function quotaMarkExhausted(current, slug) {
+  return current.map((q) => (q.model === slug
+    ? { ...q, exhausted: true, few_left: false, left: q.limit === null || q.limit === undefined ? q.left : 0,
+      used: q.limit === null || q.limit === undefined ? q.used : Math.max(q.used || 0, q.limit) }
+    : q));
+}
