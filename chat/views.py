@@ -49,6 +49,7 @@ def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *
         "model": conversation.model.slug if conversation else (models[0].slug if models else None),
         "conversations": [conversation_json(c) for c in selectors.conversation_list(user=request.user)[:200]],
         "quota": quota_json(request.user),
+        "few_left_notice": settings.FEW_LEFT_NOTICE,
         "max_chars": settings.MAX_MESSAGE_CHARS,
         "username": request.user.get_username(),
         "is_staff": is_staff,

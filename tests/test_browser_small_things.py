@@ -301,3 +301,30 @@ def test_a_send_refused_for_quota_marks_the_model_at_its_limit_at_once(live_url,
     option = page.get_by_role("option", name=re.compile("^o1-preview"))
     expect(option).to_have_attribute("aria-disabled", "true")
     expect(option).to_contain_text("Limit reached")
+
+
+def test_a_few_messages_left_are_announced_above_the_box_until_dismissed(live_url, browser_page, make_user, catalog):
+    user = make_user("counting")
+    limit(user, catalog["o1-preview"], 6)
+    page = browser_page
+    log_in(page, live_url, "counting")
+    notice = page.get_by_role("status").filter(has_text="messages left")
+    expect(page.locator("#quota-hint")).to_have_text("o1-preview · 6 left")
+    expect(notice).to_have_count(0)
+
+    send(page, "One of six [sim:think=0]")
+    finished(page)
+
+    expect(notice).to_be_visible()
+    text = notice.locator("p")
+    expect(text).to_have_text(re.compile(r"^5 o1-preview messages left until \w{3} \d+ \w{3}, \d\d:\d\d$"))
+    reset = re.search(r"until (.*)$", text.inner_text()).group(1)
+    expect(page.locator("#quota-hint")).to_have_text(f"o1-preview · 5 left · resets {reset}")
+    expect(page.get_by_role("alert")).to_have_count(0)  # not the at-limit banner
+
+    notice.get_by_role("button", name="Dismiss notice").click()
+    expect(notice).to_have_count(0)
+    send(page, "Two of six [sim:think=0]")
+    finished(page)
+    expect(page.locator("#quota-hint")).to_have_text(f"o1-preview · 4 left · resets {reset}")
+    expect(page.get_by_text("messages left until")).to_be_hidden()  # dismissed stays dismissed

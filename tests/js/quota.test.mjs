@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  modelOption, modelSummary, quotaHint, quotaLine, quotaMarkExhausted, quotaMerge, switchLabel,
+  fewLeftNotice, modelOption, modelSummary, quotaHint, quotaLine, quotaMarkExhausted, quotaMerge, switchLabel,
 } from "../../static/js/chat/quota.js";
 
 function model(fields) {
@@ -85,4 +85,24 @@ test("a send refused for quota marks that model at its limit at once, and no oth
 test("a refusal for a model the page does not know changes nothing", () => {
   const current = [model({})];
   assert.deepEqual(quotaMarkExhausted(current, "gpt-9"), current);
+});
+
+test("at the configured number left it says how many and until when, ChatGPT-style", () => {
+  assert.equal(fewLeftNotice(model({ left: 5, resets_label: "Wed 9 Dec, 00:00" }), 5), "5 o1-preview messages left until Wed 9 Dec, 00:00");
+  assert.equal(fewLeftNotice(model({ left: 1, resets_label: "Wed 9 Dec, 00:00" }), 5), "1 o1-preview message left until Wed 9 Dec, 00:00");
+  assert.equal(fewLeftNotice(model({ left: 3, resets_label: "" }), 5), "3 o1-preview messages left");
+});
+
+test("above the configured number, or at the limit, there is no few-left notice", () => {
+  assert.equal(fewLeftNotice(model({ left: 6 }), 5), "");
+  assert.equal(fewLeftNotice(model({ left: 0, exhausted: true }), 5), "", "the quota banner says that one");
+  assert.equal(fewLeftNotice(model({ disabled: true, left: 0, exhausted: true }), 5), "");
+  assert.equal(fewLeftNotice(model({ limit: null, left: null, resets_label: "" }), 5), "", "unlimited");
+  assert.equal(fewLeftNotice(null, 5), "");
+  assert.equal(fewLeftNotice(model({ left: 5 }), 0), "", "0 turns the notice off");
+});
+
+test("without a configured number it follows the server's few_left", () => {
+  assert.equal(fewLeftNotice(model({ left: 8, few_left: true }), undefined), "8 o1-preview messages left until Tue 19 Nov 00:00");
+  assert.equal(fewLeftNotice(model({ left: 8, few_left: false }), undefined), "");
 });
