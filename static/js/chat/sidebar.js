@@ -54,12 +54,29 @@ function groupLabel(iso) {
 
 let renamingId = null;
 
-// Painted nodes are kept and reused while what they show is unchanged: a repaint in the
-// middle of a click (a rename ending on blur, its answer from the server, a live update)
-// must not swap the node under the pointer, or the browser drops the click.
+// Painted nodes are kept and reused while what they show is unchanged, so a repaint keeps
+// focus and hover where they are, and never swaps the node under a pointer.
 const painted = { items: new Map(), groups: new Map() };
 
+// While a button is held on the list, repaints wait until its click has happened: a rename
+// ends on blur (the mousedown of a click elsewhere), and rows swapped or moved between
+// mousedown and mouseup (the renamed chat moving to the top) would drop or divert the click.
+const press = { held: false, repaintWaiting: false };
+
+el.groups.addEventListener("pointerdown", () => { press.held = true; });
+for (const type of ["pointerup", "pointercancel"]) {
+  window.addEventListener(type, () => {
+    if (!press.held) return;
+    // The click comes in the same task as pointerup: release after it.
+    window.setTimeout(() => {
+      press.held = false;
+      if (press.repaintWaiting) { press.repaintWaiting = false; paintSidebar(); }
+    }, 0);
+  });
+}
+
 export function paintSidebar() {
+  if (press.held) { press.repaintWaiting = true; return; }
   const list = state.searchResults || state.conversations;
   const groups = [];
   if (state.searchResults) {
