@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
@@ -9,6 +9,7 @@ from catalog.models import AIModel
 from quotas.selectors import quota_json
 
 from . import actions, selectors
+from .models import Conversation
 from .serializers import conversation_json, message_json
 
 # A number no other part of a URL holds, to find where the id goes once reversed.
@@ -24,18 +25,35 @@ def _json_error(exc: actions.ActionRefused, status: int = 400) -> JsonResponse:
     return JsonResponse(exc.as_json(), status=status)
 
 
+MISSING_CONVERSATION = "This chat does not exist or was deleted."
+
+
 @login_required
 @require_GET
 def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpResponse:
-    conversation = selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id) if conversation_id else None
+    conversation = None
+    if conversation_id is not None:
+        try:
+            conversation = selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
+        except Http404:
+            # The chat page in its new-chat state, with a notice; the same for another user's id.
+            return _render_chat_page(request, None, notice=MISSING_CONVERSATION, status=404)
+    return _render_chat_page(request, conversation)
+
+
+def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *, notice: str = "", status: int = 200) -> HttpResponse:
     models = AIModel.objects.filter(enabled=True)
+    is_staff = request.user.is_staff
     bootstrap = {
         "conversation_id": conversation.id if conversation else None,
         "model": conversation.model.slug if conversation else (models[0].slug if models else None),
         "conversations": [conversation_json(c) for c in selectors.conversation_list(user=request.user)[:200]],
         "quota": quota_json(request.user),
+        "few_left_notice": settings.FEW_LEFT_NOTICE,
         "max_chars": settings.MAX_MESSAGE_CHARS,
         "username": request.user.get_username(),
+        "is_staff": is_staff,
+        "notice": notice,
         # Every URL the page's JavaScript uses (static/js/chat/urls.js).
         "urls": {
             "home": reverse("chat-home"),
@@ -46,6 +64,7 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
             "quota": reverse("chat-quota"),
             "login": reverse("accounts-login"),
             "socket": "/ws/chat/",  # chat/routing.py: WebSocket routes have no URL name
+            **({"admin": reverse("admin:index"), "usage": reverse("quotas-usage")} if is_staff else {}),
         },
         # The stored messages, so a reload shows the conversation before the socket opens.
         "snapshot": {
@@ -55,7 +74,7 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
         if conversation
         else None,
     }
-    return render(request, "chat/chat.html", {"bootstrap": bootstrap, "conversation": conversation})
+    return render(request, "chat/chat.html", {"bootstrap": bootstrap, "conversation": conversation}, status=status)
 
 
 @login_required

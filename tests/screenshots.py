@@ -163,3 +163,31 @@ def test_admin_dashboard(live_url, browser, make_user, catalog):
         expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible()
         page.wait_for_function("() => window.Chart && Object.keys(window.Chart.instances).length >= 3")
         shoot(page, "admin-dashboard.png")
+
+
+def test_theme_switch_dark(live_url, browser, make_user, catalog):
+    """The system is light; the user picked Dark in the sidebar's switch."""
+    user = make_user("ada")
+    earlier_chats(user, catalog["o1-mini"])
+    with browsing(browser) as page:
+        log_in(page, live_url, "ada")
+        page.get_by_role("group", name="Theme").get_by_text("Dark").click()
+        send(page, "Write a Python function that greets someone by name, and show it as markdown.")
+        answer = last_answer(page)
+        expect(answer.locator(".code-block code.hljs .hljs-keyword").first).to_have_text("def")
+        expect(answer.locator(".msg-foot")).to_be_visible()
+        shoot(page, "theme-dark.png")
+
+
+def test_few_left(live_url, browser, make_user, catalog):
+    user = make_user("ada")
+    earlier_chats(user, catalog["o1-mini"])
+    apps.get_model("quotas", "QuotaOverride").objects.create(
+        user=user, model=catalog["o1-preview"], messages=6, window_kind="anchored", window_length=7, window_unit="day"
+    )
+    with browsing(browser) as page:
+        log_in(page, live_url, "ada")
+        send(page, "Prove that there are infinitely many primes.")
+        expect(last_answer(page).locator(".msg-foot")).to_be_visible()
+        expect(page.get_by_role("status").filter(has_text="5 o1-preview messages left until")).to_be_visible()
+        shoot(page, "few-left.png")

@@ -2,7 +2,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { modelOption, modelSummary, quotaHint, quotaLine, quotaMerge, switchLabel } from "../../static/js/chat/quota.js";
+import {
+  fewLeftNotice, modelOption, modelSummary, quotaHint, quotaLine, quotaMarkExhausted, quotaMerge, switchLabel,
+} from "../../static/js/chat/quota.js";
 
 function model(fields) {
   return {
@@ -66,4 +68,41 @@ test("a partial quota frame changes only the models it lists", () => {
   const changed = model({ model: "o1-mini", name: "o1-mini", left: 11 });
   assert.deepEqual(quotaMerge(current, { partial: true, models: [changed] }), [current[0], changed]);
   assert.deepEqual(quotaMerge(current, { partial: false, models: [changed] }), [changed]);
+});
+
+test("a send refused for quota marks that model at its limit at once, and no other", () => {
+  const current = [model({ left: 47, used: 3 }), model({ model: "o1-mini", name: "o1-mini", left: 12 })];
+  const marked = quotaMarkExhausted(current, "o1-preview");
+  assert.equal(quotaLine(marked[0]), "Limit reached · resets Tue 19 Nov 00:00");
+  assert.equal(quotaHint(marked[0]).className, "hint-quota is-exhausted");
+  assert.equal(modelOption(marked[0]).unavailable, true);
+  assert.equal(marked[0].left, 0);
+  assert.equal(marked[0].used, 50);
+  assert.equal(marked[1], current[1]);
+  assert.equal(current[0].left, 47, "the numbers it was given are left as they were");
+});
+
+test("a refusal for a model the page does not know changes nothing", () => {
+  const current = [model({})];
+  assert.deepEqual(quotaMarkExhausted(current, "gpt-9"), current);
+});
+
+test("at the configured number left it says how many and until when, ChatGPT-style", () => {
+  assert.equal(fewLeftNotice(model({ left: 5, resets_label: "Wed 9 Dec, 00:00" }), 5), "5 o1-preview messages left until Wed 9 Dec, 00:00");
+  assert.equal(fewLeftNotice(model({ left: 1, resets_label: "Wed 9 Dec, 00:00" }), 5), "1 o1-preview message left until Wed 9 Dec, 00:00");
+  assert.equal(fewLeftNotice(model({ left: 3, resets_label: "" }), 5), "3 o1-preview messages left");
+});
+
+test("above the configured number, or at the limit, there is no few-left notice", () => {
+  assert.equal(fewLeftNotice(model({ left: 6 }), 5), "");
+  assert.equal(fewLeftNotice(model({ left: 0, exhausted: true }), 5), "", "the quota banner says that one");
+  assert.equal(fewLeftNotice(model({ disabled: true, left: 0, exhausted: true }), 5), "");
+  assert.equal(fewLeftNotice(model({ limit: null, left: null, resets_label: "" }), 5), "", "unlimited");
+  assert.equal(fewLeftNotice(null, 5), "");
+  assert.equal(fewLeftNotice(model({ left: 5 }), 0), "", "0 turns the notice off");
+});
+
+test("without a configured number it follows the server's few_left", () => {
+  assert.equal(fewLeftNotice(model({ left: 8, few_left: true }), undefined), "8 o1-preview messages left until Tue 19 Nov 00:00");
+  assert.equal(fewLeftNotice(model({ left: 8, few_left: false }), undefined), "");
 });

@@ -1,5 +1,5 @@
 /* The page around the thread: the empty and loading states, the send and stop
- * buttons, the composer's error line and the quota banner. */
+ * buttons, the composer's error line, the quota banner and the page's notice. */
 import { el } from "./page.js";
 import { anyPendingHere, liveReply, state } from "./state.js";
 
@@ -33,7 +33,14 @@ export function showComposerError(text) {
   el.composerError.hidden = !text;
 }
 
+/** A notice above the thread, such as "This chat does not exist or was deleted." */
+export function showPageNotice(text) {
+  el.pageNotice.textContent = text;
+  el.pageNotice.hidden = !text;
+}
+
 export function hideBanners() {
   showComposerError("");
+  showPageNotice("");
   el.quotaBanner.hidden = true;
 }

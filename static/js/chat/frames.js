@@ -1,15 +1,18 @@
 /* What the server says (docs/protocol.md, "Server → browser"), one handler per frame type. */
-import { showComposerError, updateChrome } from "./chrome.js";
+import { showComposerError, showPageNotice, updateChrome } from "./chrome.js";
 import { rollBack, showQuotaBanner } from "./composer.js";
 import { LIVE, applyDelta, isNewer, keepLonger } from "./merge.js";
 import { newChat } from "./navigation.js";
 import { announce, setTitle, urls } from "./page.js";
-import { quotaUpdate, selectModel } from "./picker.js";
+import { quotaExhausted, quotaUpdate, selectModel } from "./picker.js";
 import { dropConversation, paintSidebar, upsertConversation } from "./sidebar.js";
 import { sendFrame } from "./socket.js";
 import { addEntry, anyPendingHere, conversationById, removeEntry, replaceEntry, state, updateMessage } from "./state.js";
 import { keepBottom, refresh, schedulePaint, setMessages } from "./thread.js";
 import { urlWith } from "./urls.js";
+
+// As the page says it when its URL names such a chat (chat/views.py).
+const MISSING_CONVERSATION = "This chat does not exist or was deleted.";
 
 export function handle(frame) {
   switch (frame.type) {
@@ -202,13 +205,15 @@ function onError(frame) {
   const action = ["send", "regenerate", "edit"].includes(frame.request) || frame.client_id ? takeAction(frame) : null;
   if (action) rollBack(action);
   if (frame.code === "quota_exhausted") {
+    // The banner says "limit reached": the hint and the model button say so at once too.
+    if (frame.model) quotaExhausted(frame.model);
     showQuotaBanner(frame, action);
     return;
   }
   if (frame.request === "subscribe" && frame.code === "not_found") {
     state.conversations = state.conversations.filter((c) => c.id !== state.conversationId);
     newChat(true);
-    showComposerError("That conversation does not exist any more.");
+    showPageNotice(MISSING_CONVERSATION);
     return;
   }
   if (frame.request === "resync") return; // the done frame will settle it

@@ -6,7 +6,7 @@ import { autoGrow, promptMax, updateChrome } from "./chrome.js";
 import { abandonPending, regenerate, submitEdit } from "./composer.js";
 import { handle, onSnapshot } from "./frames.js";
 import { newChat, openConversation } from "./navigation.js";
-import { boot, el } from "./page.js";
+import { boot, el, urls } from "./page.js";
 import { paintPicker } from "./picker.js";
 import { narrow, paintSidebar, sidebarStart } from "./sidebar.js";
 import { socketStart } from "./socket.js";
@@ -16,6 +16,8 @@ import { setMessages, threadStart } from "./thread.js";
 threadStart({ regenerate, submitEdit });
 sidebarStart({ open: openConversation, newChat });
 
+// The URL named a chat that is not there (or not ours): the page is a new chat, and says so.
+if (boot.notice) history.replaceState({ conversationId: null }, "", urls.home);
 paintSidebar();
 paintPicker();
 if (boot.snapshot) onSnapshot(boot.snapshot); // the socket's snapshot refreshes it

@@ -1,8 +1,8 @@
 /* The model picker in the top bar (a listbox driven by the keyboard or the pointer),
- * the composer's quota hint, and the models' numbers behind them. */
+ * the composer's quota hint and few-left notice, and the models' numbers behind them. */
 import { h } from "./dom.js";
-import { el } from "./page.js";
-import { modelOption, modelSummary, quotaHint, quotaMerge } from "./quota.js";
+import { boot, el } from "./page.js";
+import { fewLeftNotice, modelOption, modelSummary, quotaHint, quotaMarkExhausted, quotaMerge } from "./quota.js";
 import { sendFrame } from "./socket.js";
 import { state } from "./state.js";
 
@@ -10,6 +10,13 @@ import { state } from "./state.js";
 export function quotaUpdate(frame) {
   state.quota = quotaMerge(state.quota, frame);
   paintPicker();
+}
+
+/** A send refused for `slug`'s quota: show it at its limit now, and ask the server for the numbers. */
+export function quotaExhausted(slug) {
+  state.quota = quotaMarkExhausted(state.quota, slug);
+  paintPicker();
+  sendFrame({ type: "quota" });
 }
 
 export function quotaFor(slug) {
@@ -37,6 +44,7 @@ export function paintPicker() {
   el.quotaHint.replaceChildren();
   if (current) el.quotaHint.append(h("span", quotaHint(current)));
   el.emptySub.textContent = modelSummary(current);
+  paintFewLeft(current);
 
   // Rebuild the list only when its numbers changed: an open list is not swapped under the pointer.
   const key = JSON.stringify([state.model, state.quota]);
@@ -69,6 +77,26 @@ export function paintPicker() {
     if (q.model === activeModel) setActiveOption(option);
   }
 }
+
+// Notices dismissed in this tab, per model and window: a new window may say it again.
+const dismissed = new Set();
+
+function fewLeftKey(q) {
+  return `${q.model} ${q.resets_at || ""}`;
+}
+
+function paintFewLeft(q) {
+  const text = q && !dismissed.has(fewLeftKey(q)) ? fewLeftNotice(q, boot.few_left_notice) : "";
+  if (el.fewLeftText.textContent !== text) el.fewLeftText.textContent = text;
+  el.fewLeft.hidden = !text;
+}
+
+el.fewLeftClose.addEventListener("click", () => {
+  const current = quotaFor(state.model);
+  if (current) dismissed.add(fewLeftKey(current));
+  paintFewLeft(current);
+  el.prompt.focus();
+});
 
 function pickerOpen() {
   return !el.modelList.hidden;

@@ -42,3 +42,23 @@ export function quotaMerge(current, frame) {
   const changed = new Map(frame.models.map((q) => [q.model, q]));
   return current.map((q) => changed.get(q.model) || q);
 }
+
+/** The models' numbers once the server has refused a send for `slug`'s quota: that model is
+ * at its limit now, whatever the numbers we had said, until the server sends fresh ones. */
+export function quotaMarkExhausted(current, slug) {
+  return current.map((q) => (q.model === slug
+    ? { ...q, exhausted: true, few_left: false, left: q.limit === null || q.limit === undefined ? q.left : 0,
+      used: q.limit === null || q.limit === undefined ? q.used : Math.max(q.used || 0, q.limit) }
+    : q));
+}
+
+/** "5 o1-preview messages left until Wed 9 Dec, 00:00" once the model has `threshold` or fewer
+ * left (none of it at the limit: the quota banner says that); "" otherwise. */
+export function fewLeftNotice(q, threshold) {
+  if (!q || q.exhausted || q.disabled || q.limit === null || q.limit === undefined) return "";
+  const limit = Number.isInteger(threshold) ? threshold : null;
+  const few = limit === null ? q.few_left : q.left <= limit;
+  if (!few || !(q.left > 0)) return "";
+  const text = `${q.left} ${q.name} ${q.left === 1 ? "message" : "messages"} left`;
+  return q.resets_label ? `${text} until ${q.resets_label}` : text;
+}

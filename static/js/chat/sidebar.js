@@ -54,9 +54,30 @@ function groupLabel(iso) {
 
 let renamingId = null;
 
+// Painted nodes are kept and reused while what they show is unchanged, so a repaint keeps
+// focus and hover where they are, and never swaps the node under a pointer.
+const painted = { items: new Map(), groups: new Map() };
+
+// While a button is held on the list, repaints wait until its click has happened: a rename
+// ends on blur (the mousedown of a click elsewhere), and rows swapped or moved between
+// mousedown and mouseup (the renamed chat moving to the top) would drop or divert the click.
+const press = { held: false, repaintWaiting: false };
+
+el.groups.addEventListener("pointerdown", () => { press.held = true; });
+for (const type of ["pointerup", "pointercancel"]) {
+  window.addEventListener(type, () => {
+    if (!press.held) return;
+    // The click comes in the same task as pointerup: release after it.
+    window.setTimeout(() => {
+      press.held = false;
+      if (press.repaintWaiting) { press.repaintWaiting = false; paintSidebar(); }
+    }, 0);
+  });
+}
+
 export function paintSidebar() {
+  if (press.held) { press.repaintWaiting = true; return; }
   const list = state.searchResults || state.conversations;
-  el.groups.replaceChildren();
   const groups = [];
   if (state.searchResults) {
     groups.push({ label: "Search results", items: list });
@@ -67,20 +88,66 @@ export function paintSidebar() {
       groups[groups.length - 1].items.push(conversation);
     }
   }
-  groups.forEach((group, n) => {
-    const headingId = `history-group-${n}`;
-    const ul = h("ul", { className: "history-list", "aria-labelledby": headingId });
-    for (const conversation of group.items) ul.append(conversationItem(conversation));
-    el.groups.append(h("h2", { className: "history-heading", id: headingId, text: group.label }), ul);
-  });
+  const items = new Map();
+  const groupNodes = new Map();
+  const sections = [];
+  for (const group of groups) {
+    const nodes = painted.groups.get(group.label) || groupNode(group.label);
+    placeChildren(nodes.list, group.items.map((conversation) => {
+      const li = itemNode(conversation);
+      items.set(conversation.id, painted.items.get(conversation.id));
+      return li;
+    }));
+    groupNodes.set(group.label, nodes);
+    sections.push(nodes.heading, nodes.list);
+  }
+  placeChildren(el.groups, sections);
+  painted.items = items;
+  painted.groups = groupNodes;
   el.historyEmpty.hidden = list.length > 0;
   el.historyEmpty.textContent = state.searchResults ? "No chats match your search." : "Your chats will appear here.";
 }
 
+/** Make `nodes` the children of `parent`, in order, moving only those out of place. */
+function placeChildren(parent, nodes) {
+  let previous = null;
+  for (const node of nodes) {
+    const expected = previous ? previous.nextSibling : parent.firstChild;
+    if (expected !== node) parent.insertBefore(node, expected);
+    previous = node;
+  }
+  let extra = previous ? previous.nextSibling : parent.firstChild;
+  while (extra) {
+    const next = extra.nextSibling;
+    extra.remove();
+    extra = next;
+  }
+}
+
+function groupNode(label) {
+  const headingId = `history-group-${label.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`;
+  return {
+    heading: h("h2", { className: "history-heading", id: headingId, text: label }),
+    list: h("ul", { className: "history-list", "aria-labelledby": headingId }),
+  };
+}
+
+/** The conversation's list item: the painted one if it still shows the same, else a new one. */
+function itemNode(conversation) {
+  const key = JSON.stringify([conversation.title, conversation.id === state.conversationId, renamingId === conversation.id]);
+  const known = painted.items.get(conversation.id);
+  if (known && known.key === key) return known.li;
+  const li = conversationItem(conversation);
+  painted.items.set(conversation.id, { key, li });
+  return li;
+}
+
 function conversationItem(conversation) {
-  const current = conversation.id === state.conversationId;
+  const id = conversation.id;
+  const current = id === state.conversationId;
   const li = h("li", { className: current ? "history-item is-current" : "history-item" });
-  if (renamingId === conversation.id) {
+  li.dataset.id = id;
+  if (renamingId === id) {
     const input = h("input", {
       type: "text", className: "rename-input", maxlength: "200", "aria-label": "New title",
     });
@@ -90,40 +157,46 @@ function conversationItem(conversation) {
       if (done) return;
       done = true;
       renamingId = null;
-      if (save && input.value.trim() && input.value.trim() !== conversation.title) {
-        renameConversation(conversation, input.value.trim());
-      }
-      paintSidebar();
+      const title = input.value.trim();
+      if (save && title && title !== conversation.title) renameConversation(latest(conversation), title);
+      else paintSidebar();
     };
     input.addEventListener("keydown", (event) => {
       if (event.key === "Enter") { event.preventDefault(); finish(true); }
-      if (event.key === "Escape") { event.preventDefault(); finish(false); focusConversation(conversation.id); }
+      if (event.key === "Escape") { event.preventDefault(); finish(false); focusConversation(id); }
     });
+    // A click elsewhere ends the rename too; it still does what it says (see `painted`).
     input.addEventListener("blur", () => finish(true));
     li.append(input);
     requestAnimationFrame(() => { input.focus(); input.select(); });
     return li;
   }
   const link = h("a", {
-    href: urlWith(urls.conversation, conversation.id), className: "history-link", title: conversation.title,
+    href: urlWith(urls.conversation, id), className: "history-link", title: conversation.title,
     "aria-current": current ? "page" : null,
   }, [h("span", { className: "history-title", text: conversation.title })]);
   link.addEventListener("click", (event) => {
     if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
     event.preventDefault();
-    navigate.open(conversation.id, true);
+    navigate.open(id, true);
   });
   const rename = h("button", {
     type: "button", className: "icon-btn history-act", "aria-label": `Rename “${conversation.title}”`, title: "Rename",
-    onclick: () => { renamingId = conversation.id; paintSidebar(); },
+    onclick: () => { renamingId = id; paintSidebar(); },
   }, [icon("edit")]);
   const remove = h("button", {
     type: "button", className: "icon-btn history-act", "aria-label": `Delete “${conversation.title}”`, title: "Delete",
-    onclick: () => askDelete(conversation),
+    onclick: () => askDelete(latest(conversation)),
   }, [icon("trash")]);
-  li.dataset.id = conversation.id;
   li.append(link, h("div", { className: "history-acts" }, [rename, remove]));
   return li;
+}
+
+/** A kept node's conversation may since have been replaced by a newer copy of it. */
+function latest(conversation) {
+  return state.conversations.find((c) => c.id === conversation.id)
+    || (state.searchResults || []).find((c) => c.id === conversation.id)
+    || conversation;
 }
 
 function focusConversation(id) {

@@ -97,9 +97,10 @@ function editor(entry) {
   const area = h("textarea", { className: "edit-area", "aria-label": "Edit your message", rows: "3" });
   area.value = entry.editText !== undefined ? entry.editText : entry.msg.text;
   area.addEventListener("input", () => { entry.editText = area.value; autoGrow(area, 320); });
+  // The same keys as the message box (composer.js): Enter sends, Shift+Enter starts a new line.
   area.addEventListener("keydown", (event) => {
     if (event.key === "Escape") { event.preventDefault(); cancelEdit(); }
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && (event.ctrlKey || event.metaKey)) {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
       event.preventDefault();
       actions.submitEdit(entry, area.value);
     }
@@ -107,7 +108,10 @@ function editor(entry) {
   const save = h("button", { type: "button", className: "btn btn-primary", text: "Save & resend",
     onclick: () => actions.submitEdit(entry, area.value) });
   const cancel = h("button", { type: "button", className: "btn", text: "Cancel", onclick: cancelEdit });
-  const wrap = h("div", { className: "editor" }, [area, h("div", { className: "editor-actions" }, [cancel, save])]);
+  const keys = h("p", { className: "editor-keys", id: `edit-keys-${entry.msg.id}`,
+    text: "Enter to send · Shift+Enter for a new line · Esc to cancel" });
+  area.setAttribute("aria-describedby", keys.id);
+  const wrap = h("div", { className: "editor" }, [area, h("div", { className: "editor-actions" }, [keys, cancel, save])]);
   requestAnimationFrame(() => { autoGrow(area, 320); area.focus(); area.setSelectionRange(area.value.length, area.value.length); });
   return wrap;
 }
