@@ -218,7 +218,7 @@ def conversation_rename(*, user, conversation_id: object, title: object) -> Conv
         raise ActionRefused("invalid", "A title is 1 to 200 characters.")
     conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
     conversation.title = title.strip()
-    conversation.save(update_fields=["title", "updated_at"])
+    conversation.save(update_fields=["title"])  # a rename does not move the chat up the list
     events.conversation_changed(conversation)
     return conversation
 

@@ -61,6 +61,9 @@ class Message(models.Model):
             models.Index(fields=["status", "lease_expires_at"], name="message_live_idx", condition=Q(status__in=["pending", "streaming"])),
         ]
 
+    # Not stored: False when the send could not enqueue the reply (the broker was down; chat.actions._enqueue).
+    queued = True
+
     def __str__(self) -> str:
         return f"{self.role} #{self.pk} ({self.status})"
 
