@@ -48,7 +48,7 @@ def o4_mini_fields(**changes) -> dict:
 
 
 def form_errors(**changes) -> dict:
-    form = AIModelForm(data=o4_mini_fields(**changes))
+    form = AIModelForm(data=o4_mini_fields(**{"slug": "o-next", **changes}))
     form.is_valid()
     return form.errors
 
@@ -77,6 +77,14 @@ def test_the_o1_defaults_stay_on_chat_completions_without_summaries_or_storage(c
         assert (model["api"], model["reasoning_summaries"], model["store"]) == ("chat_completions", False, False)
 
 
+@pytest.mark.django_db(transaction=False)
+def test_current_reasoning_models_are_in_the_catalog_disabled_on_the_responses_api():
+    for slug in ("o3", "o4-mini"):
+        model = AIModel.objects.get(slug=slug)
+        assert (model.api, model.enabled, model.reasoning_summaries, model.store) == ("responses", False, True, False)
+        assert (model.context_window, model.max_output_tokens, model.efforts) == (200_000, 100_000, ["low", "medium", "high"])
+
+
 def test_the_database_refuses_summaries_on_chat_completions_even_without_the_form(catalog):
     from django.db import IntegrityError
 
@@ -101,7 +109,7 @@ def no_alert_left_behind():
 @pytest.fixture
 def o4_mini(catalog) -> AIModel:
     """A reasoning model on the Responses API with summaries, in the default plan."""
-    model = AIModel.objects.create(**o4_mini_fields())
+    model, _ = AIModel.objects.update_or_create(slug="o4-mini", defaults=o4_mini_fields())  # the migration's, enabled
     PlanLimit.objects.create(plan=Plan.objects.get(is_default=True), model=model, messages=10, window_kind="anchored")
     return model
 
