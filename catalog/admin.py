@@ -15,6 +15,15 @@ class AIModelForm(forms.ModelForm):
         window, output = data.get("context_window"), data.get("max_output_tokens")
         if window is not None and output is not None and output >= window:
             self.add_error("max_output_tokens", "The output reserve must be smaller than the context window.")
+        if data.get("api") != AIModel.API.RESPONSES:
+            for flag in ("reasoning_summaries", "store"):
+                if data.get(flag):
+                    self.add_error(flag, "Only the Responses API offers this; choose it above or untick this.")
+        else:
+            if not data.get("supports_streaming", True):
+                self.add_error("supports_streaming", "Models on the Responses API are always streamed.")
+            if data.get("reasoning_summaries") and not data.get("is_reasoning"):
+                self.add_error("reasoning_summaries", "Only reasoning models write reasoning summaries.")
         return data
 
 
@@ -25,6 +34,7 @@ class AIModelAdmin(admin.ModelAdmin):
         "name",
         "slug",
         "provider_model",
+        "api",
         "context_window",
         "max_output_tokens",
         "is_reasoning",
@@ -33,13 +43,13 @@ class AIModelAdmin(admin.ModelAdmin):
         "display_order",
     )
     list_editable = ("enabled", "display_order")
-    list_filter = ("enabled", "is_reasoning")
+    list_filter = ("enabled", "api", "is_reasoning")
     search_fields = ("slug", "name", "provider_model")
     groups = (
         (
             None,
             {
-                "fields": ("name", "slug", "description", "provider_model", "enabled", "display_order"),
+                "fields": ("name", "slug", "description", "provider_model", "api", "enabled", "display_order"),
                 "description": "Untick “enabled” to retire a model: its usage history stays in the ledger.",
             },
         ),
@@ -54,6 +64,8 @@ class AIModelAdmin(admin.ModelAdmin):
                     "uses_max_completion_tokens",
                     "supports_temperature",
                     "reasoning_efforts",
+                    "reasoning_summaries",
+                    "store",
                 )
             },
         ),

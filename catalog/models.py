@@ -7,16 +7,29 @@ from django.db.models import F, Q
 class AIModel(models.Model):
     """A model users can pick; its o1-era quirks are flags, not special cases."""
 
+    class API(models.TextChoices):
+        CHAT_COMPLETIONS = "chat_completions", "Chat Completions"
+        RESPONSES = "responses", "Responses"
+
     slug = models.SlugField(max_length=64, unique=True, help_text="What users and the API of this app call it.")
     name = models.CharField(max_length=100)
     description = models.CharField(max_length=200, blank=True)
     provider_model = models.CharField(max_length=100, help_text="The model id sent to the provider.")
+    api = models.CharField(
+        max_length=32,
+        choices=API.choices,
+        default=API.CHAT_COMPLETIONS,
+        help_text="Chat Completions: o1-preview, o1-mini and OpenAI-compatible servers. "
+        "Responses: OpenAI's newer reasoning models (o3, o4-mini…).",
+    )
     context_window = models.PositiveIntegerField()
     max_output_tokens = models.PositiveIntegerField()
     supports_streaming = models.BooleanField(default=True)
     supports_system_message = models.BooleanField(default=False)
     uses_max_completion_tokens = models.BooleanField(
-        default=True, help_text="Send max_completion_tokens (reasoning models) instead of max_tokens."
+        default=True,
+        help_text="Chat Completions only: send max_completion_tokens (reasoning models) instead of max_tokens. "
+        "The Responses API always takes max_output_tokens.",
     )
     supports_temperature = models.BooleanField(default=False)
     tokenizer = models.CharField(
@@ -28,6 +41,12 @@ class AIModel(models.Model):
     is_reasoning = models.BooleanField(default=True)
     reasoning_efforts = models.CharField(
         max_length=100, blank=True, help_text="Comma-separated reasoning_effort levels, empty if not supported."
+    )
+    reasoning_summaries = models.BooleanField(
+        default=False, help_text="Responses API only: ask for reasoning summaries and show them under “Thought for N seconds”."
+    )
+    store = models.BooleanField(
+        default=False, help_text="Responses API only: let the provider keep each response (store=true). Off: nothing is kept there."
     )
     enabled = models.BooleanField(default=True)
     display_order = models.IntegerField(default=0)
@@ -44,6 +63,10 @@ class AIModel(models.Model):
         verbose_name = "AI model"
         constraints = [
             models.CheckConstraint(condition=Q(max_output_tokens__lt=F("context_window")), name="aimodel_output_fits_window"),
+            # Summaries and provider-side storage exist only on the Responses path.
+            models.CheckConstraint(
+                condition=Q(api="responses") | Q(reasoning_summaries=False, store=False), name="aimodel_responses_only_flags"
+            ),
         ]
 
     def __str__(self) -> str:

@@ -31,11 +31,14 @@ class ProviderError(Exception):
 class ModelSpec:
     provider_model: str
     max_output_tokens: int
+    api: str = "chat_completions"  # or "responses" (catalog.models.AIModel.API)
     supports_streaming: bool = True
     supports_system_message: bool = False
     uses_max_completion_tokens: bool = True
     supports_temperature: bool = False
     reasoning_effort: str = ""
+    reasoning_summaries: bool = False  # Responses only
+    store: bool = False  # Responses only: whether the provider keeps the response
 
 
 @dataclass
@@ -226,3 +229,90 @@ async def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> AsyncI
         raise
     except Exception as exc:  # translated or re-raised by _translate
         raise _translate(exc) from exc
+
+
+def responses_params(spec: ModelSpec, turns: list[dict[str, str]]) -> dict:
+    """A Responses API request: the turns as plain role/content items, never an earlier reasoning item.
+
+    `store` is off unless the model says otherwise, and nothing asks for
+    `reasoning.encrypted_content`: no reasoning can come back into a later request.
+    """
+    params: dict = {
+        "model": spec.provider_model,
+        "input": [{"role": turn["role"], "content": turn["content"]} for turn in turns],
+        "max_output_tokens": spec.max_output_tokens,
+        "store": spec.store,
+        "stream": True,
+    }
+    reasoning = {"summary": "auto"} if spec.reasoning_summaries else {}
+    if spec.reasoning_effort:
+        reasoning["effort"] = spec.reasoning_effort
+    if reasoning:
+        params["reasoning"] = reasoning
+    return params
+
+
+def _responses_usage(usage: dict) -> dict[str, int]:
+    details = usage.get("output_tokens_details") or {}
+    return {
+        "prompt_tokens": usage.get("input_tokens") or 0,
+        "completion_tokens": usage.get("output_tokens") or 0,
+        "reasoning_tokens": details.get("reasoning_tokens") or 0,
+    }
+
+
+# How an incomplete response ended, in Chat Completions' words, so both APIs end the same ways.
+INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+def _responses_failure(event: dict) -> ProviderError:
+    error = (event.get("response") or {}).get("error") or event
+    detail = f"{event.get('type')}: {error.get('code') or ''} {error.get('message') or ''}".strip()
+    return ProviderError("The model provider had an error while answering.", permanent=False, kind="server", detail=detail[:1000])
+
+
+async def stream_responses(spec: ModelSpec, turns: list[dict[str, str]]) -> AsyncIterator[Chunk]:
+    """The Responses API, yielding the same Chunks as stream_chat and ending the same ways.
+
+    Visible text comes from `response.output_text.delta`, reasoning summaries from
+    `response.reasoning_summary_text.delta`; `response.completed` is "stop",
+    `response.incomplete` is "length" or "content_filter"; `response.failed` and
+    `error` events, and a stream that ends with neither, are ProviderErrors.
+    Events are read as plain JSON, as in stream_chat, for the same reason.
+    """
+    try:
+        finish, usage = "", {}
+        async with client().responses.with_streaming_response.create(**responses_params(spec, turns)) as response:
+            async for event in _sse_data(response.iter_lines()):
+                kind = event.get("type")
+                if kind == "response.output_text.delta":
+                    yield Chunk(text=event.get("delta") or "")
+                elif kind == "response.reasoning_summary_text.delta":
+                    yield Chunk(reasoning=event.get("delta") or "")
+                elif kind == "response.reasoning_summary_part.added" and event.get("summary_index"):
+                    yield Chunk(reasoning="\n\n")  # summary parts are paragraphs
+                elif kind in ("response.completed", "response.incomplete"):
+                    body = event.get("response") or {}
+                    usage = _responses_usage(body.get("usage") or {})
+                    reason = (body.get("incomplete_details") or {}).get("reason") or ""
+                    finish = "stop" if kind == "response.completed" else INCOMPLETE.get(reason, reason or "length")
+                    break
+                elif kind in ("response.failed", "error"):
+                    raise _responses_failure(event)
+        if not finish:
+            raise ProviderError(
+                "The connection to the model provider was lost.",
+                permanent=False,
+                kind="cut",
+                detail="the stream ended without response.completed or response.incomplete",
+            )
+        yield Chunk(usage=usage, finish_reason=finish)
+    except ProviderError:
+        raise
+    except Exception as exc:  # translated or re-raised by _translate
+        raise _translate(exc) from exc
+
+
+def stream(spec: ModelSpec, turns: list[dict[str, str]]) -> AsyncIterator[Chunk]:
+    """The answer through the API the model is called with."""
+    return stream_responses(spec, turns) if spec.api == "responses" else stream_chat(spec, turns)

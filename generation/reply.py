@@ -78,12 +78,15 @@ def context_for(reply: Message) -> list[dict[str, str]]:
 def model_spec(model: AIModel) -> provider.ModelSpec:
     return provider.ModelSpec(
         provider_model=model.provider_model,
+        api=model.api,
         max_output_tokens=model.max_output_tokens,
         supports_streaming=model.supports_streaming,
         supports_system_message=model.supports_system_message,
         uses_max_completion_tokens=model.uses_max_completion_tokens,
         supports_temperature=model.supports_temperature,
         reasoning_effort="medium" if "medium" in model.efforts else "",
+        reasoning_summaries=model.reasoning_summaries,
+        store=model.store,
     )
 
 
@@ -351,7 +354,7 @@ async def _read(spec: provider.ModelSpec, turns: list[dict[str, str]], stream: R
 
     try:
         async with asyncio.timeout_at(limit(settings.OPENAI_FIRST_OUTPUT_TIMEOUT)) as timer:
-            async for chunk in provider.stream_chat(spec, turns):
+            async for chunk in provider.stream(spec, turns):
                 stream.add(chunk)
                 timer.reschedule(limit(settings.OPENAI_CHUNK_GAP_TIMEOUT))
     except TimeoutError:

@@ -1,4 +1,4 @@
-"""A small OpenAI-compatible chat-completions simulator as a raw ASGI app.
+"""A small OpenAI-compatible simulator (Chat Completions and Responses) as a raw ASGI app.
 
 No framework and no Django: one coroutine per request, paced with
 ``asyncio.sleep``, so a single event loop holds hundreds of slow streams.
@@ -14,6 +14,12 @@ from the echoed answer; an unknown tag name is a 400):
   after=N (tokens sent before stall/drop/cut; defaults 0/5/5)  fault_times=N (fault only
   the first N requests with identical messages, then succeed)
   finish=length|content_filter (the finish_reason sent after the answer; tokens=0 for none)
+
+POST /v1/responses streams the Responses API's events in the real order and honours
+the same tags: reasoning sends reasoning summaries when the request asks for them
+(reasoning.summary), finish=length ends with response.incomplete (reason
+max_output_tokens), finish=content_filter likewise, cut ends with neither
+response.completed nor response.incomplete, and fault=failed sends response.failed.
 
 Control API: GET /_sim/health, GET /_sim/requests (bodies + "_sim" metadata),
 DELETE /_sim/requests (also resets fault_times counters).
@@ -267,7 +273,7 @@ def fault_response(fault: str, d: dict[str, str]) -> ApiError | None:
             else f"Simulated HTTP {fault} error.",
             type_="server_error" if int(fault) >= 500 else "invalid_request_error",
         )
-    if fault in ("stall", "drop", "cut"):
+    if fault in ("stall", "drop", "cut", "failed"):
         return None
     raise ApiError(400, f"Unknown [sim:fault={fault}]", code="sim_bad_directive")
 
@@ -415,6 +421,171 @@ async def chat_completions(body: dict[str, Any], send: Send, gone: asyncio.Futur
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 
+SUMMARIES = (
+    "**Breaking the question down**\n\nConsidering what is asked and splitting it into smaller steps.",
+    "**Checking the details**\n\nComparing each step against what I know before drafting a concise answer.",
+)
+
+
+def validate_responses(body: Any) -> tuple[str, list[dict[str, Any]]]:
+    """Cheap checks that mirror the Responses API's 400s; returns (model, input as messages)."""
+    if not isinstance(body, dict):
+        raise ApiError(400, "We could not parse the JSON body of your request.")
+    model, given = body.get("model"), body.get("input")
+    if not isinstance(model, str) or not model:
+        raise ApiError(400, "you must provide a model parameter", param="model")
+    if isinstance(given, str):
+        given = [{"role": "user", "content": given}]
+    if not isinstance(given, list) or not given or not all(isinstance(m, dict) for m in given):
+        raise ApiError(400, "Invalid 'input': expected a string or a non-empty array of input items.", code="invalid_value", param="input")
+    for name in ("messages", "max_tokens", "max_completion_tokens", "reasoning_effort", "stream_options"):
+        if name in body:
+            raise ApiError(400, f"Unsupported parameter: '{name}'.", code="unsupported_parameter", param=name)
+    if body.get("reasoning") and not model.startswith(REASONING_PREFIXES):
+        raise ApiError(400, "Unsupported parameter: 'reasoning' is not supported with this model.", param="reasoning")
+    return model, given
+
+
+async def responses(body: dict[str, Any], send: Send, gone: asyncio.Future[Any]) -> None:
+    model, items = validate_responses(body)
+    last_user = next((_text(m.get("content")) for m in reversed(items) if m.get("role") == "user"), "")
+    d = parse_directives(last_user)
+    think, rate = _number(d, "think", CONFIG.think), _number(d, "rate", CONFIG.rate)
+    tokens = build_answer(last_user, d)
+    fault = d.get("fault", "") if should_fault(items, d) else ""
+    if fault and (error := fault_response(fault, d)):
+        raise error
+    if body.get("stream") is not True:
+        raise ApiError(400, "The simulator's /v1/responses only streams (stream: true).", code="sim_unsupported")
+
+    finish = d.get("finish") or "stop"
+    if finish not in ("stop", "length", "content_filter"):
+        raise ApiError(400, f"Unknown [sim:finish={finish}]", code="sim_bad_directive")
+    limit = body.get("max_output_tokens")
+    if isinstance(limit, int) and 0 < limit < len(tokens):
+        tokens, finish = tokens[:limit], "length"
+    reasoning_tokens = 64 * max(1, round(think * 10)) if model.startswith(REASONING_PREFIXES) else 0
+    input_tokens = sum(math.ceil(len(_text(m.get("content")).encode()) / 4) + 4 for m in items)
+    asked = body.get("reasoning") if isinstance(body.get("reasoning"), dict) else {}
+    summaries = [tokenize(part) for part in SUMMARIES] if "reasoning" in d and asked.get("summary") else []
+
+    n = next(STATE.ids)
+    seq = itertools.count()
+    response: dict[str, Any] = {
+        "id": f"resp_sim{n}",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "in_progress",
+        "model": model,
+        "output": [],
+        "usage": None,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "metadata": {},
+        "parallel_tool_calls": True,
+        "temperature": 1.0,
+        "top_p": 1.0,
+        "tool_choice": "auto",
+        "tools": [],
+        "max_output_tokens": limit,
+        "reasoning": {"effort": asked.get("effort"), "summary": asked.get("summary")},
+        "store": body.get("store", True),
+        "text": {"format": {"type": "text"}},
+        "truncation": "disabled",
+    }
+
+    async def emit(kind: str, **fields: Any) -> None:
+        event = {"type": kind, "sequence_number": next(seq), **fields}
+        await send({"type": "http.response.body", "body": f"event: {kind}\ndata: ".encode() + dumps(event) + b"\n\n", "more_body": True})
+
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"x-request-id", f"req_sim_{n}".encode())],
+        }
+    )
+    await emit("response.created", response=response)
+    await emit("response.in_progress", response=response)
+
+    if model.startswith(REASONING_PREFIXES):
+        reasoning_item: dict[str, Any] = {"id": f"rs_sim{n}", "type": "reasoning", "summary": []}
+        await emit("response.output_item.added", output_index=0, item=reasoning_item)
+        pieces = sum(len(part) for part in summaries)
+        for index, part in enumerate(summaries):  # spread the summaries over the thinking delay
+            where = {"item_id": reasoning_item["id"], "output_index": 0, "summary_index": index}
+            await emit("response.reasoning_summary_part.added", **where, part={"type": "summary_text", "text": ""})
+            for piece in part:
+                if not await pause(think / pieces, gone):
+                    return
+                await emit("response.reasoning_summary_text.delta", **where, delta=piece)
+            text = "".join(part)
+            await emit("response.reasoning_summary_text.done", **where, text=text)
+            await emit("response.reasoning_summary_part.done", **where, part={"type": "summary_text", "text": text})
+            reasoning_item["summary"].append({"type": "summary_text", "text": text})
+        if not summaries and not await pause(think, gone):
+            return
+        await emit("response.output_item.done", output_index=0, item=reasoning_item)
+        response["output"].append(reasoning_item)
+    elif not await pause(think, gone):
+        return
+
+    if tokens:
+        index = len(response["output"])
+        message: dict[str, Any] = {"id": f"msg_sim{n}", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+        where = {"item_id": message["id"], "output_index": index, "content_index": 0}
+        await emit("response.output_item.added", output_index=index, item=message)
+        await emit("response.content_part.added", **where, part={"type": "output_text", "text": "", "annotations": []})
+        next_at = asyncio.get_running_loop().time()
+        for i, token in enumerate(tokens):
+            if fault and i >= int(_number(d, "after", 0 if fault == "stall" else 5)):
+                break
+            next_at += 1 / rate if rate else 0
+            if not await pause(next_at - asyncio.get_running_loop().time(), gone):
+                return
+            await emit("response.output_text.delta", **where, delta=token, logprobs=[])
+    if fault == "stall":
+        await gone  # silent until the client gives up
+        return
+    if fault == "drop":
+        raise SimulatedDrop
+    if fault == "cut":
+        await send({"type": "http.response.body", "body": b""})  # a clean end, but neither completed nor incomplete
+        return
+    if fault == "failed":
+        response.update(status="failed", error={"code": "server_error", "message": "The model failed to generate a response (simulated)."})
+        await emit("response.failed", response=response)
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if tokens:
+        text = "".join(tokens)
+        part = {"type": "output_text", "text": text, "annotations": [], "logprobs": []}
+        await emit("response.output_text.done", **where, text=text, logprobs=[])
+        await emit("response.content_part.done", **where, part=part)
+        message.update(status="completed" if finish == "stop" else "incomplete", content=[part])
+        await emit("response.output_item.done", output_index=index, item=message)
+        response["output"].append(message)
+    response["usage"] = {
+        "input_tokens": input_tokens,
+        "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+        "output_tokens": len(tokens) + reasoning_tokens,
+        "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
+        "total_tokens": input_tokens + len(tokens) + reasoning_tokens,
+    }
+    if finish == "stop":
+        response["status"] = "completed"
+        await emit("response.completed", response=response)
+    else:
+        reason = "max_output_tokens" if finish == "length" else "content_filter"
+        response.update(status="incomplete", incomplete_details={"reason": reason})
+        await emit("response.incomplete", response=response)
+    await send({"type": "http.response.body", "body": b""})
+
+
+ENDPOINTS = {"/v1/chat/completions": chat_completions, "/v1/responses": responses}
+
+
 async def read_body(receive: Receive) -> bytes | None:
     chunks, size = [], 0
     while True:
@@ -462,7 +633,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
                 200,
                 {"object": "list", "data": [{"id": m, "object": "model", "created": 1700000000, "owned_by": "simulator"} for m in MODELS]},
             )
-        if path != "/v1/chat/completions":
+        handler = ENDPOINTS.get(path)
+        if handler is None:
             raise ApiError(404, f"Invalid URL ({method} {scope['path']})")
         if method != "POST":
             raise ApiError(405, f"Method {method} not allowed on {path}")
@@ -489,7 +661,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
             await send(message)
 
         try:
-            await chat_completions(body, tracked, gone)
+            await handler(body, tracked, gone)
         finally:
             gone.cancel()
     except ApiError as e:
