@@ -13,8 +13,8 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
+from catalog.context import message_fits
 from catalog.models import AIModel
-from generation.context import message_fits
 from quotas.services import QuotaRefused, quota_refund, quota_reserve
 
 from . import events

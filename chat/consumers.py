@@ -286,7 +286,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # --- events from the channel layer ---
 
     async def chat_delta(self, event: dict) -> None:
-        await self.send_json({**event, "type": "delta"})
+        await self.send(text_data=event["frame"])  # encoded once, in the worker (live/publish.py)
 
     async def chat_status(self, event: dict) -> None:
         await self.send_json({**event, "type": "status"})

@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
+from catalog.context import ContextTooLarge, context_trim, turn_tokens
 from catalog.models import AIModel
 from chat import events
 from chat.models import LIVE, Message
@@ -39,7 +40,6 @@ from quotas.services import quota_refund, quota_settle
 
 from . import provider
 from .alerts import failure_count, provider_alert_raise
-from .context import ContextTooLarge, context_trim, turn_tokens
 from .limiter import capacity_acquire
 
 log = logging.getLogger(__name__)

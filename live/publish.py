@@ -21,6 +21,7 @@ checkpointed text when Redis has lost it.
 
 import asyncio
 import atexit
+import json
 import logging
 import threading
 from collections import deque
@@ -65,14 +66,16 @@ class Delta:
         return conversation_group(self.conversation_id)
 
     def event(self) -> dict:
-        return {
-            "type": "chat.delta",
+        """The browser's `delta` frame, encoded here once: every socket on the group sends this text as it is."""
+        frame = {
+            "type": "delta",
             "message_id": self.message_id,
             "offset": self.offset,
             "text": self.text,
             "reasoning_offset": self.reasoning_offset,
             "reasoning": self.reasoning,
         }
+        return {"type": "chat.delta", "frame": json.dumps(frame, ensure_ascii=False, separators=(",", ":"))}
 
 
 @dataclass(frozen=True, slots=True)

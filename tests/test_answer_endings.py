@@ -15,9 +15,10 @@ from django.core.management import call_command
 from django.db import connections
 from django.test import Client
 
+from catalog import tokens
 from chat import actions
 from chat.models import Conversation, Message
-from generation import alerts, tokens
+from generation import alerts
 from generation import reply as generation
 from quotas.models import LedgerEntry, QuotaCounter, QuotaOverride
 from quotas.selectors import quota_check

@@ -2,10 +2,10 @@
 
 import pytest
 
+from catalog.context import context_trim, turn_tokens
 from chat import actions
 from chat.models import Conversation, Message
 from generation import reply as generation
-from generation.context import context_trim, turn_tokens
 from quotas.models import LedgerEntry
 from tests.helpers import quota_state
 

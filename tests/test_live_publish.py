@@ -2,6 +2,7 @@
 way, and what we publish reaches a consumer that joined the group through the channel layer."""
 
 import asyncio
+import json
 
 from channels.layers import get_channel_layer
 
@@ -49,4 +50,12 @@ def test_what_we_publish_reaches_a_channel_that_joined_the_group_through_the_ins
 
     received = run_soon(listen()).result(20)
     assert received["first"]["type"] == "chat.status"
-    assert received["second"] == {"type": "chat.delta", "message_id": 1, "offset": 0, "text": "hi", "reasoning_offset": 0, "reasoning": ""}
+    assert received["second"]["type"] == "chat.delta"
+    assert json.loads(received["second"]["frame"]) == {
+        "type": "delta",
+        "message_id": 1,
+        "offset": 0,
+        "text": "hi",
+        "reasoning_offset": 0,
+        "reasoning": "",
+    }

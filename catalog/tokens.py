@@ -1,7 +1,7 @@
 """Token counts: the real o200k_base tokenizer for the OpenAI models that use it, offline.
 
 tiktoken fetches its tables from the internet on first use; here the o200k_base
-table ships with the code (generation/data/o200k_base.tiktoken.gz, taken from the
+table ships with the code (catalog/data/o200k_base.tiktoken.gz, taken from the
 bpe-openai wheel; its SHA-256 is the one tiktoken itself expects, checked on load).
 Models whose tokenizer is unknown get a conservative estimate instead.
 """

@@ -1,7 +1,7 @@
 """What is sent to the model: earlier turns' visible text, trimmed to the window.
 
 Tokens are counted with the model's tokenizer where the catalog names one
-(generation/tokens.py), else estimated conservatively.
+(catalog/tokens.py), else estimated conservatively.
 """
 
 from . import tokens
