@@ -5,7 +5,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from .forms import ProfileForm, SignupForm
-from .services import user_create
+from .services import profile_update, user_create
 
 
 def signup(request: HttpRequest) -> HttpResponse:
@@ -15,6 +15,7 @@ def signup(request: HttpRequest) -> HttpResponse:
             username=form.cleaned_data["username"],
             password=form.cleaned_data["password1"],
             time_zone=form.cleaned_data["time_zone"],
+            email=form.cleaned_data["email"],
         )
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat-home")
@@ -23,9 +24,9 @@ def signup(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
-    form = ProfileForm(request.POST or None, instance=request.user.profile)
+    form = ProfileForm(request.POST or None, instance=request.user.profile, initial={"email": request.user.email})
     if request.method == "POST" and form.is_valid():
-        form.save()
+        profile_update(user=request.user, time_zone=form.cleaned_data["time_zone"], email=form.cleaned_data["email"])
         messages.success(request, "Saved.")
         return redirect("accounts-profile")
     return render(request, "accounts/profile.html", {"form": form})
