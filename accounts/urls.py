@@ -15,9 +15,7 @@ password_reset = auth_views.PasswordResetView.as_view(
     success_url=reverse_lazy("accounts-password-reset-sent"),
 )
 password_reset_sent = auth_views.PasswordResetDoneView.as_view(template_name="accounts/password_reset_sent.html")
-password_reset_confirm = auth_views.PasswordResetConfirmView.as_view(
-    template_name="accounts/password_reset_confirm.html", success_url=reverse_lazy("accounts-password-reset-complete")
-)
+password_reset_confirm = views.PasswordResetConfirmView.as_view(success_url=reverse_lazy("accounts-password-reset-complete"))
 password_reset_complete = auth_views.PasswordResetCompleteView.as_view(template_name="accounts/password_reset_complete.html")
 
 urlpatterns = [

@@ -194,12 +194,25 @@ LOGIN_URL = "accounts-login"
 LOGIN_REDIRECT_URL = "chat-home"
 LOGOUT_REDIRECT_URL = "accounts-login"
 
-AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
-AXES_COOLOFF_TIME = 0.25  # hours
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
-
 # --- Accounts (accounts/; docs/deploy.md, "Accounts") ---------------------------------
+# Login throttling (accounts/throttle.py, with django-axes): failed log-ins are counted per
+# username and, separately, per client address, over the last AXES_COOLOFF_TIME. A username is
+# locked after AXES_FAILURE_LIMIT failures from anywhere (one account attacked from many
+# addresses); an address after LOGIN_FAILURES_PER_ADDRESS failures on any usernames (password
+# spraying), a higher number because a team may share one address.
+AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20)
+AXES_COOLOFF_TIME = 0.25  # hours
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "accounts.throttle.LoginThrottleHandler"
+AXES_LOCKOUT_CALLABLE = "accounts.throttle.lockout_response"
+# The client address is the peer's (REMOTE_ADDR), never a header: the web server rewrites it
+# from X-Forwarded-For only for the proxies in FORWARDED_ALLOW_IPS (config/commands.py).
+AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip"
+# A successful log-in forgives its own username's failures only (accounts/signals.py): axes'
+# reset would also wipe the address's, letting one valid account launder a spraying run.
+AXES_RESET_ON_SUCCESS = False
+
 # Email (password resets): printed to the log unless EMAIL_HOST names an SMTP server.
 EMAIL_HOST = env_str("EMAIL_HOST")
 EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
