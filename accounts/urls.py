@@ -20,7 +20,7 @@ password_reset_complete = auth_views.PasswordResetCompleteView.as_view(template_
 
 urlpatterns = [
     path("signup/", views.signup, name="accounts-signup"),
-    path("login/", auth_views.LoginView.as_view(template_name="accounts/login.html"), name="accounts-login"),
+    path("login/", views.LoginView.as_view(), name="accounts-login"),
     path("logout/", auth_views.LogoutView.as_view(), name="accounts-logout"),
     path("profile/", views.profile, name="accounts-profile"),
     path("password/change/", password_change, name="accounts-password-change"),

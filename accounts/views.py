@@ -6,22 +6,45 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from .forms import ProfileForm, SignupForm
-from .services import profile_update, user_create
+from .models import SignupPolicy
+from .selectors import signup_policy_get
+from .services import SignupRefused, profile_update, signup_check, user_signup
 from .throttle import login_failures_forgive
 
 
 def signup(request: HttpRequest) -> HttpResponse:
+    # The token stays in the page's URL, so the form posts it back.
+    invite_token = request.GET.get("invite", "")
+    try:
+        invite = signup_check(invite_token=invite_token)
+    except SignupRefused as refusal:
+        return signup_refused(request, refusal)
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = user_create(
-            username=form.cleaned_data["username"],
-            password=form.cleaned_data["password1"],
-            time_zone=form.cleaned_data["time_zone"],
-            email=form.cleaned_data["email"],
-        )
+        try:
+            user = user_signup(
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+                time_zone=form.cleaned_data["time_zone"],
+                email=form.cleaned_data["email"],
+                invite_token=invite_token,
+            )
+        except SignupRefused as refusal:
+            return signup_refused(request, refusal)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat-home")
-    return render(request, "accounts/signup.html", {"form": form})
+    return render(request, "accounts/signup.html", {"form": form, "invite": invite})
+
+
+def signup_refused(request: HttpRequest, refusal: SignupRefused) -> HttpResponse:
+    return render(request, "accounts/signup_refused.html", {"reason": str(refusal)}, status=403)
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(**kwargs, signup_open=signup_policy_get() == SignupPolicy.Mode.OPEN)
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):

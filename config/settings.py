@@ -195,6 +195,16 @@ LOGIN_REDIRECT_URL = "chat-home"
 LOGOUT_REDIRECT_URL = "accounts-login"
 
 # --- Accounts (accounts/; docs/deploy.md, "Accounts") ---------------------------------
+# Demo mode: the bundled simulator answers (no OPENAI_API_KEY) and DEBUG is on. Only then does
+# `manage.py seed_demo` create its known-password accounts, and sign-up defaults to open.
+DEMO_MODE = DEBUG and not env_str("OPENAI_API_KEY")
+# Who may create an account until staff choose in the admin (Accounts → Sign-up policy):
+# open, invite (single-use links made by staff) or closed.
+SIGNUP_POLICY = env_str("SIGNUP_POLICY") or ("open" if DEMO_MODE else "invite")
+if SIGNUP_POLICY not in ("open", "invite", "closed"):
+    raise ImproperlyConfigured(f"SIGNUP_POLICY must be open, invite or closed, not {SIGNUP_POLICY!r}")
+INVITE_DAYS = env_int("INVITE_DAYS", 7)  # how long a new invite link stays valid, unless staff change it
+
 # Login throttling (accounts/throttle.py, with django-axes): failed log-ins are counted per
 # username and, separately, per client address, over the last AXES_COOLOFF_TIME. A username is
 # locked after AXES_FAILURE_LIMIT failures from anywhere (one account attacked from many
