@@ -1,5 +1,5 @@
 """Accounts as a person meets them: the sign-up policy and invites, password change and
-reset by email, and the settings operators give in the environment."""
+reset by email, the demo accounts, and the settings operators give in the environment."""
 
 import datetime as dt
 import os
@@ -12,6 +12,8 @@ import pytest
 import time_machine
 from django.contrib.auth.models import User
 from django.core import mail
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -284,6 +286,31 @@ def test_the_email_for_resets_is_given_at_sign_up_or_on_the_profile(settings, ma
     client.post(reverse("accounts-profile"), {"time_zone": "Europe/Paris", "email": "alice@example.com"})
     alice = User.objects.get(username="alice")
     assert (alice.email, alice.profile.time_zone) == ("alice@example.com", "Europe/Paris")
+
+
+# --- Demo accounts --------------------------------------------------------------------------
+
+
+def test_seed_demo_creates_labelled_demo_accounts_in_demo_mode(settings, capsys):
+    settings.DEMO_MODE = True
+    call_command("seed_demo")
+    out = capsys.readouterr().out
+    assert "Demo accounts" in out and "demo user  login: demo / " in out and "demo staff login: admin / " in out
+    assert User.objects.get(username="admin").is_superuser
+
+
+def test_seed_demo_refuses_outside_demo_mode_and_creates_nobody(settings):
+    settings.DEMO_MODE = False
+    with pytest.raises(CommandError, match=r"runs only in demo mode .* createsuperuser"):
+        call_command("seed_demo")
+    assert not User.objects.filter(username__in=["demo", "admin"]).exists()
+
+
+def test_demo_mode_is_debug_with_the_simulator_only():
+    assert settings_value("s.DEMO_MODE", {}) == "True"
+    assert settings_value("s.DEMO_MODE", {"DEBUG": "on"}) == "True"
+    assert settings_value("s.DEMO_MODE", {"DEBUG": "FALSE"}) == "False"
+    assert settings_value("s.DEMO_MODE", {"OPENAI_API_KEY": "sk-x"}) == "False"
 
 
 # --- Settings from the environment -----------------------------------------------------------
