@@ -1,31 +1,67 @@
 from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
 from .forms import ProfileForm, SignupForm
-from .services import user_create
+from .models import SignupPolicy
+from .selectors import signup_policy_get
+from .services import SignupRefused, profile_update, signup_check, user_signup
+from .throttle import login_failures_forgive
 
 
 def signup(request: HttpRequest) -> HttpResponse:
+    # The token stays in the page's URL, so the form posts it back.
+    invite_token = request.GET.get("invite", "")
+    try:
+        invite = signup_check(invite_token=invite_token)
+    except SignupRefused as refusal:
+        return signup_refused(request, refusal)
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user = user_create(
-            username=form.cleaned_data["username"],
-            password=form.cleaned_data["password1"],
-            time_zone=form.cleaned_data["time_zone"],
-        )
+        try:
+            user = user_signup(
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
+                time_zone=form.cleaned_data["time_zone"],
+                email=form.cleaned_data["email"],
+                invite_token=invite_token,
+            )
+        except SignupRefused as refusal:
+            return signup_refused(request, refusal)
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat-home")
-    return render(request, "accounts/signup.html", {"form": form})
+    return render(request, "accounts/signup.html", {"form": form, "invite": invite})
+
+
+def signup_refused(request: HttpRequest, refusal: SignupRefused) -> HttpResponse:
+    return render(request, "accounts/signup_refused.html", {"reason": str(refusal)}, status=403)
+
+
+class LoginView(auth_views.LoginView):
+    template_name = "accounts/login.html"
+
+    def get_context_data(self, **kwargs):
+        return super().get_context_data(**kwargs, signup_open=signup_policy_get() == SignupPolicy.Mode.OPEN)
+
+
+class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
+    template_name = "accounts/password_reset_confirm.html"
+
+    def form_valid(self, form):
+        response = super().form_valid(form)
+        # Whoever proved they own the mailbox may log in now, not after a lockout someone else caused.
+        login_failures_forgive(username=form.user.get_username())
+        return response
 
 
 @login_required
 def profile(request: HttpRequest) -> HttpResponse:
-    form = ProfileForm(request.POST or None, instance=request.user.profile)
+    form = ProfileForm(request.POST or None, instance=request.user.profile, initial={"email": request.user.email})
     if request.method == "POST" and form.is_valid():
-        form.save()
+        profile_update(user=request.user, time_zone=form.cleaned_data["time_zone"], email=form.cleaned_data["email"])
         messages.success(request, "Saved.")
         return redirect("accounts-profile")
     return render(request, "accounts/profile.html", {"form": form})

@@ -18,9 +18,18 @@ PY = sys.executable
 REPO = Path(__file__).resolve().parent.parent
 
 
-def web(host: str, port: int, server: str = "uvicorn") -> list[str]:
+def web(host: str, port: int, server: str = "uvicorn", forwarded_allow_ips: str | None = None) -> list[str]:
+    """The web server's command line. X-Forwarded-For/-Proto are believed only from the proxies in
+    `forwarded_allow_ips` (default: FORWARDED_ALLOW_IPS, comma-separated addresses or networks);
+    none by default, so the client address is the connection's and a client cannot choose it
+    (uvicorn itself would trust 127.0.0.1, and login throttling counts per address)."""
+    trusted = (os.environ.get("FORWARDED_ALLOW_IPS", "") if forwarded_allow_ips is None else forwarded_allow_ips).strip()
     if server == "daphne":
+        if trusted:
+            # daphne's --proxy-headers would believe the header from any client.
+            raise ValueError("FORWARDED_ALLOW_IPS needs WEB_SERVER=uvicorn: daphne cannot limit which proxies it trusts")
         return [str(Path(PY).parent / "daphne"), "-b", host, "-p", str(port), "config.asgi:application"]
+    proxy = ["--proxy-headers", "--forwarded-allow-ips", trusted] if trusted else ["--no-proxy-headers"]
     # Chat frames are small JSON; compressing each one costs more CPU than it saves.
     return [
         PY,
@@ -35,6 +44,7 @@ def web(host: str, port: int, server: str = "uvicorn") -> list[str]:
         "false",
         "--backlog",
         "2048",
+        *proxy,
     ]
 
 

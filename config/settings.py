@@ -194,10 +194,45 @@ LOGIN_URL = "accounts-login"
 LOGIN_REDIRECT_URL = "chat-home"
 LOGOUT_REDIRECT_URL = "accounts-login"
 
+# --- Accounts (accounts/; docs/deploy.md, "Accounts") ---------------------------------
+# Demo mode: the bundled simulator answers (no OPENAI_API_KEY) and DEBUG is on. Only then does
+# `manage.py seed_demo` create its known-password accounts, and sign-up defaults to open.
+DEMO_MODE = DEBUG and not env_str("OPENAI_API_KEY")
+# Who may create an account until staff choose in the admin (Accounts → Sign-up policy):
+# open, invite (single-use links made by staff) or closed.
+SIGNUP_POLICY = env_str("SIGNUP_POLICY") or ("open" if DEMO_MODE else "invite")
+if SIGNUP_POLICY not in ("open", "invite", "closed"):
+    raise ImproperlyConfigured(f"SIGNUP_POLICY must be open, invite or closed, not {SIGNUP_POLICY!r}")
+INVITE_DAYS = env_int("INVITE_DAYS", 7)  # how long a new invite link stays valid, unless staff change it
+
+# Login throttling (accounts/throttle.py, with django-axes): failed log-ins are counted per
+# username and, separately, per client address, over the last AXES_COOLOFF_TIME. A username is
+# locked after AXES_FAILURE_LIMIT failures from anywhere (one account attacked from many
+# addresses); an address after LOGIN_FAILURES_PER_ADDRESS failures on any usernames (password
+# spraying), a higher number because a team may share one address.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 5)
+LOGIN_FAILURES_PER_ADDRESS = env_int("LOGIN_FAILURES_PER_ADDRESS", 20)
 AXES_COOLOFF_TIME = 0.25  # hours
-AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
-AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_HANDLER = "accounts.throttle.LoginThrottleHandler"
+AXES_LOCKOUT_CALLABLE = "accounts.throttle.lockout_response"
+# The client address is the peer's (REMOTE_ADDR), never a header: the web server rewrites it
+# from X-Forwarded-For only for the proxies in FORWARDED_ALLOW_IPS (config/commands.py).
+AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip"
+# A successful log-in forgives its own username's failures only (accounts/signals.py): axes'
+# reset would also wipe the address's, letting one valid account launder a spraying run.
+AXES_RESET_ON_SUCCESS = False
+
+# Email (password resets): printed to the log unless EMAIL_HOST names an SMTP server.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend"
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)  # Django's default waits forever on a silent server
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
+# --- end of accounts ---------------------------------------------------------------------
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
