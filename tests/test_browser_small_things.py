@@ -286,7 +286,7 @@ def test_a_send_refused_for_quota_marks_the_model_at_its_limit_at_once(live_url,
     hint = page.locator("#quota-hint")
     model_button = page.get_by_role("button", name=re.compile("^Model:"))
     expect(hint).to_have_text("o1-preview · 47 left")
-    wait_until(lambda: asked_for_numbers, timeout=30, what="the socket to open")
+    wait_until(lambda: asked_for_numbers, timeout=90, what="the socket to open")  # reconnects back off on a busy machine
     asked_before = len(asked_for_numbers)
     limit(user, catalog["o1-preview"], 0)  # staff lower the limit; this page has not heard
 
