@@ -288,6 +288,7 @@ def test_one_hundred_sends_from_four_processes_for_the_last_slot_admit_exactly_o
     env = {
         "DATABASE_URL": database_url(),
         "DB_POOL_MAX": "12",
+        "DB_POOL_TIMEOUT": "120",  # a thread may wait its turn for a connection while the row lock serialises
         "MAX_LIVE_REPLIES": "1000",
         "CELERY_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,
     }
