@@ -248,20 +248,32 @@ def test_nothing_is_sent_after_a_flood_closes_the_socket(catalog, make_user):
 # --- PostgreSQL connections reset --------------------------------------------------------------------------
 
 
-def test_the_first_request_after_the_database_drops_its_connections_succeeds(live_url, make_user):
-    user = make_user()
-    cookie = {"Cookie": session_cookie(user)}
+def test_after_the_database_drops_its_connections_the_next_page_and_socket_are_served(simulator_server, isolated_queue, catalog, make_user):
+    """On a web server of its own: resetting the shared live stack's connections would affect later tests."""
+    env = subprocess_env(simulator_server, isolated_queue, DB_APPLICATION_NAME="chat-reset-test")
+    env["CELERY_QUEUE"] = f"{isolated_queue}-unread"
+    web, url = start_web(env)
+    try:
+        user = make_user()
+        cookie = {"Cookie": session_cookie(user)}
 
-    def page() -> int:
-        request = urllib.request.Request(f"{live_url}/", headers=cookie)
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status
+        def page() -> int:
+            with urllib.request.urlopen(urllib.request.Request(f"{url}/", headers=cookie), timeout=30) as response:
+                return response.status
 
-    assert page() == 200
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-            " WHERE application_name = 'chat-live-stack' AND pid <> pg_backend_pid()"
-        )
-        assert cursor.fetchone()[0] > 0, "the web server's pooled connections were reset"
-    assert page() == 200
+        def socket_answers() -> bool:
+            with connect(url.replace("http", "ws") + "/ws/chat/", additional_headers={**cookie, "Origin": url}) as ws:
+                ws.send(json.dumps({"type": "ping"}))
+                return json.loads(ws.recv(timeout=20))["type"] == "pong"
+
+        assert page() == 200 and socket_answers()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = 'chat-reset-test' AND pid <> pg_backend_pid()"
+            )
+            assert cursor.fetchone()[0] > 0, "the web server's pooled connections were reset"
+        assert page() == 200
+        assert socket_answers()
+    finally:
+        stop(web)
