@@ -162,7 +162,7 @@ def test_stop_while_only_a_summary_streamed_is_refunded(simulator, o4_mini, make
     actions.reply_stop(user=user, message_id=running.reply.id)
     reply = running.ended()
 
-    assert reply.status == "stopped" and reply.reasoning.startswith("**Breaking") and reply.text == ""
+    assert reply.status == "stopped" and reply.reasoning and reply.text == ""  # stopped wherever the summary was
     assert quota_state(reply) == "refunded", "a reasoning summary alone is not answer output"
 
 
