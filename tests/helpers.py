@@ -193,6 +193,50 @@ class GroupListener:
         return list(self.received)
 
 
+# --- Generating in this process ---------------------------------------------------
+
+
+def generate(reply):
+    """Generate the reply in this process, as a worker would, and return it as stored."""
+    from generation import reply as generation
+
+    generation.reply_generate(message_id=reply.id)
+    reply.refresh_from_db()
+    return reply
+
+
+class Generating:
+    """A generation in a thread, as a worker runs it, so that the test can act while it runs."""
+
+    def __init__(self, reply):
+        self.reply = reply
+        self.thread = threading.Thread(target=self._run, args=(reply.id,))
+        self.thread.start()
+
+    @staticmethod
+    def _run(reply_id: int) -> None:
+        from django.db import connections
+
+        from generation import reply as generation
+
+        try:
+            generation.reply_generate(message_id=reply_id)
+        finally:
+            connections.close_all()  # a thread's connection goes back to the pool only when closed
+
+    def ended(self):
+        """The stored reply once the worker is done with it (None while it runs)."""
+        self.thread.join(timeout=30)
+        assert not self.thread.is_alive(), "the generation did not end"
+        from chat.models import Message
+
+        return Message.objects.filter(id=self.reply.id).first()
+
+
+def requested(simulator, n: int = 1) -> list[dict]:
+    return wait_until(lambda: len(simulator.requests()) >= n and simulator.requests(), timeout=15, what=f"{n} request(s)")
+
+
 # --- The WebSocket, as a browser speaks it ------------------------------------------
 
 

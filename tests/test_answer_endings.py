@@ -8,11 +8,9 @@ while it runs, as a user would from another tab.
 import base64
 import logging
 import socket
-import threading
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
 from django.test import Client
 
 from catalog import tokens
@@ -23,7 +21,7 @@ from generation import reply as generation
 from quotas.models import LedgerEntry, QuotaCounter, QuotaOverride
 from quotas.selectors import quota_check
 from quotas.services import quota_refund, quota_reset
-from tests.helpers import quota_state, wait_until
+from tests.helpers import Generating, generate, quota_state, requested, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("private_queue")]
 
@@ -41,38 +39,6 @@ def no_alert_left_behind():
 
 def send(user, text: str, model: str = "o1-mini") -> Message:
     return actions.message_send(user=user, conversation_id=None, model_slug=model, text=text)[1]
-
-
-def generate(reply: Message) -> Message:
-    generation.reply_generate(message_id=reply.id)
-    reply.refresh_from_db()
-    return reply
-
-
-class Generating:
-    """A generation in a thread, as a worker runs it, so that the test can act while it runs."""
-
-    def __init__(self, reply: Message):
-        self.reply = reply
-        self.thread = threading.Thread(target=self._run, args=(reply.id,))
-        self.thread.start()
-
-    @staticmethod
-    def _run(reply_id: int) -> None:
-        try:
-            generation.reply_generate(message_id=reply_id)
-        finally:
-            connections.close_all()  # a thread's connection goes back to the pool only when closed
-
-    def ended(self) -> Message | None:
-        """The stored reply once the worker is done with it (None while it runs)."""
-        self.thread.join(timeout=30)
-        assert not self.thread.is_alive(), "the generation did not end"
-        return Message.objects.filter(id=self.reply.id).first()
-
-
-def requested(simulator, n: int = 1) -> list[dict]:
-    return wait_until(lambda: len(simulator.requests()) >= n and simulator.requests(), timeout=15, what=f"{n} request(s)")
 
 
 # --- Stop, in every state -------------------------------------------------------------

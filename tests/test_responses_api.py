@@ -20,8 +20,7 @@ from generation import alerts
 from generation.reply import NOTES
 from quotas.models import Plan, PlanLimit
 from simulator.app import SUMMARIES, tokenize
-from tests.helpers import quota_state, wait_until
-from tests.test_answer_endings import Generating, generate, requested
+from tests.helpers import Generating, generate, quota_state, requested, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("private_queue")]
 
