@@ -118,6 +118,7 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+DATABASES["default"]["ENGINE"] = "config.postgresql"  # Django's, with a pool that recovers from a restart at once
 DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 # psycopg's pool: a generation borrows a connection only while it writes.
 DATABASES["default"]["OPTIONS"] = {
