@@ -220,6 +220,9 @@ AXES_LOCKOUT_CALLABLE = "accounts.throttle.lockout_response"
 # The client address is the peer's (REMOTE_ADDR), never a header: the web server rewrites it
 # from X-Forwarded-For only for the proxies in FORWARDED_ALLOW_IPS (config/commands.py).
 AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip"
+# Password-reset emails per client address and per mailbox, per hour (accounts/throttle.py).
+PASSWORD_RESETS_PER_ADDRESS = env_int("PASSWORD_RESETS_PER_ADDRESS", 10)
+PASSWORD_RESETS_PER_MAILBOX = env_int("PASSWORD_RESETS_PER_MAILBOX", 3)
 # A successful log-in forgives its own username's failures only (accounts/signals.py): axes'
 # reset would also wipe the address's, letting one valid account launder a spraying run.
 AXES_RESET_ON_SUCCESS = False

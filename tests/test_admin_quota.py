@@ -407,3 +407,8 @@ def test_a_staff_change_updates_the_users_open_tabs_at_once(catalog, make_user, 
     assert (frame["type"], frame["partial"]) == ("quota", False)
     numbers = {m["model"]: m for m in frame["models"]}["o1-mini"]
     assert (numbers["used"], numbers["limit"]) == {"reset": (0, 50), "grant": (1, 57), "plan": (1, 3)}[change]
+
+
+def test_admin_pages_have_the_sites_favicon(admin_client):
+    page = admin_client.get("/admin/").content.decode()
+    assert '<link rel="icon" href="/static/favicon.svg"' in page
