@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "quotas",
     "chat",
     "generation",
+    "api",
 ]
 
 MIDDLEWARE = [
