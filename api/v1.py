@@ -51,7 +51,12 @@ def _key_user(authorization: str):
     if user is None:
         raise ApiError(401, "Incorrect or revoked API key. Make one on your API keys page.", code="invalid_api_key")
     if not api_access_allowed(user):
-        raise ApiError(403, "Your plan does not include API access. Ask staff to turn it on.", type="permission_error", code="api_access_off")
+        raise ApiError(
+            403,
+            "Your plan does not include API access. Ask staff to turn it on.",
+            type="permission_error",
+            code="api_access_off",
+        )
     return user
 
 
@@ -137,8 +142,11 @@ def _delta(event: dict, reply_id: int) -> tuple[int | None, str]:
 
 
 def _failure(reply: Message) -> ApiError:
-    # No visible text: the quota was refunded (docs/protocol.md, "How an answer ends"). Retrying is the client's choice.
-    return ApiError(502, reply.error or "The model wrote no answer.", type="server_error", code="reply_failed", headers={"x-should-retry": "false"})
+    # No visible text: the quota was refunded (docs/protocol.md, "How an answer ends").
+    # Retrying is the client's choice: the SDK would do it unasked.
+    return ApiError(
+        502, reply.error or "The model wrote no answer.", type="server_error", code="reply_failed", headers={"x-should-retry": "false"}
+    )
 
 
 def _usage(reply: Message) -> dict:

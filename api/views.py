@@ -34,7 +34,7 @@ def keys_page(request: HttpRequest) -> HttpResponse:
             refusal = str(exc)
     context = {
         "form": form,
-        "keys": ApiKey.objects.filter(user=request.user),
+        "keys": ApiKey.objects.filter(user_id=request.user.pk),
         "new_token": new_token,
         "refusal": refusal,
         "allowed": api_access_allowed(request.user),
@@ -46,7 +46,7 @@ def keys_page(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
-    key = ApiKey.objects.filter(id=key_id, user=request.user).first()
+    key = ApiKey.objects.filter(id=key_id, user_id=request.user.pk).first()
     if key is None:
         raise Http404("No such key.")
     api_key_revoke(key=key)

@@ -18,7 +18,6 @@ from chat.routing import websocket_urlpatterns  # noqa: E402
 from config.origin import SameOriginValidator  # noqa: E402
 
 
-
 async def http_application(scope, receive, send) -> None:
     """/v1/ is the OpenAI-compatible API (api/server.py, bearer keys, no session); the rest is Django."""
     app = api_application if scope["path"] == "/v1" or scope["path"].startswith("/v1/") else django_asgi_app

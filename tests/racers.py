@@ -54,7 +54,8 @@ def race_api_and_socket(tasks, results, start) -> None:
         url, token, cookie, model, sends = task
         client = openai.OpenAI(base_url=f"{url}/v1", api_key=token, max_retries=0, timeout=60)
         sockets = [
-            connect(url.replace("http", "ws") + "/ws/chat/", additional_headers={"Cookie": cookie, "Origin": url}) for _ in range(sends // 2)
+            connect(url.replace("http", "ws") + "/ws/chat/", additional_headers={"Cookie": cookie, "Origin": url})
+            for _ in range(sends // 2)
         ]
         outcomes: list[str] = []
         gate = threading.Barrier(sends)

@@ -148,7 +148,11 @@ def test_earlier_turns_reach_the_model_and_the_conversation_as_they_were_said(ap
     sdk(live_url, api_user).chat.completions.create(model="o1-mini", messages=messages)
 
     sent = simulator_server.requests()[-1]["messages"]
-    assert [(m["role"], m["content"]) for m in sent] == [("user", "Answer briefly.\n\nName a fruit."), ("assistant", "Apple."), ("user", "Another one?")]
+    assert [(m["role"], m["content"]) for m in sent] == [
+        ("user", "Answer briefly.\n\nName a fruit."),
+        ("assistant", "Apple."),
+        ("user", "Another one?"),
+    ]
     conversation = Conversation.objects.get(user=api_user)
     stored = [(m.role, m.text) for m in conversation.messages.all()]
     assert stored[:3] == [("user", "Answer briefly.\n\nName a fruit."), ("assistant", "Apple."), ("user", "Another one?")]

@@ -4,15 +4,17 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('quotas', '0005_explicit_unlimited'),
+        ("quotas", "0005_explicit_unlimited"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='plan',
-            name='api_access',
-            field=models.BooleanField(default=False, help_text='Members may create personal API keys and use the OpenAI-compatible API (/v1/), under the same limits.'),
+            model_name="plan",
+            name="api_access",
+            field=models.BooleanField(
+                default=False,
+                help_text="Members may create personal API keys and use the OpenAI-compatible API (/v1/), under the same limits.",
+            ),
         ),
     ]
