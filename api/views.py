@@ -1,5 +1,7 @@
 """The user's API keys page: make a key (shown once), see when each was last used, revoke one."""
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
@@ -22,6 +24,10 @@ class KeyForm(forms.Form):
         return name
 
 
+def _owner(request: HttpRequest) -> Any:
+    return request.user  # signed in: the views below are login_required
+
+
 @login_required
 def keys_page(request: HttpRequest) -> HttpResponse:
     form = KeyForm(request.POST or None)
@@ -34,7 +40,7 @@ def keys_page(request: HttpRequest) -> HttpResponse:
             refusal = str(exc)
     context = {
         "form": form,
-        "keys": ApiKey.objects.filter(user_id=request.user.pk),
+        "keys": ApiKey.objects.filter(user=_owner(request)),
         "new_token": new_token,
         "refusal": refusal,
         "allowed": api_access_allowed(request.user),
@@ -46,7 +52,7 @@ def keys_page(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
-    key = ApiKey.objects.filter(id=key_id, user_id=request.user.pk).first()
+    key = ApiKey.objects.filter(id=key_id, user=_owner(request)).first()
     if key is None:
         raise Http404("No such key.")
     api_key_revoke(key=key)
