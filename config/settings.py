@@ -75,8 +75,8 @@ INSTALLED_APPS = [
     "accounts",
     "quotas",
     "chat",
-    "generation",
     "api",
+    "generation",
 ]
 
 MIDDLEWARE = [
