@@ -5,7 +5,7 @@ which these actions enqueue through `_enqueue`, after commit.
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -132,25 +132,41 @@ def _lock_user(user) -> None:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
 
 
-def message_send(*, user, conversation_id: int | None, model_slug: object, text: object) -> tuple[Message, Message]:
+def message_send(
+    *, user, conversation_id: int | None, model_slug: object, text: object, history: Sequence[tuple[object, object]] = ()
+) -> tuple[Message, Message]:
     """Store the user's message and a pending reply, reserving quota, in one transaction.
 
+    `history` (earlier turns as (role, text), oldest first, as an API client sends
+    them) starts a new conversation holding those turns as they were said; the
+    worker trims them to the window like any other conversation's.
     Raises ActionRefused with nothing stored when the input is bad or the quota is spent.
     """
     text = _clean_text(text)
+    turns = [(_clean_role(role), _clean_text(said)) for role, said in history]
+    if turns and conversation_id is not None:
+        raise ActionRefused("invalid", "Earlier turns can only start a new conversation.")
     model = _model_get(model_slug)
     _check_fits(text, model)
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         if conversation_id is None:
-            conversation = Conversation.objects.create(user=user, model=model, title=title_from(text))
+            first = next((said for role, said in turns if role == Message.Role.USER), text)
+            conversation = Conversation.objects.create(user=user, model=model, title=title_from(first))
         else:
             conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
             conversation.user = user  # known: the announcement after commit need not fetch it again
+        earlier = Message.objects.bulk_create(Message(conversation=conversation, role=role, model=model, text=said) for role, said in turns)
         user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, model=model, text=text)
         reply = _reply_start(user=user, conversation=conversation, model=model, new_conversation=conversation_id is None)
-        transaction.on_commit(lambda: events.messages_added(conversation, [user_message, reply]))
+        transaction.on_commit(lambda: events.messages_added(conversation, [*earlier, user_message, reply]))
     return user_message, reply
+
+
+def _clean_role(role: object) -> str:
+    if role not in (Message.Role.USER, Message.Role.ASSISTANT):
+        raise ActionRefused("invalid", "An earlier turn is said by the user or the assistant.")
+    return str(role)
 
 
 def title_from(text: str) -> str:

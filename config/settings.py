@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "accounts",
     "quotas",
     "chat",
+    "api",
     "generation",
 ]
 

@@ -104,7 +104,7 @@ class PlanLimitInline(admin.TabularInline):
 class PlanForm(forms.ModelForm):
     class Meta:
         model = Plan
-        fields = ("name", "description", "is_default", "calendar_time_zone")
+        fields = ("name", "description", "is_default", "calendar_time_zone", "api_access")
 
     def clean_calendar_time_zone(self) -> str:
         value = self.cleaned_data["calendar_time_zone"]
@@ -121,7 +121,7 @@ class PlanForm(forms.ModelForm):
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     form = PlanForm
-    list_display = ("name", "is_default", "calendar_time_zone", "limits_summary")
+    list_display = ("name", "is_default", "calendar_time_zone", "api_access", "limits_summary")
     search_fields = ("name",)
     inlines = [PlanLimitInline]
 

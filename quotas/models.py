@@ -74,6 +74,9 @@ class Plan(models.Model):
     description = models.CharField(max_length=200, blank=True)
     is_default = models.BooleanField(default=False, help_text="New users get this plan.")
     calendar_time_zone = models.CharField(max_length=64, default="UTC", help_text="Where calendar windows turn over.")
+    api_access = models.BooleanField(
+        default=False, help_text="Members may create personal API keys and use the OpenAI-compatible API (/v1/), under the same limits."
+    )
 
     class Meta:
         db_table = "chat_plan"

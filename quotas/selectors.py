@@ -87,6 +87,12 @@ def user_plan(user) -> Plan | None:
     return plan or Plan.objects.filter(is_default=True).first()
 
 
+def api_access_allowed(user) -> bool:
+    """Whether the user's plan lets them use the API. Fail closed: no plan, no access."""
+    plan = user_plan(user)
+    return plan is not None and plan.api_access
+
+
 # Every send asks this, so it is one round trip: per model, the user's override, else the limit of
 # the user's plan (the default plan when the user has none); unexpired grants; the plan's time zone.
 RULES_SQL = f"""

@@ -191,3 +191,19 @@ def test_few_left(live_url, browser, make_user, catalog):
         expect(last_answer(page).locator(".msg-foot")).to_be_visible()
         expect(page.get_by_role("status").filter(has_text="5 o1-preview messages left until")).to_be_visible()
         shoot(page, "few-left.png")
+
+
+def test_api_keys(live_url, browser, make_user, catalog):
+    from api.services import api_key_create
+    from quotas.models import Plan
+
+    Plan.objects.filter(is_default=True).update(api_access=True)
+    user = make_user("demo")
+    api_key_create(user=user, name="notebook experiments")
+    with browsing(browser) as page:
+        log_in(page, live_url, "demo")
+        page.goto(f"{live_url}/accounts/api-keys/")
+        page.get_by_label("Name").fill("laptop scripts")
+        page.get_by_role("button", name="Create key").click()
+        expect(page.get_by_text("copy it now")).to_be_visible()
+        shoot(page, "api-keys.png")
