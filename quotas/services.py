@@ -435,6 +435,13 @@ def quota_override_record(*, override: QuotaOverride, actor=None, removed: bool 
     quota_push(user_ids=[override.user_id])
 
 
+def budget_override_record(*, override, actor=None, removed: bool = False) -> None:
+    """Audit a budget override an admin saved or removed (the admin writes the row itself)."""
+    what = "removed" if removed else ("set to no budget" if override.unlimited else f"set to {override.describe()}")
+    LedgerEntry.objects.create(user_id=override.user_id, kind=LedgerEntry.Kind.BUDGET, actor=actor, note=f"budget override {what}")
+    quota_push(user_ids=[override.user_id])
+
+
 def plan_set(*, user, plan: Plan | None, actor=None, note: str = "") -> None:
     """Put the user on `plan`; None means "follow the default plan"."""
     what = f"plan set to {plan}" if plan else "plan set to the default plan"
