@@ -273,11 +273,12 @@ def quota_settle(*, reply_id: int, usage: dict[str, int] | None = None) -> bool:
 def _budget_adjust(reservation: Reservation, *, tokens: int, micros: int) -> None:
     """The reply now uses `tokens` and `micros` (0 for a refund): its hold moves to that, once."""
     Reservation.objects.filter(reply_id=reservation.reply_id).update(tokens=tokens, micros=micros)
-    if reservation.budget_window_start is not None and (tokens, micros) != (reservation.tokens, reservation.micros):
+    start, resets = reservation.budget_window_start, reservation.budget_resets
+    if start is not None and resets is not None and (tokens, micros) != (reservation.tokens, reservation.micros):
         # Only the window it was held in, and only if no reset closed it since (like the message counter).
-        BudgetCounter.objects.filter(
-            user_id=reservation.user_id, window_start=reservation.budget_window_start, resets=reservation.budget_resets
-        ).update(tokens=F("tokens") + (tokens - reservation.tokens), micros=F("micros") + (micros - reservation.micros))
+        BudgetCounter.objects.filter(user_id=reservation.user_id, window_start=start, resets=resets).update(
+            tokens=F("tokens") + (tokens - reservation.tokens), micros=F("micros") + (micros - reservation.micros)
+        )
 
 
 def _spend_check(now: dt.datetime | None = None) -> None:

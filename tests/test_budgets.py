@@ -86,8 +86,8 @@ def test_an_answer_from_the_simulator_settles_its_cost_and_gives_the_rest_of_the
     settle = LedgerEntry.objects.get(reply_id=reply.id, kind="settle")
     assert settle.cost_micros == reply.prompt_tokens * 3 + reply.completion_tokens * 12 > 0
     assert BudgetCounter.objects.get(user=user).micros == settle.cost_micros == held(reply).micros
-    left = Decimal(20_000_000 - settle.cost_micros) / 1_000_000
-    assert picker(user, "o1-mini")["budget"]["label"] == f"${left.quantize(Decimal('0.01'), rounding='ROUND_DOWN')} of $20.00 left this month"
+    left = (Decimal(20_000_000 - settle.cost_micros) / 1_000_000).quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+    assert picker(user, "o1-mini")["budget"]["label"] == f"${left} of $20.00 left this month"
     assert selectors.quota_check() == []
 
 

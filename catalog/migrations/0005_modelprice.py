@@ -5,26 +5,43 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0004_current_reasoning_models'),
+        ("catalog", "0004_current_reasoning_models"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ModelPrice',
+            name="ModelPrice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('effective_from', models.DateTimeField(help_text='The price applies to answers sent from this moment (UTC) on.')),
-                ('input_per_million', models.DecimalField(decimal_places=4, help_text='US$ per 1M prompt tokens.', max_digits=10)),
-                ('cached_input_per_million', models.DecimalField(decimal_places=4, help_text='US$ per 1M prompt tokens the provider served from its cache.', max_digits=10)),
-                ('output_per_million', models.DecimalField(decimal_places=4, help_text='US$ per 1M completion tokens, reasoning tokens included.', max_digits=10)),
-                ('source', models.CharField(blank=True, help_text='Where the figures came from.', max_length=200)),
-                ('model', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='prices', to='catalog.aimodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("effective_from", models.DateTimeField(help_text="The price applies to answers sent from this moment (UTC) on.")),
+                ("input_per_million", models.DecimalField(decimal_places=4, help_text="US$ per 1M prompt tokens.", max_digits=10)),
+                (
+                    "cached_input_per_million",
+                    models.DecimalField(
+                        decimal_places=4, help_text="US$ per 1M prompt tokens the provider served from its cache.", max_digits=10
+                    ),
+                ),
+                (
+                    "output_per_million",
+                    models.DecimalField(
+                        decimal_places=4, help_text="US$ per 1M completion tokens, reasoning tokens included.", max_digits=10
+                    ),
+                ),
+                ("source", models.CharField(blank=True, help_text="Where the figures came from.", max_length=200)),
+                ("model", models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="prices", to="catalog.aimodel")),
             ],
             options={
-                'ordering': ['model', '-effective_from'],
-                'constraints': [models.UniqueConstraint(fields=('model', 'effective_from'), name='one_price_per_model_moment'), models.CheckConstraint(condition=models.Q(('cached_input_per_million__gte', 0), ('input_per_million__gte', 0), ('output_per_million__gte', 0)), name='price_not_negative')],
+                "ordering": ["model", "-effective_from"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("model", "effective_from"), name="one_price_per_model_moment"),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("cached_input_per_million__gte", 0), ("input_per_million__gte", 0), ("output_per_million__gte", 0)
+                        ),
+                        name="price_not_negative",
+                    ),
+                ],
             },
         ),
     ]

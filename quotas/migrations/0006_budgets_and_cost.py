@@ -6,104 +6,217 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('quotas', '0005_explicit_unlimited'),
+        ("quotas", "0005_explicit_unlimited"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Notice',
+            name="Notice",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=200, unique=True)),
-                ('subject', models.CharField(max_length=300)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.CharField(max_length=200, unique=True)),
+                ("subject", models.CharField(max_length=300)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.AddField(
-            model_name='ledgerentry',
-            name='cached_tokens',
+            model_name="ledgerentry",
+            name="cached_tokens",
             field=models.PositiveIntegerField(db_default=0, default=0, help_text="Of the prompt, served from the provider's cache."),
         ),
         migrations.AddField(
-            model_name='ledgerentry',
-            name='cost_micros',
-            field=models.BigIntegerField(db_default=0, default=0, help_text='US$ millionths.'),
+            model_name="ledgerentry",
+            name="cost_micros",
+            field=models.BigIntegerField(db_default=0, default=0, help_text="US$ millionths."),
         ),
         migrations.AddField(
-            model_name='reservation',
-            name='budget_resets',
+            model_name="reservation",
+            name="budget_resets",
             field=models.PositiveIntegerField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='reservation',
-            name='budget_window_start',
+            model_name="reservation",
+            name="budget_window_start",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='reservation',
-            name='micros',
+            model_name="reservation",
+            name="micros",
             field=models.BigIntegerField(db_default=0, default=0),
         ),
         migrations.AddField(
-            model_name='reservation',
-            name='tokens',
+            model_name="reservation",
+            name="tokens",
             field=models.BigIntegerField(db_default=0, default=0),
         ),
         migrations.AlterField(
-            model_name='ledgerentry',
-            name='kind',
-            field=models.CharField(choices=[('reserve', 'Reserve'), ('settle', 'Settle'), ('refund', 'Refund'), ('grant', 'Grant'), ('override', 'Override'), ('reset', 'Reset'), ('plan', 'Plan'), ('budget', 'Budget')], max_length=16),
+            model_name="ledgerentry",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("reserve", "Reserve"),
+                    ("settle", "Settle"),
+                    ("refund", "Refund"),
+                    ("grant", "Grant"),
+                    ("override", "Override"),
+                    ("reset", "Reset"),
+                    ("plan", "Plan"),
+                    ("budget", "Budget"),
+                ],
+                max_length=16,
+            ),
         ),
         migrations.CreateModel(
-            name='BudgetCounter',
+            name="BudgetCounter",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('window_start', models.DateTimeField(blank=True, null=True)),
-                ('window_end', models.DateTimeField(blank=True, null=True)),
-                ('tokens', models.BigIntegerField(default=0)),
-                ('micros', models.BigIntegerField(default=0)),
-                ('reset_at', models.DateTimeField(blank=True, null=True)),
-                ('resets', models.PositiveIntegerField(default=0)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("window_start", models.DateTimeField(blank=True, null=True)),
+                ("window_end", models.DateTimeField(blank=True, null=True)),
+                ("tokens", models.BigIntegerField(default=0)),
+                ("micros", models.BigIntegerField(default=0)),
+                ("reset_at", models.DateTimeField(blank=True, null=True)),
+                ("resets", models.PositiveIntegerField(default=0)),
+                ("user", models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('micros__gte', 0), ('tokens__gte', 0)), name='budget_counter_not_negative')],
+                "constraints": [
+                    models.CheckConstraint(condition=models.Q(("micros__gte", 0), ("tokens__gte", 0)), name="budget_counter_not_negative")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='BudgetOverride',
+            name="BudgetOverride",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('tokens', 'tokens (prompt + completion, reasoning included)'), ('dollars', "US dollars (at the catalog's prices)")], default='dollars', max_length=8)),
-                ('amount', models.DecimalField(decimal_places=2, help_text='Tokens, or US dollars, per window.', max_digits=14)),
-                ('window_kind', models.CharField(choices=[('anchored', 'anchored (opens at the first message)'), ('calendar', 'calendar (day / week / month boundaries)'), ('rolling', 'rolling (the last N hours or days)')], default='calendar', max_length=16)),
-                ('window_length', models.PositiveIntegerField(default=1)),
-                ('window_unit', models.CharField(choices=[('hour', 'Hour'), ('day', 'Day'), ('week', 'Week'), ('month', 'Month')], default='month', max_length=8)),
-                ('unlimited', models.BooleanField(default=False, help_text='No budget for this user, whatever the plan says.')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='budget_override', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("tokens", "tokens (prompt + completion, reasoning included)"),
+                            ("dollars", "US dollars (at the catalog's prices)"),
+                        ],
+                        default="dollars",
+                        max_length=8,
+                    ),
+                ),
+                ("amount", models.DecimalField(decimal_places=2, help_text="Tokens, or US dollars, per window.", max_digits=14)),
+                (
+                    "window_kind",
+                    models.CharField(
+                        choices=[
+                            ("anchored", "anchored (opens at the first message)"),
+                            ("calendar", "calendar (day / week / month boundaries)"),
+                            ("rolling", "rolling (the last N hours or days)"),
+                        ],
+                        default="calendar",
+                        max_length=16,
+                    ),
+                ),
+                ("window_length", models.PositiveIntegerField(default=1)),
+                (
+                    "window_unit",
+                    models.CharField(
+                        choices=[("hour", "Hour"), ("day", "Day"), ("week", "Week"), ("month", "Month")], default="month", max_length=8
+                    ),
+                ),
+                ("unlimited", models.BooleanField(default=False, help_text="No budget for this user, whatever the plan says.")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="budget_override", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('window_length__gte', 1), ('window_length__lte', 366)), name='budgetoverride_window_sane'), models.CheckConstraint(condition=models.Q(('amount__gte', 0), ('amount__lte', 1000000000)), name='budgetoverride_amount_sane'), models.CheckConstraint(condition=models.Q(models.Q(('window_kind', 'calendar'), _negated=True), models.Q(('window_length', 1), ('window_unit__in', ['day', 'week', 'month'])), _connector='OR'), name='budgetoverride_calendar_shape'), models.CheckConstraint(condition=models.Q(('window_kind', 'calendar'), ('window_unit__in', ['hour', 'day', 'week']), _connector='OR'), name='budgetoverride_fixed_length_unit')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("window_length__gte", 1), ("window_length__lte", 366)), name="budgetoverride_window_sane"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("amount__gte", 0), ("amount__lte", 1000000000)), name="budgetoverride_amount_sane"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("window_kind", "calendar"), _negated=True),
+                            models.Q(("window_length", 1), ("window_unit__in", ["day", "week", "month"])),
+                            _connector="OR",
+                        ),
+                        name="budgetoverride_calendar_shape",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("window_kind", "calendar"), ("window_unit__in", ["hour", "day", "week"]), _connector="OR"),
+                        name="budgetoverride_fixed_length_unit",
+                    ),
+                ],
             },
         ),
         migrations.CreateModel(
-            name='PlanBudget',
+            name="PlanBudget",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('tokens', 'tokens (prompt + completion, reasoning included)'), ('dollars', "US dollars (at the catalog's prices)")], default='dollars', max_length=8)),
-                ('amount', models.DecimalField(decimal_places=2, help_text='Tokens, or US dollars, per window.', max_digits=14)),
-                ('window_kind', models.CharField(choices=[('anchored', 'anchored (opens at the first message)'), ('calendar', 'calendar (day / week / month boundaries)'), ('rolling', 'rolling (the last N hours or days)')], default='calendar', max_length=16)),
-                ('window_length', models.PositiveIntegerField(default=1)),
-                ('window_unit', models.CharField(choices=[('hour', 'Hour'), ('day', 'Day'), ('week', 'Week'), ('month', 'Month')], default='month', max_length=8)),
-                ('plan', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='budget', to='quotas.plan')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("tokens", "tokens (prompt + completion, reasoning included)"),
+                            ("dollars", "US dollars (at the catalog's prices)"),
+                        ],
+                        default="dollars",
+                        max_length=8,
+                    ),
+                ),
+                ("amount", models.DecimalField(decimal_places=2, help_text="Tokens, or US dollars, per window.", max_digits=14)),
+                (
+                    "window_kind",
+                    models.CharField(
+                        choices=[
+                            ("anchored", "anchored (opens at the first message)"),
+                            ("calendar", "calendar (day / week / month boundaries)"),
+                            ("rolling", "rolling (the last N hours or days)"),
+                        ],
+                        default="calendar",
+                        max_length=16,
+                    ),
+                ),
+                ("window_length", models.PositiveIntegerField(default=1)),
+                (
+                    "window_unit",
+                    models.CharField(
+                        choices=[("hour", "Hour"), ("day", "Day"), ("week", "Week"), ("month", "Month")], default="month", max_length=8
+                    ),
+                ),
+                ("plan", models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name="budget", to="quotas.plan")),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(('window_length__gte', 1), ('window_length__lte', 366)), name='planbudget_window_sane'), models.CheckConstraint(condition=models.Q(('amount__gte', 0), ('amount__lte', 1000000000)), name='planbudget_amount_sane'), models.CheckConstraint(condition=models.Q(models.Q(('window_kind', 'calendar'), _negated=True), models.Q(('window_length', 1), ('window_unit__in', ['day', 'week', 'month'])), _connector='OR'), name='planbudget_calendar_shape'), models.CheckConstraint(condition=models.Q(('window_kind', 'calendar'), ('window_unit__in', ['hour', 'day', 'week']), _connector='OR'), name='planbudget_fixed_length_unit')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("window_length__gte", 1), ("window_length__lte", 366)), name="planbudget_window_sane"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("amount__gte", 0), ("amount__lte", 1000000000)), name="planbudget_amount_sane"
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("window_kind", "calendar"), _negated=True),
+                            models.Q(("window_length", 1), ("window_unit__in", ["day", "week", "month"])),
+                            _connector="OR",
+                        ),
+                        name="planbudget_calendar_shape",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("window_kind", "calendar"), ("window_unit__in", ["hour", "day", "week"]), _connector="OR"),
+                        name="planbudget_fixed_length_unit",
+                    ),
+                ],
             },
         ),
     ]
