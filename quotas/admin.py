@@ -416,7 +416,13 @@ class UserAdmin(accounts_admin.UserAdmin):
         plan = user_plan(user)
         overrides = set(QuotaOverride.objects.filter(user=user).values_list("model_id", flat=True))
         rows = []
-        for status in quota_status(user=user):
+        statuses = quota_status(user=user)
+        spend = statuses[0].budget if statuses else None
+        budget = "none"
+        if spend is not None:
+            resets = f", resets {format_reset(spend.resets_at, UTC)} UTC" if spend.resets_at else ""
+            budget = f"{spend.text()}{resets} ({spend.budget.describe()})"
+        for status in statuses:
             if status.disabled:
                 used = limit = left = "—"
             else:
@@ -432,9 +438,12 @@ class UserAdmin(accounts_admin.UserAdmin):
         return format_html(
             '<table class="quota-panel"><thead><tr><th>Model</th><th>Used</th><th>Limit (incl. grants)</th>'
             "<th>Left</th><th>Resets at</th><th>Rule</th></tr></thead><tbody>{}</tbody></table>"
+            '<p>Budget: {} (<a href="{}">set a budget override</a>)</p>'
             '<p>Plan: {} (change it under Plan, below). <a href="{}">Reset a window</a> · <a href="{}">Grant extra messages</a> · '
             '<a href="{}">Add an override</a> · <a href="{}">Ledger</a></p>',
             body,
+            budget,
+            reverse("admin:quotas_budgetoverride_add") + f"?user={user.pk}",
             plan.name if plan else "none (every model refused)",
             reverse("admin:auth_user_quota_reset", args=[user.pk]),
             reverse("admin:auth_user_quota_grant", args=[user.pk]),

@@ -425,6 +425,8 @@ def test_a_budget_override_saved_in_the_admin_is_ledgered_and_applies_at_once(ca
     entry = LedgerEntry.objects.get(user=user, kind="budget")
     assert (entry.actor.username, entry.note) == ("boss", "budget override set to $20.00 / 1 month calendar")
     assert quota_json(user)[0]["budget"]["label"] == "$20.00 of $20.00 left this month"
+    page = staff_client.get(f"/admin/auth/user/{user.id}/change/").content.decode()
+    assert "Budget: $20.00 of $20.00 left this month, resets" in page
 
     refused = staff_client.post(
         "/admin/quotas/budgetoverride/add/",
