@@ -239,6 +239,13 @@ EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)  # Django's default waits forever o
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 # --- end of accounts ---------------------------------------------------------------------
 
+# Spend and limit notices for staff (docs/quotas.md): sent by email to these addresses (blank: every
+# active staff user with an email) and, when set, POSTed as JSON to the webhook.
+QUOTA_ALERT_EMAILS = [a.strip() for a in env_str("QUOTA_ALERT_EMAILS").split(",") if a.strip()]
+QUOTA_ALERT_WEBHOOK_URL = env_str("QUOTA_ALERT_WEBHOOK_URL")
+# Staff are told once a calendar month (UTC) when the organisation's spend passes this many US dollars; 0: never.
+SPEND_ALERT_DOLLARS = env_float("SPEND_ALERT_DOLLARS", 0.0)
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False

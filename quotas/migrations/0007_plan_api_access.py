@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("quotas", "0005_explicit_unlimited"),
+        ("quotas", "0006_budgets_and_cost"),
     ]
 
     operations = [
