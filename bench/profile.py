@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +28,35 @@ IDLE_LEAVES = (
     "Thread._wait_for_tstate_lock",
     "Runner.run (asyncio/runners.py",
 )  # uvloop's loop waits in C, under Runner.run
+
+
+# The functions the report names, per process (a function's share includes what it calls).
+WORKER_PATTERNS = (
+    "generation/",
+    "live/",
+    "channels_redis/core",
+    "msgpack",
+    "openai/_streaming",
+    "openai/_base_client",
+    "httpcore",
+    "psycopg_pool",
+    "psycopg/cursor",
+    "kombu/transport",
+    "json/",
+)
+WEB_STREAM_PATTERNS = (
+    "chat/consumers",
+    "channels/consumer",
+    "channels/generic",
+    "channels/utils",
+    "channels_redis/",
+    "msgpack",
+    "uvicorn/protocols/websockets",
+    "websockets/",
+    "redis/asyncio",
+    "json/",
+)
+RELAY_PATTERNS = ("bench/relay", "openai/", "httpcore", "httpx", "uvicorn/protocols/websockets", "websockets/", "json/")
 
 
 def available() -> bool:
@@ -73,6 +103,13 @@ class Recording:
             if stack:
                 rows.append((stack.split(";"), int(count)))
         return rows
+
+
+def later(delay: float, into: list, pid: int, seconds: float, out: Path) -> threading.Timer:
+    """Start a (GIL-only) Recording of `pid` after `delay` seconds, appended to `into`; cancel the timer to skip it."""
+    timer = threading.Timer(delay, lambda: into.append(Recording(pid, seconds, out, gil_only=True)))
+    timer.start()
+    return timer
 
 
 def _name(frame: str) -> str:
