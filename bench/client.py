@@ -119,7 +119,13 @@ async def _product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs:
         sent_at, sent_wall = time.perf_counter(), time.time()
         await ws.send(
             json.dumps(
-                {"type": "send", "conversation_id": conversation_id, "model": job.get("model", MODEL), "text": text, "client_id": f"c{chat}-{i}"}
+                {
+                    "type": "send",
+                    "conversation_id": conversation_id,
+                    "model": job.get("model", MODEL),
+                    "text": text,
+                    "client_id": f"c{chat}-{i}",
+                }
             )
         )
         direct = asyncio.create_task(direct_ttft(client, text, errors))

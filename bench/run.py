@@ -438,7 +438,7 @@ def relay_step(args, ctx: dict, sampler: Sampler, n: int, *, profile_it: bool) -
             t.cancel()
     if recording:
         ctx["profiles"]["relay"] = {
-            "what": f"the baseline relay, {n} simultaneous streams (figure 2), 10 s from {STREAM_THINK + 4:g} s after the sends",
+            "what": f"{n} simultaneous streams (figure 2), 10 s from {STREAM_THINK + 4:g} s after the sends",
             "process": profile.summarise(recording[0].wait(), patterns=profile.RELAY_PATTERNS, busy_marker=""),
         }
     replies = [r for res in results for r in res["replies"]]
@@ -490,12 +490,18 @@ def stream_step(args, ctx: dict, sampler: Sampler, n: int, *, model: str, label:
         ctx["profiles"]["worker"] = {
             "what": f"Celery worker 1 of {WORKER_PROCESSES}, {n} simultaneous chats (figure 2), 10 s from "
             f"{STREAM_THINK + 4:g} s after the sends",
-            "process": profile.summarise(recording["worker"][0].wait(), patterns=profile.WORKER_PATTERNS, busy_marker=""),
+            "process": profile.summarise(rows := recording["worker"][0].wait(), patterns=profile.WORKER_PATTERNS, busy_marker=""),
+            "costs": profile.shares(rows, profile.COSTS["worker"]),
+            "label": label,
+            "chats": n,
         }
     if recording["web"]:
         ctx["profiles"]["web_stream"] = {
             "what": f"uvicorn, {n} simultaneous chats (figure 2), 10 s from {STREAM_THINK + 4:g} s after the sends",
-            "process": profile.summarise(recording["web"][0].wait(), patterns=profile.WEB_STREAM_PATTERNS, busy_marker=""),
+            "process": profile.summarise(rows := recording["web"][0].wait(), patterns=profile.WEB_STREAM_PATTERNS, busy_marker=""),
+            "costs": profile.shares(rows, profile.COSTS["web_stream"]),
+            "label": label,
+            "chats": n,
         }
     with db_connect(ctx["db_url"]) as conn:
         statuses = dict(
