@@ -643,7 +643,11 @@ def render(results: dict) -> str:
         "- A fresh database `bench_chat` (dropped, created, `manage.py migrate`), its own Celery queue and",
         "  `CHANNEL_PREFIX`; `DEBUG=false`, `MAX_LIVE_REPLIES=100000`; streaming users are on a plan without limits.",
         "- Users are made with `accounts.services.user_create`; their sessions with Django's `SessionStore`, as",
-        "  `login()` would (bench/setup_db.py).",
+        "  `login()` would (bench/setup_db.py), which also enables the Responses API model of figure 2b.",
+        "- The baseline: `bench/relay.py`, a bare pass-through relay (provider SSE → WebSocket frames, nothing",
+        "  stored) under uvicorn, through which figure 2 streams the same N prompts right after each step.",
+        "- While figure 1 runs, two triggers in `bench_chat` note each reply's commit and claim times (the TTFT",
+        "  hops); they are dropped before figure 2 measures CPU.",
     ]
     for name, command in results.get("commands", {}).items():
         env = {
