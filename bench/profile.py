@@ -201,20 +201,25 @@ COSTS: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
     "web_stream": (
         (
             "the channel layer's receive (channels_redis: its pub/sub reader, msgpack, the per-process inbox)",
-            ("channels_redis/", "msgpack"),
+            ("channels_redis/", "msgpack", "redis/"),
             "Let the web process subscribe to its conversations' Redis channels directly for deltas (one SUBSCRIBE "
             "per conversation with a socket on it) and write the worker's bytes to the sockets as they are; the "
             "channel layer keeps the control events (sent, done, quota).",
         ),
         (
             "dispatch to the consumer (channels: handler lookup, the consumer's send)",
-            ("channels/consumer", "channels/generic", "channels/utils", "chat/consumers"),
+            ("channels/consumer", "channels/generic", "channels/utils", "chat/consumers", "asyncio/queues"),
             "The same change: deltas never enter a consumer's queue; a per-conversation set of sockets gets the text.",
         ),
         (
             "writing the WebSocket frame (uvicorn's websockets protocol, the transport)",
             ("uvicorn/protocols/websockets", "websockets/"),
             "Paid by the relay too, per frame; only fewer frames (coalescing by bytes) lower it.",
+        ),
+        (
+            "the event loop itself (uvloop's polling and callbacks, seen as `Runner.run`)",
+            ("Runner.run",),
+            "Paid by the relay too; it grows with the number of wake-ups, so fewer Redis messages per frame lower it.",
         ),
     ),
 }
