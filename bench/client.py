@@ -6,8 +6,9 @@ Runs in its own process, on uvloop, so it competes with the servers only for CPU
 
 It prints "ready" once its sockets are open and waits for a line on stdin
 before it starts sending, so several client processes start together. The job
-says what to do ("ttft" or "stream"); the result has raw samples and the
-client's own CPU time and event-loop lag, which show whether the client kept up.
+says what to do ("ttft", "stream", or "relay": a stream step's prompts through
+bench/relay.py); the result has raw samples and the client's own CPU time and
+event-loop lag, which show whether the client kept up.
 """
 
 from __future__ import annotations
