@@ -14,8 +14,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from api.server import application as api_application  # noqa: E402
+from catalog import tokens  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from config.origin import SameOriginValidator  # noqa: E402
+
+tokens.warm()  # sends count tokens; the first should not wait a second for the table
 
 
 async def http_application(scope, receive, send) -> None:
