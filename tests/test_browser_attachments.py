@@ -71,6 +71,7 @@ def test_images_are_refused_for_a_model_that_takes_none_and_shown_as_thumbnails_
     assert "image/png" in (chooser.value.element.get_attribute("accept") or "")
     chooser.value.set_files([{"name": "blue.png", "mimeType": "image/png", "buffer": png()}])
     expect(files_to_send(page)).to_contain_text("blue.png")
+    expect(files_to_send(page)).not_to_contain_text("uploading")
     send(page, "What colour is this? [sim:think=0]")
 
     thumbnail = page.get_by_role("article", name="You said").last.get_by_role("img", name="blue.png")
