@@ -44,7 +44,7 @@ def uploaded(user, name: str, data: bytes) -> Attachment:
     return actions.attachment_upload(user=user, name=name, data=data)
 
 
-def send(user, text: str, model: str = "o1-mini", files: list[Attachment] = (), conversation_id: int | None = None):  # type: ignore[assignment]
+def send(user, text: str, model: str = "o1-mini", files: tuple | list = (), conversation_id: int | None = None):
     return actions.message_send(
         user=user, conversation_id=conversation_id, model_slug=model, text=text, attachment_ids=[f.id for f in files]
     )
