@@ -72,6 +72,7 @@ class AIModelAdmin(admin.ModelAdmin):
                     "supports_system_message",
                     "uses_max_completion_tokens",
                     "supports_temperature",
+                    "supports_images",
                     "reasoning_efforts",
                     "reasoning_summaries",
                     "store",

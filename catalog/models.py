@@ -32,6 +32,10 @@ class AIModel(models.Model):
         "The Responses API always takes max_output_tokens.",
     )
     supports_temperature = models.BooleanField(default=False)
+    supports_images = models.BooleanField(
+        default=False,
+        help_text="Takes images as input (GPT-4o, o1, o3, o4-mini; not o1-preview or o1-mini). Off: the chat offers no images for it.",
+    )
     tokenizer = models.CharField(
         max_length=32,
         blank=True,

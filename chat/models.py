@@ -63,6 +63,8 @@ class Message(models.Model):
 
     # Not stored: False when the send could not enqueue the reply (the broker was down; chat.actions._enqueue).
     queued = True
+    # Not stored: the attachments, when the code that made the message has them already (chat/serializers.py).
+    attachment_list: list["Attachment"] | None = None
 
     def __str__(self) -> str:
         return f"{self.role} #{self.pk} ({self.status})"
@@ -70,6 +72,42 @@ class Message(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in (self.Status.PENDING, self.Status.STREAMING)
+
+
+class Attachment(models.Model):
+    """A file the user attached: a text file (its text goes to the model) or an image (sent as an image part).
+
+    Uploaded first, owned by its user and linked to no message; the send that names
+    it links it to its message (chat/actions.py), once. Kept in PostgreSQL, so it is
+    backed up with the conversation and deleted with it.
+    """
+
+    class Kind(models.TextChoices):
+        TEXT = "text"
+        IMAGE = "image"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100, help_text="Found from the content, never taken from the browser.")
+    size = models.PositiveIntegerField()
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["user", "created_at"], name="attachment_unsent_idx", condition=Q(message=None))]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="text") | Q(width__isnull=False, height__isnull=False), name="attachment_image_has_size"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 LIVE = (Message.Status.PENDING, Message.Status.STREAMING)

@@ -1,12 +1,12 @@
 """Reads. Every lookup by id checks that the row belongs to the user."""
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
-from .models import Conversation, Message
+from .models import Attachment, Conversation, Message
 
 
-def _as_id(value: object) -> int:
+def as_id(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise Http404("No such item.")
     try:
@@ -20,14 +20,14 @@ def _as_id(value: object) -> int:
 
 def conversation_get_for_user(*, user, conversation_id: object) -> Conversation:
     """The user's conversation, or Http404 (also for another user's id: we do not say it exists)."""
-    conversation = Conversation.objects.select_related("model").filter(id=_as_id(conversation_id), user=user).first()
+    conversation = Conversation.objects.select_related("model").filter(id=as_id(conversation_id), user=user).first()
     if conversation is None:
         raise Http404("No such conversation.")
     return conversation
 
 
 def message_get_for_user(*, user, message_id: object) -> Message:
-    message = Message.objects.select_related("model", "conversation").filter(id=_as_id(message_id), conversation__user=user).first()
+    message = Message.objects.select_related("model", "conversation").filter(id=as_id(message_id), conversation__user=user).first()
     if message is None:
         raise Http404("No such message.")
     return message
@@ -42,4 +42,14 @@ def conversation_list(*, user, query: str = "") -> QuerySet[Conversation]:
 
 
 def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:
-    return conversation.messages.filter(replaced=False).select_related("model")
+    # The attachments' names and sizes; their bytes only when downloaded.
+    attachments = Prefetch("attachments", queryset=Attachment.objects.defer("data"))
+    return conversation.messages.filter(replaced=False).select_related("model").prefetch_related(attachments)
+
+
+def attachment_get_for_user(*, user, attachment_id: object) -> Attachment:
+    """The user's attachment, or Http404 (also for another user's id)."""
+    attachment = Attachment.objects.filter(id=as_id(attachment_id), user=user).first()
+    if attachment is None:
+        raise Http404("No such attachment.")
+    return attachment

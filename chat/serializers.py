@@ -1,6 +1,31 @@
 """The protocol's shapes of conversations and messages (docs/protocol.md)."""
 
-from .models import Conversation, Message
+from django.urls import reverse
+
+from .models import Attachment, Conversation, Message
+
+
+def attachment_json(attachment: Attachment) -> dict:
+    return {
+        "id": attachment.id,
+        "kind": attachment.kind,
+        "name": attachment.name,
+        "size": attachment.size,
+        "content_type": attachment.content_type,
+        "url": reverse("chat-attachment", args=[attachment.id]),
+    }
+
+
+def _attachments(message: Message) -> list[dict]:
+    if message.role != Message.Role.USER:
+        return []  # only the user attaches files: no query for an answer
+    if message.attachment_list is not None:
+        listed = message.attachment_list
+    elif "attachments" in getattr(message, "_prefetched_objects_cache", {}):
+        listed = list(message.attachments.all())
+    else:
+        listed = list(message.attachments.defer("data"))  # never the bytes, only to list them
+    return [attachment_json(a) for a in listed]
 
 
 def message_json(message: Message) -> dict:
@@ -23,6 +48,7 @@ def message_json(message: Message) -> dict:
         "thinking_ms": message.thinking_ms,
         "created_at": message.created_at.isoformat(),
         "finished_at": message.finished_at.isoformat() if message.finished_at else None,
+        "attachments": _attachments(message),
     }
 
 

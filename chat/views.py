@@ -3,14 +3,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import AIModel
 from quotas.selectors import quota_json
 
-from . import actions, selectors
+from . import actions, files, selectors
 from .models import Conversation
-from .serializers import conversation_json, message_json
+from .serializers import attachment_json, conversation_json, message_json
 
 # A number no other part of a URL holds, to find where the id goes once reversed.
 _ID_SENTINEL = 987654321
@@ -51,6 +52,11 @@ def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *
         "quota": quota_json(request.user),
         "few_left_notice": settings.FEW_LEFT_NOTICE,
         "max_chars": settings.MAX_MESSAGE_CHARS,
+        "attachments": {
+            "max_bytes": settings.ATTACHMENT_MAX_BYTES,
+            "per_message": settings.ATTACHMENTS_PER_MESSAGE,
+            "image_models": [m.slug for m in models if m.supports_images],
+        },
         "username": request.user.get_username(),
         "is_staff": is_staff,
         "notice": notice,
@@ -62,6 +68,8 @@ def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *
             "rename": _url_template("chat-rename"),
             "delete": _url_template("chat-delete"),
             "quota": reverse("chat-quota"),
+            "attachments": reverse("chat-attachment-upload"),
+            "attachment_remove": _url_template("chat-attachment-remove"),
             "login": reverse("accounts-login"),
             "socket": "/ws/chat/",  # chat/routing.py: WebSocket routes have no URL name
             **({"admin": reverse("admin:index"), "usage": reverse("quotas-usage")} if is_staff else {}),
@@ -108,3 +116,43 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> JsonRespo
 @require_GET
 def quota(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"models": quota_json(request.user)})
+
+
+@login_required
+@require_POST
+def attachment_upload(request: HttpRequest) -> JsonResponse:
+    upload = request.FILES.get("file")
+    if upload is None:
+        return _json_error(actions.ActionRefused("invalid", "Choose a file to attach."))
+    if upload.size is not None and upload.size > settings.ATTACHMENT_MAX_BYTES:
+        # Refused before its bytes are read into memory.
+        limit = files.size_label(settings.ATTACHMENT_MAX_BYTES)
+        return _json_error(
+            actions.ActionRefused("too_long", f"{files.clean_name(upload.name)} is too large; a file may be at most {limit}.")
+        )
+    try:
+        attachment = actions.attachment_upload(user=request.user, name=upload.name, data=upload.read())
+    except actions.ActionRefused as exc:
+        return _json_error(exc)
+    return JsonResponse({"attachment": attachment_json(attachment)}, status=201)
+
+
+@login_required
+@require_POST
+def attachment_remove(request: HttpRequest, attachment_id: int) -> JsonResponse:
+    actions.attachment_remove(user=request.user, attachment_id=attachment_id)
+    return JsonResponse({"removed": attachment_id})
+
+
+@login_required
+@require_GET
+def attachment_download(request: HttpRequest, attachment_id: int) -> HttpResponse:
+    """The file as uploaded, to its owner only. Text is always served as plain text, never as a page;
+    images inline (the thread's thumbnails) unless `?download`."""
+    attachment = selectors.attachment_get_for_user(user=request.user, attachment_id=attachment_id)
+    response = HttpResponse(bytes(attachment.data), content_type=attachment.content_type)
+    inline = attachment.kind == attachment.Kind.IMAGE and "download" not in request.GET
+    response["Content-Disposition"] = content_disposition_header(not inline, attachment.name) or "attachment"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response

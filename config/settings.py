@@ -295,6 +295,11 @@ STREAM_FLUSH_SECONDS = env_float("STREAM_FLUSH_SECONDS", 0.05)
 STREAM_CHECKPOINT_SECONDS = env_float("STREAM_CHECKPOINT_SECONDS", 1.0)
 
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 100_000)
+# Attachments (chat/files.py): stored in PostgreSQL, so these bound what one user can put there.
+ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 5 * 1024 * 1024)  # one file
+ATTACHMENTS_MAX_MESSAGE_BYTES = env_int("ATTACHMENTS_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)  # all files of one message
+ATTACHMENTS_PER_MESSAGE = env_int("ATTACHMENTS_PER_MESSAGE", 10)
+ATTACHMENTS_MAX_UNSENT = env_int("ATTACHMENTS_MAX_UNSENT", 20)  # uploaded but not yet sent, per user
 # Threads for the WebSocket consumer's database work; keep below DB_POOL_MAX.
 WEB_DB_THREADS = env_int("WEB_DB_THREADS", 8)
 MAX_LIVE_REPLIES = env_int("MAX_LIVE_REPLIES", 3)

@@ -70,8 +70,25 @@ def client() -> openai.AsyncOpenAI:
     return _client
 
 
-def request_params(spec: ModelSpec, messages: list[dict[str, str]]) -> dict:
-    params: dict = {"model": spec.provider_model, "messages": messages}
+def _chat_message(turn: dict) -> dict:
+    """A turn as a Chat Completions message: with images, its content is a list of parts."""
+    if not turn.get("image_urls"):
+        return {"role": turn["role"], "content": turn["content"]}
+    text = [{"type": "text", "text": turn["content"]}] if turn["content"] else []
+    return {"role": turn["role"], "content": [*text, *({"type": "image_url", "image_url": {"url": url}} for url in turn["image_urls"])]}
+
+
+def _responses_item(turn: dict) -> dict:
+    """A turn as a Responses input item: with images, `input_text` and `input_image` parts."""
+    if not turn.get("image_urls"):
+        return {"role": turn["role"], "content": turn["content"]}
+    text = [{"type": "input_text", "text": turn["content"]}] if turn["content"] else []
+    return {"role": turn["role"], "content": [*text, *({"type": "input_image", "image_url": url} for url in turn["image_urls"])]}
+
+
+def request_params(spec: ModelSpec, turns: list[dict]) -> dict:
+    """A Chat Completions request. `turns` are {"role", "content", "image_urls"?} (catalog/context.py)."""
+    params: dict = {"model": spec.provider_model, "messages": [_chat_message(turn) for turn in turns]}
     key = "max_completion_tokens" if spec.uses_max_completion_tokens else "max_tokens"
     params[key] = spec.max_output_tokens
     if spec.reasoning_effort:
@@ -182,7 +199,7 @@ def _translate(exc: Exception) -> ProviderError:
     raise exc
 
 
-async def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> AsyncIterator[Chunk]:
+async def stream_chat(spec: ModelSpec, messages: list[dict]) -> AsyncIterator[Chunk]:
     """Yield the answer as it arrives, the last chunk carrying its finish_reason; raise ProviderError on any failure.
 
     A stream that ends with neither a finish_reason nor `[DONE]` was cut short:
@@ -232,7 +249,7 @@ async def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> AsyncI
         raise _translate(exc) from exc
 
 
-def responses_params(spec: ModelSpec, turns: list[dict[str, str]]) -> dict:
+def responses_params(spec: ModelSpec, turns: list[dict]) -> dict:
     """A Responses API request: the turns as plain role/content items, never an earlier reasoning item.
 
     `store` is off unless the model says otherwise, and nothing asks for
@@ -240,7 +257,7 @@ def responses_params(spec: ModelSpec, turns: list[dict[str, str]]) -> dict:
     """
     params: dict = {
         "model": spec.provider_model,
-        "input": [{"role": turn["role"], "content": turn["content"]} for turn in turns],
+        "input": [_responses_item(turn) for turn in turns],
         "max_output_tokens": spec.max_output_tokens,
         "store": spec.store,
         "stream": True,
@@ -273,7 +290,7 @@ def _responses_failure(event: dict) -> ProviderError:
     return ProviderError("The model provider had an error while answering.", permanent=False, kind="server", detail=detail[:1000])
 
 
-async def stream_responses(spec: ModelSpec, turns: list[dict[str, str]]) -> AsyncIterator[Chunk]:
+async def stream_responses(spec: ModelSpec, turns: list[dict]) -> AsyncIterator[Chunk]:
     """The Responses API, yielding the same Chunks as stream_chat and ending the same ways.
 
     Visible text comes from `response.output_text.delta`, reasoning summaries from
@@ -315,6 +332,6 @@ async def stream_responses(spec: ModelSpec, turns: list[dict[str, str]]) -> Asyn
         raise _translate(exc) from exc
 
 
-def stream(spec: ModelSpec, turns: list[dict[str, str]]) -> AsyncIterator[Chunk]:
+def stream(spec: ModelSpec, turns: list[dict]) -> AsyncIterator[Chunk]:
     """The answer through the API the model is called with."""
     return stream_responses(spec, turns) if spec.api == "responses" else stream_chat(spec, turns)

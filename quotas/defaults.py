@@ -53,6 +53,7 @@ MODELS = [
         tokenizer="o200k_base",
         is_reasoning=False,
         reasoning_efforts="",
+        supports_images=True,
         display_order=30,
     ),
 ]

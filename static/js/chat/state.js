@@ -16,6 +16,7 @@ export const state = {
   loaded: !boot.conversation_id, // false until the first snapshot arrives
   pending: new Map(), // client_id -> optimistic action awaiting `sent` or `error`
   editing: null, // id of the user message being edited
+  attachments: [], // files for the next message: the server's {id, name, size, kind, url}, or {uploading: true, name}
   stick: true, // keep the newest text in view
 };
 if (state.conversationId) state.modelByConversation.set(state.conversationId, boot.model);
