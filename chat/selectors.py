@@ -3,6 +3,8 @@
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
+from accounts.models import Profile
+
 from .models import Conversation, Message
 
 
@@ -43,3 +45,21 @@ def conversation_list(*, user, query: str = "") -> QuerySet[Conversation]:
 
 def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.filter(replaced=False).select_related("model")
+
+
+def model_for_new_chat(*, user, quota: list[dict]) -> str | None:
+    """The model the user picked last, unless it is at its limit or gone: then the first with messages left."""
+    last = Profile.objects.filter(user=user).values_list("last_model__slug", flat=True).first()
+    usable = [q["model"] for q in quota if not q["exhausted"]]
+    if last in usable:
+        return last
+    if usable:
+        return usable[0]
+    offered = [q["model"] for q in quota]
+    return last if last in offered else (offered[0] if offered else None)
+
+
+def instructions_for(conversation: Conversation) -> str:
+    """The custom instructions a reply in this conversation is sent with: the user's own, then the chat's."""
+    mine = Profile.objects.filter(user_id=conversation.user_id).values_list("instructions", flat=True).first() or ""
+    return "\n\n".join(part.strip() for part in (mine, conversation.instructions) if part.strip())

@@ -29,10 +29,11 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from catalog.context import ContextTooLarge, context_trim, turn_tokens
+from catalog.context import ContextTooLarge, context_trim, instructions_place, turn_tokens
 from catalog.models import AIModel
 from chat import events
 from chat.models import LIVE, Message
+from chat.selectors import instructions_for
 from live import publish
 from live.loop import run_soon
 from quotas.models import Reservation
@@ -68,23 +69,33 @@ class Stopped(Exception):
 
 
 def context_for(reply: Message) -> list[dict[str, str]]:
-    """Earlier turns' user text and visible answers, never reasoning, trimmed to the window."""
+    """The custom instructions, then earlier turns' user text and visible answers, never reasoning, trimmed to the window.
+
+    Instructions go as a system message where the model takes one, else at the head of the first user turn.
+    """
     earlier = Message.objects.filter(conversation_id=reply.conversation_id, id__lt=reply.id, replaced=False).exclude(text="")
     turns = [{"role": role, "content": text} for role, text in earlier.values_list("role", "text")]
     model = reply.model
-    return context_trim(turns, context_window=model.context_window, max_output_tokens=model.max_output_tokens, tokenizer=model.tokenizer)
+    instructions = instructions_for(reply.conversation)
+    kept = context_trim(
+        turns,
+        context_window=model.context_window,
+        max_output_tokens=model.max_output_tokens,
+        tokenizer=model.tokenizer,
+        instructions=instructions,
+    )
+    return instructions_place(kept, instructions, system_message=model.supports_system_message)
 
 
-def model_spec(model: AIModel) -> provider.ModelSpec:
+def model_spec(model: AIModel, effort: str = "") -> provider.ModelSpec:
     return provider.ModelSpec(
         provider_model=model.provider_model,
         api=model.api,
         max_output_tokens=model.max_output_tokens,
         supports_streaming=model.supports_streaming,
-        supports_system_message=model.supports_system_message,
         uses_max_completion_tokens=model.uses_max_completion_tokens,
-        supports_temperature=model.supports_temperature,
-        reasoning_effort="medium" if "medium" in model.efforts else "",
+        # Chosen per message and checked against the model and the plan when it was sent (chat.actions).
+        reasoning_effort=effort if effort in model.efforts else "",
         reasoning_summaries=model.reasoning_summaries,
         store=model.store,
     )
@@ -274,7 +285,7 @@ def reply_generate(*, message_id: int) -> None:
             return
         release_connection()
         publish.buffer_clear(reply.id)  # nothing left from an earlier database with the same ids
-        _generate(reply, model_spec(reply.model), turns, stream)
+        _generate(reply, model_spec(reply.model, reply.reasoning_effort), turns, stream)
     except Exception:
         # Not a provider error: a bug, or the database gone. End the reply now, not when the reaper finds it.
         log.exception("unexpected error while generating", extra={"reply_id": reply.id})

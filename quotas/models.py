@@ -74,6 +74,13 @@ class Plan(models.Model):
     description = models.CharField(max_length=200, blank=True)
     is_default = models.BooleanField(default=False, help_text="New users get this plan.")
     calendar_time_zone = models.CharField(max_length=64, default="UTC", help_text="Where calendar windows turn over.")
+    reasoning_efforts = models.CharField(
+        max_length=100,
+        blank=True,
+        default="low,medium,high",
+        help_text="Comma-separated reasoning efforts this plan's users may pick, of those a model accepts. "
+        "Empty: none, so models that take an effort are refused.",
+    )
 
     class Meta:
         db_table = "chat_plan"
