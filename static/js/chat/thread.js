@@ -2,7 +2,7 @@
  * reasoning panel and its "Thinking… 12s" counter; editing the last question;
  * keeping the newest text in view. */
 import { copyButton, h, icon } from "./dom.js";
-import { cutNote, formatWhen, numberFormat, secondsLabel } from "./format.js";
+import { cutNote, effortLabel, formatWhen, numberFormat, secondsLabel } from "./format.js";
 import { renderMarkdown } from "./markdown.js";
 import { LIVE } from "./merge.js";
 import { el } from "./page.js";
@@ -208,7 +208,7 @@ function paintAssistant(entry) {
   foot.replaceChildren();
   if (live) { foot.hidden = true; return; }
   foot.hidden = false;
-  const meta = [msg.model_name || msg.model, formatWhen(msg.finished_at || msg.created_at)];
+  const meta = [msg.model_name || msg.model, effortLabel(msg.reasoning_effort), formatWhen(msg.finished_at || msg.created_at)];
   if (msg.prompt_tokens !== null && msg.prompt_tokens !== undefined && msg.completion_tokens !== null && msg.completion_tokens !== undefined) {
     let tokens = `${numberFormat.format(msg.prompt_tokens)} in · ${numberFormat.format(msg.completion_tokens)} out`;
     if (msg.reasoning_tokens) tokens += ` (${numberFormat.format(msg.reasoning_tokens)} reasoning)`;
