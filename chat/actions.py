@@ -84,7 +84,9 @@ def _effort_choose(user, model: AIModel, requested: object, remembered: str = ""
     allowed = [e for e in model.efforts if e in efforts_allowed(user)]
     if requested not in allowed:
         others = f" Your plan allows {', '.join(allowed)}." if allowed else ""
-        raise ActionRefused("effort_not_allowed", f"{requested.capitalize()} reasoning effort is not on your plan for {model.name}.{others}")
+        raise ActionRefused(
+            "effort_not_allowed", f"{requested.capitalize()} reasoning effort is not on your plan for {model.name}.{others}"
+        )
     return requested
 
 
@@ -149,7 +151,11 @@ def _reply_start(*, user, conversation: Conversation, model: AIModel, effort: st
 
 def _check_fits(text: str, model: AIModel, instructions: str = "") -> None:
     fits = message_fits(
-        text, context_window=model.context_window, max_output_tokens=model.max_output_tokens, tokenizer=model.tokenizer, instructions=instructions
+        text,
+        context_window=model.context_window,
+        max_output_tokens=model.max_output_tokens,
+        tokenizer=model.tokenizer,
+        instructions=instructions,
     )
     if not fits:
         with_instructions = " with your custom instructions" if instructions else ""
@@ -167,9 +173,7 @@ def _lock_user(user) -> None:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
 
 
-def message_send(
-    *, user, conversation_id: int | None, model_slug: object, text: object, effort: object = None
-) -> tuple[Message, Message]:
+def message_send(*, user, conversation_id: int | None, model_slug: object, text: object, effort: object = None) -> tuple[Message, Message]:
     """Store the user's message and a pending reply, reserving quota, in one transaction.
 
     Raises ActionRefused with nothing stored when the input is bad or the quota is spent.

@@ -5,21 +5,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_signup_policy_and_invites'),
-        ('catalog', '0005_remove_supports_temperature'),
+        ("accounts", "0003_signup_policy_and_invites"),
+        ("catalog", "0005_remove_supports_temperature"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='profile',
-            name='instructions',
-            field=models.TextField(blank=True, help_text='Custom instructions sent with every chat: how you would like the model to answer.', max_length=4000),
+            model_name="profile",
+            name="instructions",
+            field=models.TextField(
+                blank=True, help_text="Custom instructions sent with every chat: how you would like the model to answer.", max_length=4000
+            ),
         ),
         migrations.AddField(
-            model_name='profile',
-            name='last_model',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='catalog.aimodel'),
+            model_name="profile",
+            name="last_model",
+            field=models.ForeignKey(
+                blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name="+", to="catalog.aimodel"
+            ),
         ),
     ]

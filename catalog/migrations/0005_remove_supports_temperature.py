@@ -4,24 +4,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('catalog', '0004_current_reasoning_models'),
+        ("catalog", "0004_current_reasoning_models"),
     ]
 
     operations = [
         migrations.RemoveField(
-            model_name='aimodel',
-            name='supports_temperature',
+            model_name="aimodel",
+            name="supports_temperature",
         ),
         migrations.AlterField(
-            model_name='aimodel',
-            name='reasoning_efforts',
-            field=models.CharField(blank=True, help_text='Comma-separated reasoning effort levels the model accepts (low,medium,high); users pick one per message. Empty: the model takes none and the control is hidden.', max_length=100),
+            model_name="aimodel",
+            name="reasoning_efforts",
+            field=models.CharField(
+                blank=True,
+                help_text="Comma-separated reasoning effort levels the model accepts (low,medium,high); users pick one per message. Empty: the model takes none and the control is hidden.",
+                max_length=100,
+            ),
         ),
         migrations.AlterField(
-            model_name='aimodel',
-            name='supports_system_message',
-            field=models.BooleanField(default=False, help_text="Takes instructions as a system message (Responses: `instructions`). Unticked (o1-preview, o1-mini): a user's custom instructions are added, labelled, to the first user message instead."),
+            model_name="aimodel",
+            name="supports_system_message",
+            field=models.BooleanField(
+                default=False,
+                help_text="Takes instructions as a system message (Responses: `instructions`). Unticked (o1-preview, o1-mini): a user's custom instructions are added, labelled, to the first user message instead.",
+            ),
         ),
     ]

@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0005_message_finish_reason'),
+        ("chat", "0005_message_finish_reason"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='conversation',
-            name='instructions',
+            model_name="conversation",
+            name="instructions",
             field=models.TextField(blank=True, help_text="Custom instructions for this chat, after the user's own."),
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='reasoning_effort',
-            field=models.CharField(blank=True, help_text='The reasoning effort picked last in this chat.', max_length=16),
+            model_name="conversation",
+            name="reasoning_effort",
+            field=models.CharField(blank=True, help_text="The reasoning effort picked last in this chat.", max_length=16),
         ),
         migrations.AddField(
-            model_name='message',
-            name='reasoning_effort',
-            field=models.CharField(blank=True, help_text='Of a reply: the effort asked of the model, if any.', max_length=16),
+            model_name="message",
+            name="reasoning_effort",
+            field=models.CharField(blank=True, help_text="Of a reply: the effort asked of the model, if any.", max_length=16),
         ),
     ]

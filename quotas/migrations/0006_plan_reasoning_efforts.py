@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('quotas', '0005_explicit_unlimited'),
+        ("quotas", "0005_explicit_unlimited"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='plan',
-            name='reasoning_efforts',
-            field=models.CharField(blank=True, default='low,medium,high', help_text="Comma-separated reasoning efforts this plan's users may pick, of those a model accepts. Empty: none, so models that take an effort are refused.", max_length=100),
+            model_name="plan",
+            name="reasoning_efforts",
+            field=models.CharField(
+                blank=True,
+                default="low,medium,high",
+                help_text="Comma-separated reasoning efforts this plan's users may pick, of those a model accepts. Empty: none, so models that take an effort are refused.",
+                max_length=100,
+            ),
         ),
     ]
