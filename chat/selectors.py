@@ -59,7 +59,7 @@ def model_for_new_chat(*, user, quota: list[dict]) -> str | None:
     return last if last in offered else (offered[0] if offered else None)
 
 
-def user_instructions(*, user_id: int) -> str:
+def user_instructions(*, user_id: int | None) -> str:
     """The user's own custom instructions (profile page), sent with every chat."""
     return Profile.objects.filter(user_id=user_id).values_list("instructions", flat=True).first() or ""
 
