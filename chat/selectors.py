@@ -59,12 +59,12 @@ def model_for_new_chat(*, user, quota: list[dict]) -> str | None:
     return last if last in offered else (offered[0] if offered else None)
 
 
-def user_instructions(*, user_id: int | None) -> str:
+def user_instructions(*, user) -> str:
     """The user's own custom instructions (profile page), sent with every chat."""
-    return Profile.objects.filter(user_id=user_id).values_list("instructions", flat=True).first() or ""
+    return Profile.objects.filter(user=user).values_list("instructions", flat=True).first() or ""
 
 
 def instructions_for(conversation: Conversation) -> str:
     """The custom instructions a reply in this conversation is sent with: the user's own, then the chat's."""
-    mine = user_instructions(user_id=conversation.user_id)
+    mine = Profile.objects.filter(user_id=conversation.user_id).values_list("instructions", flat=True).first() or ""
     return "\n\n".join(part.strip() for part in (mine, conversation.instructions) if part.strip())

@@ -49,7 +49,7 @@ def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *
         "conversations": [conversation_json(c) for c in selectors.conversation_list(user=request.user)[:200]],
         "quota": quota,
         # Whether the user's own custom instructions are set: the composer tells which models take them how.
-        "has_instructions": bool(selectors.user_instructions(user_id=request.user.pk)),
+        "has_instructions": bool(selectors.user_instructions(user=request.user)),
         "few_left_notice": settings.FEW_LEFT_NOTICE,
         "max_chars": settings.MAX_MESSAGE_CHARS,
         "username": request.user.get_username(),
