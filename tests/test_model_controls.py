@@ -261,3 +261,31 @@ def test_a_new_chat_never_starts_on_a_model_at_its_limit(simulator, catalog, mak
     start = model_for_new_chat(user=user, quota=quota_json(user))
     assert start != "o1-preview"
     assert start in {q["model"] for q in quota_json(user) if not q["exhausted"]}
+
+
+# --- The admin ---------------------------------------------------------------------------
+
+
+def test_the_model_admin_refuses_unknown_efforts_and_efforts_on_a_model_that_does_not_reason(catalog):
+    from catalog.admin import AIModelForm
+
+    def errors(**changes) -> dict:
+        form = AIModelForm(data=reasoner_fields(slug="o-next", **changes))
+        form.is_valid()
+        return form.errors
+
+    assert errors() == {}
+    assert "Effort levels are low, medium, high" in errors(reasoning_efforts="low,extreme")["reasoning_efforts"][0]
+    assert "Only reasoning models" in errors(is_reasoning=False)["reasoning_efforts"][0]
+
+
+def test_the_plan_admin_refuses_unknown_efforts_and_keeps_known_ones_in_order(catalog):
+    from quotas.admin import PlanForm
+
+    def form(efforts: str) -> PlanForm:
+        form = PlanForm(data={"name": "Team", "description": "", "calendar_time_zone": "UTC", "reasoning_efforts": efforts})
+        form.is_valid()
+        return form
+
+    assert "not extreme" in form("low, extreme").errors["reasoning_efforts"][0]
+    assert form("high, low").cleaned_data["reasoning_efforts"] == "low,high"
