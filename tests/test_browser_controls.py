@@ -145,11 +145,14 @@ def test_a_reasoning_summary_streams_into_the_thought_panel_on_a_responses_model
     expect(label).to_have_text(re.compile(r"^Thinking… \d+s$"))
     label.click()
     summary = answer.locator(".reasoning-text")
-    expect(summary).to_contain_text("Breaking the question down")
+    expect(summary).to_contain_text("Breaking the question down", timeout=15_000)  # the worker may be busy
     # Streamed: the first summary is on screen while the model is still thinking.
     assert re.match(r"^Thinking… \d+s$", label.inner_text()), label.inner_text()
     expect(label).to_have_text(re.compile(r"^Thought for \d+ seconds?$"), timeout=20_000)
     expect(summary).to_contain_text("Checking the details")
+    # Summaries are markdown, rendered (and sanitised) like answers: their headings are bold, not asterisks.
+    expect(summary.locator("strong").first).to_have_text("Breaking the question down")
+    expect(summary).not_to_contain_text("**")
     expect(answer.locator(".md")).to_contain_text("You said: Explain this")
     expect(answer.locator(".msg-meta")).to_contain_text("o4-mini · Low effort")
     [request] = simulator_server.requests()

@@ -170,7 +170,10 @@ function paintReasoning(entry) {
   details.classList.toggle("is-thinking", thinking);
   const body = details.querySelector(".reasoning-text");
   if (entry.renderedReasoning !== msg.reasoning) {
-    body.textContent = msg.reasoning || (thinking ? "" : "No reasoning summary was returned for this answer.");
+    // Summaries are markdown (OpenAI's start each part with a **bold heading**): sanitised like answers.
+    if (msg.reasoning) renderMarkdown(body, msg.reasoning);
+    else body.textContent = thinking ? "" : "No reasoning summary was returned for this answer.";
+    body.classList.toggle("is-markdown", Boolean(msg.reasoning));
     entry.renderedReasoning = msg.reasoning;
   }
   details.classList.toggle("no-summary", !msg.reasoning);
