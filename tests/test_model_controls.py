@@ -289,3 +289,42 @@ def test_the_plan_admin_refuses_unknown_efforts_and_keeps_known_ones_in_order(ca
 
     assert "not extreme" in form("low, extreme").errors["reasoning_efforts"][0]
     assert form("high, low").cleaned_data["reasoning_efforts"] == "low,high"
+
+
+# --- Over the WebSocket, and regenerate / edit -------------------------------------------
+
+
+def test_a_send_frame_with_an_effort_the_plan_refuses_gets_an_error_frame_and_stores_nothing(o3_mini, make_user):
+    from asgiref.sync import async_to_sync
+
+    from tests.helpers import handshake, session_cookie
+
+    Plan.objects.filter(is_default=True).update(reasoning_efforts="low")
+    user = make_user()
+    cookie = session_cookie(user)  # outside the event loop's thread
+
+    @async_to_sync
+    async def run():
+        _, communicator = await handshake(cookie)
+        frame = {"type": "send", "conversation_id": None, "model": "o3-mini", "effort": "high", "text": "hi", "client_id": "c1"}
+        await communicator.send_json_to(frame)
+        answer = await communicator.receive_json_from(timeout=5)
+        await communicator.disconnect()
+        return answer
+
+    answer = run()
+    assert (answer["type"], answer["code"], answer["client_id"]) == ("error", "effort_not_allowed", "c1")
+    assert answer["message"] == "High reasoning effort is not on your plan for o3-mini. Your plan allows low."
+    assert not Conversation.objects.filter(user=user).exists()
+
+
+def test_regenerate_and_edit_take_a_new_effort_and_the_chat_remembers_it(simulator, o3_mini, make_user):
+    user = make_user()
+    first = generate(send(user, "o3-mini", "One [sim:think=0]", effort="low"))
+    again = generate(actions.reply_regenerate(user=user, message_id=first.id, effort="high"))
+    question = again.conversation.messages.filter(role="user").last()
+    _, edited = actions.message_edit(user=user, message_id=question.id, text="One, edited [sim:think=0]")
+    edited = generate(edited)
+
+    assert [r["reasoning_effort"] for r in simulator.requests()] == ["low", "high", "high"]
+    assert (again.reasoning_effort, edited.reasoning_effort) == ("high", "high")
