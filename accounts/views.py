@@ -81,7 +81,12 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 def profile(request: HttpRequest) -> HttpResponse:
     form = ProfileForm(request.POST or None, instance=request.user.profile, initial={"email": request.user.email})
     if request.method == "POST" and form.is_valid():
-        profile_update(user=request.user, time_zone=form.cleaned_data["time_zone"], email=form.cleaned_data["email"])
+        profile_update(
+            user=request.user,
+            time_zone=form.cleaned_data["time_zone"],
+            email=form.cleaned_data["email"],
+            instructions=form.cleaned_data["instructions"],
+        )
         messages.success(request, "Saved.")
         return redirect("accounts-profile")
     return render(request, "accounts/profile.html", {"form": form})

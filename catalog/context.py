@@ -4,6 +4,7 @@ Tokens are counted with the model's tokenizer where the catalog names one
 (catalog/tokens.py), else estimated conservatively. A turn is a dict with
 "role" and "content" (text, attached files' text included: `with_files`), and
 optionally "images": the turn's images, each counted by its size (`image_tokens`).
+Instructions are always kept and counted first; the oldest turns go before them.
 """
 
 import math
@@ -51,12 +52,26 @@ def prompt_budget(context_window: int, max_output_tokens: int) -> int:
     return context_window - max_output_tokens - REQUEST_OVERHEAD
 
 
-def message_fits(turn: Turn, *, context_window: int, max_output_tokens: int, tokenizer: str = "") -> bool:
-    return turn_size(turn, tokenizer) <= prompt_budget(context_window, max_output_tokens)
+# How instructions are marked when the model takes no system message and they ride in the first user turn.
+FOLDED = "[Custom instructions — follow them throughout this conversation]\n{instructions}\n[End of custom instructions]\n\n{text}"
 
 
-def context_trim(turns: list[Turn], *, context_window: int, max_output_tokens: int, tokenizer: str = "") -> list[Turn]:
-    """Drop the oldest turns until prompt + output reserve fit the window.
+def instructions_tokens(instructions: str, tokenizer: str = "") -> int:
+    """What instructions cost, as a system message or folded into a turn (the label is counted too)."""
+    if not instructions:
+        return 0
+    return turn_tokens(FOLDED.format(instructions=instructions, text=""), tokenizer)
+
+
+def message_fits(turn: Turn, *, context_window: int, max_output_tokens: int, tokenizer: str = "", instructions: str = "") -> bool:
+    needed = turn_size(turn, tokenizer) + instructions_tokens(instructions, tokenizer)
+    return needed <= prompt_budget(context_window, max_output_tokens)
+
+
+def context_trim(
+    turns: list[Turn], *, context_window: int, max_output_tokens: int, tokenizer: str = "", instructions: str = ""
+) -> list[Turn]:
+    """Drop the oldest turns until instructions + prompt + output reserve fit the window.
 
     `turns` are {"role", "content", "images"?} dicts, oldest first, ending with the user's
     new message; a turn is kept or dropped whole, with its files and images. Raises ContextTooLarge when even that message alone cannot fit.
@@ -64,7 +79,7 @@ def context_trim(turns: list[Turn], *, context_window: int, max_output_tokens: i
     budget = prompt_budget(context_window, max_output_tokens)
     if not turns:
         raise ContextTooLarge("This message is too long for the model's context window.")
-    total = turn_size(turns[-1], tokenizer)
+    total = turn_size(turns[-1], tokenizer) + instructions_tokens(instructions, tokenizer)
     if total > budget:
         raise ContextTooLarge("This message is too long for the model's context window.")
     start = len(turns) - 1
@@ -80,3 +95,14 @@ def context_trim(turns: list[Turn], *, context_window: int, max_output_tokens: i
     while kept[0]["role"] != "user":
         kept = kept[1:]
     return kept
+
+
+def instructions_place(turns: list[Turn], instructions: str, *, system_message: bool) -> list[Turn]:
+    """Put instructions where the model takes them: a system message first, or, for models that refuse
+    one (o1-preview, o1-mini), at the head of the first user turn under a clear label."""
+    if not instructions:
+        return turns
+    if system_message:
+        return [{"role": "system", "content": instructions}, *turns]
+    first, *rest = turns
+    return [{**first, "content": FOLDED.format(instructions=instructions, text=first["content"])}, *rest]

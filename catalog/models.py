@@ -25,13 +25,16 @@ class AIModel(models.Model):
     context_window = models.PositiveIntegerField()
     max_output_tokens = models.PositiveIntegerField()
     supports_streaming = models.BooleanField(default=True)
-    supports_system_message = models.BooleanField(default=False)
+    supports_system_message = models.BooleanField(
+        default=False,
+        help_text="Takes instructions as a system message (Responses: `instructions`). Unticked (o1-preview, o1-mini): "
+        "a user's custom instructions are added, labelled, to the first user message instead.",
+    )
     uses_max_completion_tokens = models.BooleanField(
         default=True,
         help_text="Chat Completions only: send max_completion_tokens (reasoning models) instead of max_tokens. "
         "The Responses API always takes max_output_tokens.",
     )
-    supports_temperature = models.BooleanField(default=False)
     supports_images = models.BooleanField(
         default=False,
         help_text="Takes images as input (GPT-4o, o1, o3, o4-mini; not o1-preview or o1-mini). Off: the chat offers no images for it.",
@@ -44,7 +47,10 @@ class AIModel(models.Model):
     )
     is_reasoning = models.BooleanField(default=True)
     reasoning_efforts = models.CharField(
-        max_length=100, blank=True, help_text="Comma-separated reasoning_effort levels, empty if not supported."
+        max_length=100,
+        blank=True,
+        help_text="Comma-separated reasoning effort levels the model accepts (low,medium,high); users pick one per message. "
+        "Empty: the model takes none and the control is hidden.",
     )
     reasoning_summaries = models.BooleanField(
         default=False, help_text="Responses API only: ask for reasoning summaries and show them under “Thought for N seconds”."
@@ -78,7 +84,17 @@ class AIModel(models.Model):
 
     @property
     def efforts(self) -> list[str]:
-        return [e.strip() for e in self.reasoning_efforts.split(",") if e.strip()]
+        return efforts_parse(self.reasoning_efforts)
+
+
+EFFORTS = ("low", "medium", "high")
+
+
+def efforts_parse(text: str) -> list[str]:
+    """A comma-separated list of effort levels, in the order low, medium, high; unknown words are dropped."""
+    named = {e.strip() for e in text.split(",")}
+    return [e for e in EFFORTS if e in named]
+
 
 
 class ModelPrice(models.Model):

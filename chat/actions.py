@@ -15,13 +15,15 @@ from django.db import transaction
 from django.http import Http404
 from django.utils import timezone
 
+from accounts.models import INSTRUCTIONS_MAX_CHARS, Profile
 from catalog.context import REQUEST_OVERHEAD, ContextTooLarge, Turn, context_trim, message_fits, turn_tokens
 from catalog.models import AIModel
+from quotas.selectors import efforts_allowed
 from quotas.services import QuotaRefused, quota_refund, quota_refusal_notify, quota_reserve
 
 from . import events, files
 from .models import LIVE, Attachment, Conversation, Message
-from .selectors import as_id, conversation_get_for_user, message_get_for_user
+from .selectors import as_id, conversation_get_for_user, instructions_for, message_get_for_user
 from .serializers import conversation_json
 
 log = logging.getLogger(__name__)
@@ -65,6 +67,32 @@ def _model_get(slug: object) -> AIModel:
     return model
 
 
+def _effort_choose(user, model: AIModel, requested: object, remembered: str = "") -> str:
+    """The reasoning effort to ask `model` for: the one picked, else the chat's last, else medium.
+
+    Fail closed: an effort the model does not take, or the user's plan does not allow, is refused.
+    """
+    if requested in (None, ""):
+        if not model.efforts:
+            return ""
+        allowed = [e for e in model.efforts if e in efforts_allowed(user)]
+        for choice in (remembered, "medium", *allowed):
+            if choice in allowed:
+                return choice
+        raise ActionRefused("effort_not_allowed", f"Your plan allows no reasoning effort for {model.name}.")
+    if not isinstance(requested, str) or requested not in model.efforts:
+        if not model.efforts:
+            raise ActionRefused("invalid", f"{model.name} takes no reasoning effort.")
+        raise ActionRefused("invalid", f"{model.name} takes a reasoning effort of {', '.join(model.efforts)}.")
+    allowed = [e for e in model.efforts if e in efforts_allowed(user)]
+    if requested not in allowed:
+        others = f" Your plan allows {', '.join(allowed)}." if allowed else ""
+        raise ActionRefused(
+            "effort_not_allowed", f"{requested.capitalize()} reasoning effort is not on your plan for {model.name}.{others}"
+        )
+    return requested
+
+
 @contextmanager
 def _quota_explained(user) -> Iterator[None]:
     """Turn a quota refusal into one that offers another model, after the transaction (and its locks) ended."""
@@ -105,17 +133,22 @@ def _enqueue(reply: Message) -> None:
         reply.queued = False
 
 
-def _reply_start(*, user, conversation: Conversation, model: AIModel, new_conversation: bool = False) -> Message:
+def _reply_start(*, user, conversation: Conversation, model: AIModel, effort: str, new_conversation: bool = False) -> Message:
     """Store a pending reply, reserve its quota and enqueue it; inside the caller's transaction."""
     live = Message.objects.filter(conversation__user=user, role=Message.Role.ASSISTANT, status__in=LIVE).count()
     if live >= settings.MAX_LIVE_REPLIES:
         raise ActionRefused("busy", f"You already have {live} answers being written. Wait for one to finish or stop it.")
-    reply = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING)
+    reply = Message.objects.create(
+        conversation=conversation, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING, reasoning_effort=effort
+    )
     quota_reserve(user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, reply.id, model))
     if not new_conversation:
-        # The model picked last sticks to the conversation, which moves to the top of the list.
+        # The model (and effort) picked last stick to the conversation, which moves to the top of the list.
         conversation.model = model
-        conversation.save(update_fields=["model", "updated_at"])
+        conversation.reasoning_effort = effort or conversation.reasoning_effort
+        conversation.save(update_fields=["model", "reasoning_effort", "updated_at"])
+    # A new chat starts on the model picked last (chat.views); no write when it is the same.
+    Profile.objects.filter(user=user).exclude(last_model=model).update(last_model=model)
     transaction.on_commit(lambda: _enqueue(reply))
     return reply
 
@@ -135,10 +168,18 @@ def _prompt_tokens(conversation: Conversation, reply_id: int, model: AIModel) ->
     return REQUEST_OVERHEAD + sum(turn_tokens(turn["content"], tokenizer) for turn in kept)
 
 
-def _check_fits(turn: Turn, model: AIModel) -> None:
-    if not message_fits(turn, context_window=model.context_window, max_output_tokens=model.max_output_tokens, tokenizer=model.tokenizer):
+def _check_fits(turn: Turn, model: AIModel, instructions: str = "") -> None:
+    fits = message_fits(
+        turn,
+        context_window=model.context_window,
+        max_output_tokens=model.max_output_tokens,
+        tokenizer=model.tokenizer,
+        instructions=instructions,
+    )
+    if not fits:
         what = "The message with its files" if turn.get("images") or turn["content"].startswith("<file") else "The message"
-        raise ActionRefused("too_long", f"{what} is too long for {model.name}'s context window.")
+        with_instructions = " with your custom instructions" if instructions else ""
+        raise ActionRefused("too_long", f"{what} is too long{with_instructions} for {model.name}'s context window.")
 
 
 def _user_turn(text: str, attachments: list[Attachment], model: AIModel) -> Turn:
@@ -210,6 +251,7 @@ def message_send(
     text: object,
     history: Sequence[tuple[object, object]] = (),
     attachment_ids: object = None,
+    effort: object = None,
 ) -> tuple[Message, Message]:
     """Store the user's message, its attachments and a pending reply, reserving quota, in one transaction.
 
@@ -226,20 +268,25 @@ def message_send(
     model = _model_get(model_slug)
     attachments = _attachments_unsent(user, ids)
     _check_images(attachments, model)
-    _check_fits(_user_turn(text, attachments, model), model)
+    turn = _user_turn(text, attachments, model)
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         if conversation_id is None:
             first = next((said for role, said in turns if role == Message.Role.USER), text)
             title = title_from(first) if first.strip() else title_from(", ".join(a.name for a in attachments))
-            conversation = Conversation.objects.create(user=user, model=model, title=title)
+            chosen = _effort_choose(user, model, effort)
+            conversation = Conversation(user=user, model=model, title=title, reasoning_effort=chosen)
         else:
             conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
             conversation.user = user  # known: the announcement after commit need not fetch it again
+            chosen = _effort_choose(user, model, effort, conversation.reasoning_effort)
+        _check_fits(turn, model, instructions_for(conversation))
+        if conversation_id is None:
+            conversation.save()
         earlier = Message.objects.bulk_create(Message(conversation=conversation, role=role, model=model, text=said) for role, said in turns)
         user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, model=model, text=text)
         _attachments_link(user, attachments, user_message)
-        reply = _reply_start(user=user, conversation=conversation, model=model, new_conversation=conversation_id is None)
+        reply = _reply_start(user=user, conversation=conversation, model=model, effort=chosen, new_conversation=conversation_id is None)
         transaction.on_commit(lambda: events.messages_added(conversation, [*earlier, user_message, reply]))
     return user_message, reply
 
@@ -248,6 +295,12 @@ def _clean_role(role: object) -> str:
     if role not in (Message.Role.USER, Message.Role.ASSISTANT):
         raise ActionRefused("invalid", "An earlier turn is said by the user or the assistant.")
     return str(role)
+
+
+def model_pick(*, user, model_slug: object) -> None:
+    """Remember the model the user picked last: a new chat starts on it (chat.selectors.model_for_new_chat)."""
+    model = _model_get(model_slug)
+    Profile.objects.filter(user=user).exclude(last_model=model).update(last_model=model)
 
 
 def title_from(text: str) -> str:
@@ -266,7 +319,7 @@ def _last_turn(user, message_id: object, role: str) -> Message:
     return message
 
 
-def reply_regenerate(*, user, message_id: object, model_slug: object = None) -> Message:
+def reply_regenerate(*, user, message_id: object, model_slug: object = None, effort: object = None) -> Message:
     """Answer the last user message again; the old answer is kept but hidden. Counts as a message."""
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
@@ -276,13 +329,14 @@ def reply_regenerate(*, user, message_id: object, model_slug: object = None) -> 
         question = old.conversation.messages.filter(replaced=False, role=Message.Role.USER, id__lt=old.id).last()
         if question is not None:
             _check_images(list(question.attachments.defer("data")), model)
+        chosen = _effort_choose(user, model, effort, old.conversation.reasoning_effort)
         Message.objects.filter(id=old.id).update(replaced=True)
-        reply = _reply_start(user=user, conversation=old.conversation, model=model)
+        reply = _reply_start(user=user, conversation=old.conversation, model=model, effort=chosen)
         transaction.on_commit(lambda: events.messages_added(old.conversation, [reply]))
     return reply
 
 
-def message_edit(*, user, message_id: object, text: object, model_slug: object = None) -> tuple[Message, Message]:
+def message_edit(*, user, message_id: object, text: object, model_slug: object = None, effort: object = None) -> tuple[Message, Message]:
     """Replace the last user message with new text and answer it, with the same files. Counts as a message."""
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
@@ -291,7 +345,8 @@ def message_edit(*, user, message_id: object, text: object, model_slug: object =
         text = _clean_text(text, files_attached=bool(attachments))
         model = _model_get(model_slug or old.model.slug)
         _check_images(attachments, model)
-        _check_fits(_user_turn(text, attachments, model), model)
+        chosen = _effort_choose(user, model, effort, old.conversation.reasoning_effort)
+        _check_fits(_user_turn(text, attachments, model), model, instructions_for(old.conversation))
         old.conversation.messages.filter(id__gte=old.id).update(replaced=True)
         user_message = Message.objects.create(conversation=old.conversation, role=Message.Role.USER, model=model, text=text)
         # The edited-away message keeps its own rows, as it keeps its text.
@@ -299,7 +354,7 @@ def message_edit(*, user, message_id: object, text: object, model_slug: object =
             attachment.pk = None
             attachment.message = user_message
         user_message.attachment_list = Attachment.objects.bulk_create(attachments)
-        reply = _reply_start(user=user, conversation=old.conversation, model=model)
+        reply = _reply_start(user=user, conversation=old.conversation, model=model, effort=chosen)
         transaction.on_commit(lambda: events.messages_added(old.conversation, [user_message, reply]))
     return user_message, reply
 
@@ -326,6 +381,17 @@ def conversation_rename(*, user, conversation_id: object, title: object) -> Conv
     conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
     conversation.title = title.strip()
     conversation.save(update_fields=["title"])  # a rename does not move the chat up the list
+    events.conversation_changed(conversation)
+    return conversation
+
+
+def conversation_instructions_set(*, user, conversation_id: object, instructions: object) -> Conversation:
+    """This chat's custom instructions, sent with its next replies after the user's own; empty clears them."""
+    if not isinstance(instructions, str) or len(instructions) > INSTRUCTIONS_MAX_CHARS or "\x00" in instructions:
+        raise ActionRefused("invalid", f"Instructions are text of at most {INSTRUCTIONS_MAX_CHARS:,} characters.")
+    conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+    conversation.instructions = instructions.strip()
+    conversation.save(update_fields=["instructions"])  # like a rename, it does not move the chat up the list
     events.conversation_changed(conversation)
     return conversation
 

@@ -11,6 +11,8 @@ class Conversation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT, help_text="The model picked last in this chat.")
+    reasoning_effort = models.CharField(max_length=16, blank=True, help_text="The reasoning effort picked last in this chat.")
+    instructions = models.TextField(blank=True, help_text="Custom instructions for this chat, after the user's own.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -41,6 +43,7 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DONE)
     incomplete = models.BooleanField(default=False, help_text="The answer was cut off and is partial.")
     finish_reason = models.CharField(max_length=32, blank=True, help_text="The provider's: stop, length, content_filter…")
+    reasoning_effort = models.CharField(max_length=16, blank=True, help_text="Of a reply: the effort asked of the model, if any.")
     replaced = models.BooleanField(default=False, help_text="Regenerated or edited away; kept for usage records.")
     error = models.CharField(max_length=500, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)

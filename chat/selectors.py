@@ -3,6 +3,8 @@
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
+from accounts.models import Profile
+
 from .models import Attachment, Conversation, Message
 
 
@@ -53,3 +55,26 @@ def attachment_get_for_user(*, user, attachment_id: object) -> Attachment:
     if attachment is None:
         raise Http404("No such attachment.")
     return attachment
+
+
+def model_for_new_chat(*, user, quota: list[dict]) -> str | None:
+    """The model the user picked last, unless it is at its limit or gone: then the first with messages left."""
+    last = Profile.objects.filter(user=user).values_list("last_model__slug", flat=True).first()
+    usable = [q["model"] for q in quota if not q["exhausted"]]
+    if last in usable:
+        return last
+    if usable:
+        return usable[0]
+    offered = [q["model"] for q in quota]
+    return last if last in offered else (offered[0] if offered else None)
+
+
+def user_instructions(*, user) -> str:
+    """The user's own custom instructions (profile page), sent with every chat."""
+    return Profile.objects.filter(user=user).values_list("instructions", flat=True).first() or ""
+
+
+def instructions_for(conversation: Conversation) -> str:
+    """The custom instructions a reply in this conversation is sent with: the user's own, then the chat's."""
+    mine = Profile.objects.filter(user_id=conversation.user_id).values_list("instructions", flat=True).first() or ""
+    return "\n\n".join(part.strip() for part in (mine, conversation.instructions) if part.strip())

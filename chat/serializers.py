@@ -41,6 +41,7 @@ def message_json(message: Message) -> dict:
         "status": message.status,
         "incomplete": message.incomplete,
         "finish_reason": message.finish_reason,
+        "reasoning_effort": message.reasoning_effort,
         "error": message.error,
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
@@ -57,5 +58,7 @@ def conversation_json(conversation: Conversation) -> dict:
         "id": conversation.id,
         "title": conversation.title or "New chat",
         "model": conversation.model.slug,
+        "reasoning_effort": conversation.reasoning_effort,
+        "instructions": conversation.instructions,
         "updated_at": conversation.updated_at.isoformat(),
     }

@@ -43,19 +43,21 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
 
 
 def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *, notice: str = "", status: int = 200) -> HttpResponse:
-    models = AIModel.objects.filter(enabled=True)
     is_staff = request.user.is_staff
+    quota = quota_json(request.user)
     bootstrap = {
         "conversation_id": conversation.id if conversation else None,
-        "model": conversation.model.slug if conversation else (models[0].slug if models else None),
+        "model": conversation.model.slug if conversation else selectors.model_for_new_chat(user=request.user, quota=quota),
         "conversations": [conversation_json(c) for c in selectors.conversation_list(user=request.user)[:200]],
-        "quota": quota_json(request.user),
+        "quota": quota,
+        # Whether the user's own custom instructions are set: the composer tells which models take them how.
+        "has_instructions": bool(selectors.user_instructions(user=request.user)),
         "few_left_notice": settings.FEW_LEFT_NOTICE,
         "max_chars": settings.MAX_MESSAGE_CHARS,
         "attachments": {
             "max_bytes": settings.ATTACHMENT_MAX_BYTES,
             "per_message": settings.ATTACHMENTS_PER_MESSAGE,
-            "image_models": [m.slug for m in models if m.supports_images],
+            "image_models": list(AIModel.objects.filter(enabled=True, supports_images=True).values_list("slug", flat=True)),
         },
         "username": request.user.get_username(),
         "is_staff": is_staff,
@@ -66,6 +68,8 @@ def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *
             "conversation": _url_template("chat-conversation"),
             "search": reverse("chat-search"),
             "rename": _url_template("chat-rename"),
+            "instructions": _url_template("chat-instructions"),
+            "profile": reverse("accounts-profile"),
             "delete": _url_template("chat-delete"),
             "quota": reverse("chat-quota"),
             "attachments": reverse("chat-attachment-upload"),
@@ -100,6 +104,18 @@ def conversation_search(request: HttpRequest) -> JsonResponse:
 def conversation_rename(request: HttpRequest, conversation_id: int) -> JsonResponse:
     try:
         conversation = actions.conversation_rename(user=request.user, conversation_id=conversation_id, title=request.POST.get("title"))
+    except actions.ActionRefused as exc:
+        return _json_error(exc)
+    return JsonResponse({"conversation": conversation_json(conversation)})
+
+
+@login_required
+@require_POST
+def conversation_instructions(request: HttpRequest, conversation_id: int) -> JsonResponse:
+    try:
+        conversation = actions.conversation_instructions_set(
+            user=request.user, conversation_id=conversation_id, instructions=request.POST.get("instructions")
+        )
     except actions.ActionRefused as exc:
         return _json_error(exc)
     return JsonResponse({"conversation": conversation_json(conversation)})

@@ -33,9 +33,7 @@ class ModelSpec:
     max_output_tokens: int
     api: str = "chat_completions"  # or "responses" (catalog.models.AIModel.API)
     supports_streaming: bool = True
-    supports_system_message: bool = False
     uses_max_completion_tokens: bool = True
-    supports_temperature: bool = False
     reasoning_effort: str = ""
     reasoning_summaries: bool = False  # Responses only
     store: bool = False  # Responses only: whether the provider keeps the response
@@ -252,16 +250,22 @@ async def stream_chat(spec: ModelSpec, messages: list[dict]) -> AsyncIterator[Ch
 def responses_params(spec: ModelSpec, turns: list[dict]) -> dict:
     """A Responses API request: the turns as plain role/content items, never an earlier reasoning item.
 
+    A system turn (the custom instructions) becomes `instructions`.
+
     `store` is off unless the model says otherwise, and nothing asks for
     `reasoning.encrypted_content`: no reasoning can come back into a later request.
     """
     params: dict = {
         "model": spec.provider_model,
-        "input": [_responses_item(turn) for turn in turns],
+        "input": [_responses_item(turn) for turn in turns if turn["role"] != "system"],
         "max_output_tokens": spec.max_output_tokens,
         "store": spec.store,
         "stream": True,
     }
+    # Custom instructions (catalog.context.instructions_place) are the Responses API's `instructions`.
+    instructions = "\n\n".join(turn["content"] for turn in turns if turn["role"] == "system")
+    if instructions:
+        params["instructions"] = instructions
     reasoning = {"summary": "auto"} if spec.reasoning_summaries else {}
     if spec.reasoning_effort:
         reasoning["effort"] = spec.reasoning_effort

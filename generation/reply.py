@@ -30,11 +30,12 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from catalog.context import ContextTooLarge, Turn, context_trim, turn_size
+from catalog.context import ContextTooLarge, Turn, context_trim, instructions_place, turn_size
 from catalog.models import AIModel
 from chat import events
 from chat.files import turn_for
 from chat.models import LIVE, Attachment, Message
+from chat.selectors import instructions_for
 from live import publish
 from live.loop import run_soon
 from quotas.models import Reservation
@@ -70,9 +71,12 @@ class Stopped(Exception):
 
 
 def context_for(reply: Message) -> list[Turn]:
-    """Earlier turns' user text with their files, and visible answers, never reasoning, trimmed to the window.
+    """The custom instructions, then earlier turns' user text with their files and visible answers,
+    never reasoning, trimmed to the window.
 
-    A turn's images are counted by their size while trimming; only the kept ones are read, as data URLs.
+    Instructions go as a system message where the model takes one, else at the head of the first
+    user turn. A turn's images are counted by their size while trimming; only the kept ones are
+    read, as data URLs.
     """
     model = reply.model
     earlier = list(
@@ -88,25 +92,32 @@ def context_for(reply: Message) -> list[Turn]:
     for attachment in sorted([*texts, *images], key=lambda a: a.id):
         attached.setdefault(attachment.message_id or 0, []).append(attachment)
     turns = [turn_for(role=m.role, text=m.text, attachments=attached.get(m.id, []), model=model) for m in earlier]
-    kept = context_trim(turns, context_window=model.context_window, max_output_tokens=model.max_output_tokens, tokenizer=model.tokenizer)
+    instructions = instructions_for(reply.conversation)
+    kept = context_trim(
+        turns,
+        context_window=model.context_window,
+        max_output_tokens=model.max_output_tokens,
+        tokenizer=model.tokenizer,
+        instructions=instructions,
+    )
     wanted = [image["id"] for turn in kept for image in turn["images"]]
     urls = {
         id: f"data:{content_type};base64,{base64.b64encode(data).decode()}"
         for id, content_type, data in Attachment.objects.filter(id__in=wanted).values_list("id", "content_type", "data")
     }
-    return [{**turn, "image_urls": [urls[image["id"]] for image in turn["images"]]} for turn in kept]
+    kept = [{**turn, "image_urls": [urls[image["id"]] for image in turn["images"]]} for turn in kept]
+    return instructions_place(kept, instructions, system_message=model.supports_system_message)
 
 
-def model_spec(model: AIModel) -> provider.ModelSpec:
+def model_spec(model: AIModel, effort: str = "") -> provider.ModelSpec:
     return provider.ModelSpec(
         provider_model=model.provider_model,
         api=model.api,
         max_output_tokens=model.max_output_tokens,
         supports_streaming=model.supports_streaming,
-        supports_system_message=model.supports_system_message,
         uses_max_completion_tokens=model.uses_max_completion_tokens,
-        supports_temperature=model.supports_temperature,
-        reasoning_effort="medium" if "medium" in model.efforts else "",
+        # Chosen per message and checked against the model and the plan when it was sent (chat.actions).
+        reasoning_effort=effort if effort in model.efforts else "",
         reasoning_summaries=model.reasoning_summaries,
         store=model.store,
     )
@@ -296,7 +307,7 @@ def reply_generate(*, message_id: int) -> None:
             return
         release_connection()
         publish.buffer_clear(reply.id)  # nothing left from an earlier database with the same ids
-        _generate(reply, model_spec(reply.model), turns, stream)
+        _generate(reply, model_spec(reply.model, reply.reasoning_effort), turns, stream)
     except Exception:
         # Not a provider error: a bug, or the database gone. End the reply now, not when the reaper finds it.
         log.exception("unexpected error while generating", extra={"reply_id": reply.id})

@@ -24,7 +24,7 @@ from django.utils.html import format_html, format_html_join
 
 from accounts import admin as accounts_admin
 from accounts.models import validate_time_zone
-from catalog.models import AIModel
+from catalog.models import EFFORTS, AIModel
 from catalog.prices import dollars
 
 from .models import BudgetOverride, LedgerEntry, Plan, PlanBudget, PlanLimit, QuotaGrant, QuotaOverride, UserPlan, WindowKind
@@ -114,7 +114,14 @@ class PlanLimitInline(admin.TabularInline):
 class PlanForm(forms.ModelForm):
     class Meta:
         model = Plan
-        fields = ("name", "description", "is_default", "calendar_time_zone", "api_access")
+        fields = ("name", "description", "is_default", "calendar_time_zone", "api_access", "reasoning_efforts")
+
+    def clean_reasoning_efforts(self) -> str:
+        named = [e.strip() for e in self.cleaned_data["reasoning_efforts"].split(",") if e.strip()]
+        unknown = [e for e in named if e not in EFFORTS]
+        if unknown:
+            raise forms.ValidationError(f"Effort levels are {', '.join(EFFORTS)}, separated by commas; not {', '.join(unknown)}.")
+        return ",".join(e for e in EFFORTS if e in named)
 
     def clean_calendar_time_zone(self) -> str:
         value = self.cleaned_data["calendar_time_zone"]
@@ -140,7 +147,7 @@ class PlanBudgetInline(admin.StackedInline):
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     form = PlanForm
-    list_display = ("name", "is_default", "calendar_time_zone", "api_access", "limits_summary")
+    list_display = ("name", "is_default", "calendar_time_zone", "api_access", "reasoning_efforts", "limits_summary")
     search_fields = ("name",)
     inlines = [PlanLimitInline, PlanBudgetInline]
 

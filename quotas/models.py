@@ -83,6 +83,13 @@ class Plan(models.Model):
     api_access = models.BooleanField(
         default=False, help_text="Members may create personal API keys and use the OpenAI-compatible API (/v1/), under the same limits."
     )
+    reasoning_efforts = models.CharField(
+        max_length=100,
+        blank=True,
+        default="low,medium,high",
+        help_text="Comma-separated reasoning efforts this plan's users may pick, of those a model accepts. "
+        "Empty: none, so models that take an effort are refused.",
+    )
 
     class Meta:
         db_table = "chat_plan"

@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from catalog.context import prompt_budget
-from catalog.models import AIModel
+from catalog.models import AIModel, efforts_parse
 from catalog.prices import cost_micros, dollars, price_at
 
 from .models import (
@@ -56,12 +56,15 @@ class QuotaStatus:
     def exhausted(self) -> bool:
         return self.disabled or (self.left is not None and self.left == 0) or self.budget_blocked
 
-    def as_json(self, tz: dt.tzinfo) -> dict:
+    def as_json(self, tz: dt.tzinfo, efforts: list[str] | None = None) -> dict:
         return {
             "model": self.model.slug,
             "name": self.model.name,
             "description": self.model.description,
             "is_reasoning": self.model.is_reasoning,
+            # The model's efforts the user's plan allows: the composer's choices (none: no control).
+            "efforts": [e for e in self.model.efforts if e in (efforts or [])],
+            "system_message": self.model.supports_system_message,
             "limit": self.limit,
             "used": self.used,
             "left": self.left,
@@ -107,6 +110,12 @@ def api_access_allowed(user) -> bool:
 # The id of the user's plan, or of the default plan when the user has none.
 PLAN_ID_SQL = f"""COALESCE((SELECT plan_id FROM {UserPlan._meta.db_table} WHERE user_id = %(user)s),
                         (SELECT id FROM {Plan._meta.db_table} WHERE is_default))"""
+
+def efforts_allowed(user) -> list[str]:
+    """The reasoning efforts the user's plan lets them pick (of those a model accepts). No plan: none (fail closed)."""
+    plan = user_plan(user)
+    return efforts_parse(plan.reasoning_efforts) if plan else []
+
 
 # Every send asks this, so it is one round trip: per model, the user's override, else the limit of
 # the user's plan (the default plan when the user has none); unexpired grants; the plan's time zone.
@@ -334,7 +343,8 @@ def quota_status(*, user, now: dt.datetime | None = None, model: AIModel | None 
 def quota_json(user, model: AIModel | None = None) -> list[dict]:
     """The picker's numbers, in the user's time zone."""
     tz = user_time_zone(user)
-    return [status.as_json(tz) for status in quota_status(user=user, model=model)]
+    efforts = efforts_allowed(user)
+    return [status.as_json(tz, efforts) for status in quota_status(user=user, model=model)]
 
 
 # Every reservation's ledger: one reserve, and one outcome once it is no longer reserved, matching its state.

@@ -251,3 +251,34 @@ def test_attachments(live_url, browser, make_user, catalog):
         expect(files).not_to_contain_text("uploading")
         page.get_by_label("Message", exact=True).fill("Does the incident report explain it?")
         shoot(page, "attachments.png")
+
+def test_model_controls(live_url, browser, make_user, catalog):
+    """A reasoning model that takes an effort: the effort beside the send button and in the footer."""
+    model, _ = apps.get_model("catalog", "AIModel").objects.update_or_create(
+        slug="o4-mini",
+        defaults=dict(
+            name="o4-mini",
+            provider_model="o4-mini",
+            description="Fast, affordable reasoning; takes images.",
+            api="responses",
+            context_window=200_000,
+            max_output_tokens=100_000,
+            supports_system_message=True,
+            tokenizer="o200k_base",
+            reasoning_efforts="low,medium,high",
+            reasoning_summaries=True,
+            enabled=True,
+            display_order=5,
+        ),
+    )
+    plan = apps.get_model("quotas", "Plan").objects.get(is_default=True)
+    apps.get_model("quotas", "PlanLimit").objects.create(plan=plan, model=model, messages=50, window_kind="anchored")
+    user = make_user("ada")
+    earlier_chats(user, catalog["o1-mini"])
+    with browsing(browser) as page:
+        log_in(page, live_url, "ada")
+        page.get_by_label("Reasoning effort").select_option("high")
+        send(page, "Why is the sky blue? [sim:reasoning] [sim:think=2] [sim:tokens=60]")
+        expect(last_answer(page).locator(".msg-meta")).to_contain_text("o4-mini · High effort", timeout=20_000)
+        last_answer(page).locator("details.reasoning summary").click()
+        shoot(page, "model-controls.png")

@@ -6,6 +6,7 @@ import { autoGrow, hideBanners, promptMax, showComposerError, updateChrome } fro
 import { numberFormat } from "./format.js";
 import { codePoints } from "./merge.js";
 import { boot, el } from "./page.js";
+import { effortFor } from "./controls.js";
 import { modelName, quotaFor, selectModel } from "./picker.js";
 import { switchLabel } from "./quota.js";
 import { sendAction, sendFrame } from "./socket.js";
@@ -63,13 +64,14 @@ function sendMessage(text, model) {
   hideBanners();
   takeAttachments();
   const clientId = newClientId();
+  const effort = effortFor(model);
   const user = addEntry(localMessage("user", { text, model, attachments: attached }));
-  const reply = addEntry(localMessage("assistant", { model, model_name: modelName(model) }));
+  const reply = addEntry(localMessage("assistant", { model, model_name: modelName(model), reasoning_effort: effort || "" }));
   state.pending.set(clientId, {
     kind: "send", clientId, text, model, files: attached, conversationId: state.conversationId, locals: [user, reply], removed: [],
   });
   const ids = attached.map((f) => f.id);
-  sendAction({ type: "send", conversation_id: state.conversationId, model, text, attachments: ids, client_id: clientId });
+  sendAction({ type: "send", conversation_id: state.conversationId, model, effort, text, attachments: ids, client_id: clientId });
   refresh();
   keepBottom(true);
   return true;
@@ -88,7 +90,7 @@ export function regenerate(entry, model) {
     kind: "regenerate", clientId, messageId: entry.msg.id, model: chosen,
     conversationId: state.conversationId, locals: [reply], removed,
   });
-  sendAction({ type: "regenerate", message_id: entry.msg.id, model: chosen, client_id: clientId });
+  sendAction({ type: "regenerate", message_id: entry.msg.id, model: chosen, effort: effortFor(chosen), client_id: clientId });
   refresh();
   keepBottom(true);
 }
@@ -111,7 +113,7 @@ export function submitEdit(entry, text, model) {
     kind: "edit", clientId, messageId: entry.msg.id, text, model: chosen,
     conversationId: state.conversationId, locals: [user, reply], removed,
   });
-  sendAction({ type: "edit", message_id: entry.msg.id, text, model: chosen, client_id: clientId });
+  sendAction({ type: "edit", message_id: entry.msg.id, text, model: chosen, effort: effortFor(chosen), client_id: clientId });
   refresh();
   keepBottom(true);
 }

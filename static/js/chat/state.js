@@ -11,6 +11,8 @@ export const state = {
   quota: boot.quota,
   model: boot.model,
   modelByConversation: new Map(), // choices made in this tab
+  effort: "", // the reasoning effort picked (static/js/chat/controls.js)
+  effortByConversation: new Map(), // efforts picked in this tab, per chat
   messages: [], // in order, as shown
   byId: new Map(), // id -> entry {msg, len, rlen, node, ...}
   loaded: !boot.conversation_id, // false until the first snapshot arrives

@@ -3,7 +3,7 @@
  * keeping the newest text in view. */
 import { attachmentList } from "./attachments.js";
 import { copyButton, h, icon } from "./dom.js";
-import { cutNote, formatWhen, numberFormat, secondsLabel } from "./format.js";
+import { cutNote, effortLabel, formatWhen, numberFormat, secondsLabel } from "./format.js";
 import { renderMarkdown } from "./markdown.js";
 import { LIVE } from "./merge.js";
 import { el } from "./page.js";
@@ -180,7 +180,10 @@ function paintReasoning(entry) {
   details.classList.toggle("is-thinking", thinking);
   const body = details.querySelector(".reasoning-text");
   if (entry.renderedReasoning !== msg.reasoning) {
-    body.textContent = msg.reasoning || (thinking ? "" : "No reasoning summary was returned for this answer.");
+    // Summaries are markdown (OpenAI's start each part with a **bold heading**): sanitised like answers.
+    if (msg.reasoning) renderMarkdown(body, msg.reasoning);
+    else body.textContent = thinking ? "" : "No reasoning summary was returned for this answer.";
+    body.classList.toggle("is-markdown", Boolean(msg.reasoning));
     entry.renderedReasoning = msg.reasoning;
   }
   details.classList.toggle("no-summary", !msg.reasoning);
@@ -218,7 +221,7 @@ function paintAssistant(entry) {
   foot.replaceChildren();
   if (live) { foot.hidden = true; return; }
   foot.hidden = false;
-  const meta = [msg.model_name || msg.model, formatWhen(msg.finished_at || msg.created_at)];
+  const meta = [msg.model_name || msg.model, effortLabel(msg.reasoning_effort), formatWhen(msg.finished_at || msg.created_at)];
   if (msg.prompt_tokens !== null && msg.prompt_tokens !== undefined && msg.completion_tokens !== null && msg.completion_tokens !== undefined) {
     let tokens = `${numberFormat.format(msg.prompt_tokens)} in · ${numberFormat.format(msg.completion_tokens)} out`;
     if (msg.reasoning_tokens) tokens += ` (${numberFormat.format(msg.reasoning_tokens)} reasoning)`;
