@@ -3,7 +3,7 @@
 from django.db.models import Q, QuerySet
 from django.http import Http404
 
-from .models import Conversation, Message
+from .models import LIVE, Conversation, Message, ShareLink
 
 
 def _as_id(value: object) -> int:
@@ -34,7 +34,7 @@ def message_get_for_user(*, user, message_id: object) -> Message:
 
 
 def conversation_list(*, user, query: str = "") -> QuerySet[Conversation]:
-    conversations = Conversation.objects.filter(user=user).select_related("model").order_by("-updated_at")
+    conversations = Conversation.objects.filter(user=user).select_related("model").order_by("-pinned", "-updated_at")
     if query:
         matching = Message.objects.filter(text__icontains=query, replaced=False).values("conversation_id")
         conversations = conversations.filter(Q(title__icontains=query) | Q(id__in=matching))
@@ -43,3 +43,18 @@ def conversation_list(*, user, query: str = "") -> QuerySet[Conversation]:
 
 def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:
     return conversation.messages.filter(replaced=False).select_related("model")
+
+
+def share_link_conversation(*, token: object) -> Conversation:
+    """The conversation a live share link shows, or Http404 (also once revoked, or for any made-up token)."""
+    if not isinstance(token, str) or not 20 <= len(token) <= 64 or not token.isascii() or not token.replace("-", "").replace("_", "").isalnum():
+        raise Http404("No such link.")
+    link = ShareLink.objects.select_related("conversation").filter(token=token, revoked_at=None).first()
+    if link is None:
+        raise Http404("No such link.")
+    return link.conversation
+
+
+def conversation_record(*, conversation: Conversation) -> list[Message]:
+    """What an export or a shared page shows: the visible messages, without a reply still being written."""
+    return list(conversation_messages(conversation=conversation).exclude(status__in=LIVE))

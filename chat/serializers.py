@@ -31,5 +31,7 @@ def conversation_json(conversation: Conversation) -> dict:
         "id": conversation.id,
         "title": conversation.title or "New chat",
         "model": conversation.model.slug,
+        "pinned": conversation.pinned,
+        "archived": conversation.archived,
         "updated_at": conversation.updated_at.isoformat(),
     }

@@ -8,5 +8,13 @@ urlpatterns = [
     path("api/conversations/", views.conversation_search, name="chat-search"),
     path("api/conversations/<int:conversation_id>/rename/", views.conversation_rename, name="chat-rename"),
     path("api/conversations/<int:conversation_id>/delete/", views.conversation_delete, name="chat-delete"),
+    path("api/conversations/<int:conversation_id>/pin/", views.conversation_pin, name="chat-pin"),
+    path("api/conversations/<int:conversation_id>/archive/", views.conversation_archive, name="chat-archive"),
+    path("api/conversations/<int:conversation_id>/share/", views.conversation_share, name="chat-share"),
+    path("api/conversations/<int:conversation_id>/share/revoke/", views.conversation_unshare, name="chat-unshare"),
+    path("api/conversations/<int:conversation_id>/export.md", views.conversation_export_markdown, name="chat-export-markdown"),
+    path("api/conversations/<int:conversation_id>/export.json", views.conversation_export_json, name="chat-export-json"),
+    path("api/conversations/import/", views.conversation_import, name="chat-import"),
+    path("share/<str:token>/", views.shared_page, name="chat-shared"),
     path("api/quota/", views.quota, name="chat-quota"),
 ]
