@@ -7,9 +7,9 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-/** POST `fields` as a form; the JSON answer, or an Error carrying the server's message. */
+/** POST `fields` (an object, or FormData for files) as a form; the JSON answer, or an Error carrying the server's message. */
 export async function postForm(url, fields) {
-  const body = new URLSearchParams(fields || {});
+  const body = fields instanceof FormData ? fields : new URLSearchParams(fields || {});
   const response = await fetch(url, {
     method: "POST",
     body,
