@@ -32,7 +32,9 @@ class ProfileForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["time_zone"].choices = time_zone_choices(self.instance.time_zone if self.instance.pk else "")
+        field = self.fields["time_zone"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = time_zone_choices(self.instance.time_zone if self.instance.pk else "")
 
 
 class ProfileInline(admin.StackedInline):

@@ -70,7 +70,7 @@ def conversation_import(*, user, raw: bytes) -> Conversation:
     reserved or counted for them, and nothing is sent to a model.
     """
     if len(raw) > settings.IMPORT_MAX_BYTES:
-        raise ActionRefused("too_large", f"The file is {len(raw):,} bytes; the limit is {settings.IMPORT_MAX_BYTES:,}.")
+        raise ActionRefused("too_large", f"The file is larger than the limit of {settings.IMPORT_MAX_BYTES:,} bytes.")
     try:
         parsed = import_parse(raw, max_chars=settings.MAX_MESSAGE_CHARS)
     except ImportRefused as exc:
@@ -86,9 +86,18 @@ def conversation_import(*, user, raw: bytes) -> Conversation:
     now = timezone.now()
     first_question = next((m.text for m in parsed.messages if m.role == Message.Role.USER), "")
     with transaction.atomic():
-        conversation = Conversation.objects.create(user=user, model=model, title=parsed.title or title_from(first_question) or "Imported chat")
+        conversation = Conversation.objects.create(
+            user=user, model=model, title=parsed.title or title_from(first_question) or "Imported chat"
+        )
         Message.objects.bulk_create(
-            Message(conversation=conversation, role=m.role, model=models[m.model], text=m.text, finished_at=now if m.fields else None, **m.fields)
+            Message(
+                conversation=conversation,
+                role=m.role,
+                model=models[m.model],
+                text=m.text,
+                finished_at=now if m.fields else None,
+                **m.fields,
+            )
             for m in parsed.messages
         )
         transaction.on_commit(lambda: events.conversation_changed(conversation))

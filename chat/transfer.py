@@ -22,7 +22,7 @@ class ImportRefused(ValueError):
 
 
 def thought_label(message: Message) -> str:
-    """"Thought for 14 seconds" as the chat shows it under a reasoning model's answer; "" when it shows none."""
+    """ "Thought for 14 seconds" as the chat shows it under a reasoning model's answer; "" when it shows none."""
     if message.role != Message.Role.ASSISTANT or (message.status == Message.Status.FAILED and not message.text):
         return ""
     seconds = round((message.thinking_ms or 0) / 1000)
@@ -107,7 +107,8 @@ def _text(record: dict, name: str, *, limit: int, where: str) -> str:
     if value is None:
         value = ""
     if not isinstance(value, str) or "\x00" in value or len(value) > limit:
-        raise ImportRefused(f"{where}: “{name}” must be text of at most {limit:,} characters, without NUL characters.")
+        most = "" if limit == _NO_LIMIT else f" of at most {limit:,} characters"
+        raise ImportRefused(f"{where}: “{name}” must be text{most}, without NUL characters.")
     return value
 
 

@@ -161,7 +161,7 @@ def test_an_import_over_the_size_limit_or_with_a_question_over_the_message_limit
     settings.IMPORT_MAX_BYTES = 100
     response = client_for(user).post(reverse("chat-import"), upload("x" * 101))
     assert response.status_code == 400
-    assert response.json() == {"type": "error", "code": "too_large", "message": "The file is 101 bytes; the limit is 100."}
+    assert response.json() == {"type": "error", "code": "too_large", "message": "The file is larger than the limit of 100 bytes."}
     assert client_for(user).post(reverse("chat-import"), {}).json()["code"] == "invalid_import"
     assert conversations_of(user) == 0
 
@@ -256,9 +256,7 @@ def test_staff_see_every_share_link_in_the_admin_and_can_revoke_one(make_user, c
     assert listing.status_code == 200
     assert "Shared circles" in listing.content.decode() and "sharer" in listing.content.decode()
 
-    staff_client.post(
-        reverse("admin:chat_sharelink_changelist"), {"action": "revoke", "_selected_action": [ShareLink.objects.get().id]}
-    )
+    staff_client.post(reverse("admin:chat_sharelink_changelist"), {"action": "revoke", "_selected_action": [ShareLink.objects.get().id]})
     assert Client().get(url).status_code == 404
 
 

@@ -5,33 +5,39 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('chat', '0005_message_finish_reason'),
+        ("chat", "0005_message_finish_reason"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='conversation',
-            name='archived',
+            model_name="conversation",
+            name="archived",
             field=models.BooleanField(default=False, help_text="Hidden from the sidebar's list, under Archived."),
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='pinned',
-            field=models.BooleanField(default=False, help_text='Listed above the others in the sidebar.'),
+            model_name="conversation",
+            name="pinned",
+            field=models.BooleanField(default=False, help_text="Listed above the others in the sidebar."),
         ),
         migrations.CreateModel(
-            name='ShareLink',
+            name="ShareLink",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('token', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='share_links', to='chat.conversation')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("token", models.CharField(editable=False, max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name="share_links", to="chat.conversation"),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(condition=models.Q(('revoked_at__isnull', True)), fields=('conversation',), name='one_live_share_link')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        condition=models.Q(("revoked_at__isnull", True)), fields=("conversation",), name="one_live_share_link"
+                    )
+                ],
             },
         ),
     ]
