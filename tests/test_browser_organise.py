@@ -185,3 +185,38 @@ def test_sign_up_starts_from_the_browsers_time_zone_and_a_signed_in_login_goes_t
     page.goto(f"{live_url}/accounts/login/")
     expect(page).to_have_url(f"{live_url}/")
     context.close()
+
+
+HOSTILE_MATH = [
+    "$\\href{javascript:window.__pwned=1}{click}$",
+    '$$</span><img src=x onerror="window.__pwned=2">$$',
+    "\\(\\htmlId{app}{x}\\htmlClass{md}{y}\\htmlStyle{position:fixed}{z}\\)",
+    "\\[\\url{javascript:window.__pwned=3}\\]",
+    '<span class="math" data-math="inline">\\href{javascript:window.__pwned=4}{raw}</span>',
+]
+
+# Anything executable, linked, styled or named in the answer's elements.
+SCAN = """(root) => [...root.querySelectorAll("*")].flatMap((node) => [...node.attributes]
+  .filter((a) => a.name.startsWith("on") || a.name === "href" || a.name === "id" || a.name === "src"
+    || (a.name === "style" && /position|background/.test(a.value)))
+  .map((a) => `${node.tagName} ${a.name}=${a.value}`))"""
+
+
+def test_formulas_cannot_make_links_markup_ids_or_styles(live_url, browser_page, make_user, catalog):
+    user = make_user("mallory-math")
+    Conversation = apps.get_model("chat", "Conversation")
+    Message = apps.get_model("chat", "Message")
+    model = catalog["o1-mini"]
+    conversation = Conversation.objects.create(user=user, title="Hostile formulas", model=model)
+    Message.objects.create(conversation=conversation, role="user", model=model, text="Show me")
+    Message.objects.create(conversation=conversation, role="assistant", model=model, text="\n\n".join([*HOSTILE_MATH, "End."]))
+    page = browser_page
+    log_in(page, live_url, "mallory-math")
+    page.goto(f"{live_url}/c/{conversation.id}/")
+
+    answer = page.locator("article.msg-assistant .md")
+    expect(answer).to_contain_text("End.")
+    expect(answer.locator(".katex, .math-error")).to_have_count(len(HOSTILE_MATH))  # typeset, or shown as TeX
+    assert answer.evaluate(SCAN) == []
+    expect(answer.locator("a, img, script")).to_have_count(0)
+    assert page.evaluate("typeof window.__pwned") == "undefined"
