@@ -14,6 +14,7 @@ from django.utils.html import format_html
 
 from . import actions
 from .models import Conversation, Message, ShareLink
+from .transfer import thought_label
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -51,9 +52,13 @@ class ConversationAdmin(ReadOnlyAdmin):
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
-    list_display = ("id", "conversation", "role", "model", "status", "created_at")
+    list_display = ("id", "conversation", "role", "model", "status", "thought", "created_at")
     list_filter = ("status", "role", "model")
     list_select_related = ("conversation", "model")
+
+    @admin.display(description="thinking")
+    def thought(self, obj: Message) -> str:
+        return thought_label(obj)
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False  # a message goes with its conversation, through the service

@@ -246,7 +246,7 @@ def test_a_deleted_chats_link_answers_404(make_user, catalog):
     assert Client().get(url).status_code == 404
 
 
-def test_staff_see_every_share_link_in_the_admin_and_can_revoke_one(make_user, catalog, staff_client):
+def test_staff_see_every_share_link_and_how_long_each_reply_thought_in_the_admin_and_can_revoke_a_link(make_user, catalog, staff_client):
     owner = make_user(username="sharer")
     conversation = conversation_with_answer(owner, catalog, title="Shared circles")
     url = client_for(owner).post(reverse("chat-share", args=[conversation.id])).json()["share"]["url"]
