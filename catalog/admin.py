@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import AIModel
+from .models import AIModel, ModelPrice
 
 
 class AIModelForm(forms.ModelForm):
@@ -27,9 +27,18 @@ class AIModelForm(forms.ModelForm):
         return data
 
 
+class ModelPriceInline(admin.TabularInline):
+    """Prices per million tokens from a date on; add a row for a price change, old answers keep theirs."""
+
+    model = ModelPrice
+    extra = 0
+    fields = ("effective_from", "input_per_million", "cached_input_per_million", "output_per_million", "source")
+
+
 @admin.register(AIModel)
 class AIModelAdmin(admin.ModelAdmin):
     form = AIModelForm
+    inlines = [ModelPriceInline]
     list_display = (
         "name",
         "slug",

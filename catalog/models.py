@@ -75,3 +75,36 @@ class AIModel(models.Model):
     @property
     def efforts(self) -> list[str]:
         return [e.strip() for e in self.reasoning_efforts.split(",") if e.strip()]
+
+
+class ModelPrice(models.Model):
+    """What the provider charges for a model from a moment on, in US dollars per million tokens.
+
+    A dollar per million tokens is a micro-dollar per token, so costs are kept in whole
+    micro-dollars (catalog/prices.py). Reasoning tokens are output tokens: providers bill them so.
+    A price change is a new row with a later `effective_from`; old answers keep the price of their time.
+    """
+
+    model = models.ForeignKey(AIModel, on_delete=models.CASCADE, related_name="prices")
+    effective_from = models.DateTimeField(help_text="The price applies to answers sent from this moment (UTC) on.")
+    input_per_million = models.DecimalField(max_digits=10, decimal_places=4, help_text="US$ per 1M prompt tokens.")
+    cached_input_per_million = models.DecimalField(
+        max_digits=10, decimal_places=4, help_text="US$ per 1M prompt tokens the provider served from its cache."
+    )
+    output_per_million = models.DecimalField(
+        max_digits=10, decimal_places=4, help_text="US$ per 1M completion tokens, reasoning tokens included."
+    )
+    source = models.CharField(max_length=200, blank=True, help_text="Where the figures came from.")
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "effective_from"], name="one_price_per_model_moment"),
+            models.CheckConstraint(
+                condition=Q(input_per_million__gte=0, cached_input_per_million__gte=0, output_per_million__gte=0),
+                name="price_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}: ${self.input_per_million} in / ${self.output_per_million} out per 1M from {self.effective_from:%Y-%m-%d}"

@@ -5,7 +5,7 @@ which these actions enqueue through `_enqueue`, after commit.
 """
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -13,9 +13,9 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from catalog.context import message_fits
+from catalog.context import REQUEST_OVERHEAD, ContextTooLarge, context_trim, message_fits, turn_tokens
 from catalog.models import AIModel
-from quotas.services import QuotaRefused, quota_refund, quota_reserve
+from quotas.services import QuotaRefused, quota_refund, quota_refusal_notify, quota_reserve
 
 from . import events
 from .models import LIVE, Conversation, Message
@@ -72,6 +72,7 @@ def _quota_explained(user) -> Iterator[None]:
 
 
 def _quota_refusal(user, exc: QuotaRefused) -> ActionRefused:
+    quota_refusal_notify(user=user, refusal=exc)
     suggestion = exc.alternative(user)
     message = str(exc)
     if suggestion:
@@ -107,13 +108,28 @@ def _reply_start(*, user, conversation: Conversation, model: AIModel, new_conver
     if live >= settings.MAX_LIVE_REPLIES:
         raise ActionRefused("busy", f"You already have {live} answers being written. Wait for one to finish or stop it.")
     reply = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING)
-    quota_reserve(user=user, model=model, reply_id=reply.id)
+    quota_reserve(user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, reply.id, model))
     if not new_conversation:
         # The model picked last sticks to the conversation, which moves to the top of the list.
         conversation.model = model
         conversation.save(update_fields=["model", "updated_at"])
     transaction.on_commit(lambda: _enqueue(reply))
     return reply
+
+
+def _prompt_tokens(conversation: Conversation, reply_id: int, model: AIModel) -> int | None:
+    """The tokens the reply's prompt will have: earlier turns' visible text, trimmed as the worker trims it.
+
+    Asked only when the user has a token or money budget, to hold the reply's worst case.
+    """
+    earlier = Message.objects.filter(conversation=conversation, id__lt=reply_id, replaced=False).exclude(text="")
+    turns = [{"role": role, "content": text} for role, text in earlier.values_list("role", "text")]
+    window, output, tokenizer = model.context_window, model.max_output_tokens, model.tokenizer
+    try:
+        kept = context_trim(turns, context_window=window, max_output_tokens=output, tokenizer=tokenizer)
+    except ContextTooLarge:
+        return None  # the worker will refuse it; meanwhile hold the most a prompt can take
+    return REQUEST_OVERHEAD + sum(turn_tokens(turn["content"], tokenizer) for turn in kept)
 
 
 def _check_fits(text: str, model: AIModel) -> None:
@@ -132,25 +148,41 @@ def _lock_user(user) -> None:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
 
 
-def message_send(*, user, conversation_id: int | None, model_slug: object, text: object) -> tuple[Message, Message]:
+def message_send(
+    *, user, conversation_id: int | None, model_slug: object, text: object, history: Sequence[tuple[object, object]] = ()
+) -> tuple[Message, Message]:
     """Store the user's message and a pending reply, reserving quota, in one transaction.
 
+    `history` (earlier turns as (role, text), oldest first, as an API client sends
+    them) starts a new conversation holding those turns as they were said; the
+    worker trims them to the window like any other conversation's.
     Raises ActionRefused with nothing stored when the input is bad or the quota is spent.
     """
     text = _clean_text(text)
+    turns = [(_clean_role(role), _clean_text(said)) for role, said in history]
+    if turns and conversation_id is not None:
+        raise ActionRefused("invalid", "Earlier turns can only start a new conversation.")
     model = _model_get(model_slug)
     _check_fits(text, model)
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         if conversation_id is None:
-            conversation = Conversation.objects.create(user=user, model=model, title=title_from(text))
+            first = next((said for role, said in turns if role == Message.Role.USER), text)
+            conversation = Conversation.objects.create(user=user, model=model, title=title_from(first))
         else:
             conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
             conversation.user = user  # known: the announcement after commit need not fetch it again
+        earlier = Message.objects.bulk_create(Message(conversation=conversation, role=role, model=model, text=said) for role, said in turns)
         user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, model=model, text=text)
         reply = _reply_start(user=user, conversation=conversation, model=model, new_conversation=conversation_id is None)
-        transaction.on_commit(lambda: events.messages_added(conversation, [user_message, reply]))
+        transaction.on_commit(lambda: events.messages_added(conversation, [*earlier, user_message, reply]))
     return user_message, reply
+
+
+def _clean_role(role: object) -> str:
+    if role not in (Message.Role.USER, Message.Role.ASSISTANT):
+        raise ActionRefused("invalid", "An earlier turn is said by the user or the assistant.")
+    return str(role)
 
 
 def title_from(text: str) -> str:

@@ -88,6 +88,7 @@ def _usage(usage: dict) -> dict[str, int]:
         "prompt_tokens": usage.get("prompt_tokens") or 0,
         "completion_tokens": usage.get("completion_tokens") or 0,
         "reasoning_tokens": details.get("reasoning_tokens") or 0,
+        "cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
     }
 
 
@@ -258,6 +259,7 @@ def _responses_usage(usage: dict) -> dict[str, int]:
         "prompt_tokens": usage.get("input_tokens") or 0,
         "completion_tokens": usage.get("output_tokens") or 0,
         "reasoning_tokens": details.get("reasoning_tokens") or 0,
+        "cached_tokens": (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0,
     }
 
 

@@ -2,6 +2,7 @@
 same from the migration chat/0002_seed_catalog, which keeps its own frozen copy."""
 
 from catalog.models import AIModel
+from catalog.prices import prices_seed
 
 from .models import Plan, PlanLimit
 
@@ -68,3 +69,4 @@ def defaults_seed() -> None:
     for fields in MODELS:
         model, _ = AIModel.objects.get_or_create(slug=fields["slug"], defaults=fields)
         PlanLimit.objects.get_or_create(plan=plan, model=model, defaults=LIMITS[model.slug])
+    prices_seed()

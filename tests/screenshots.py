@@ -193,6 +193,22 @@ def test_few_left(live_url, browser, make_user, catalog):
         shoot(page, "few-left.png")
 
 
+def test_api_keys(live_url, browser, make_user, catalog):
+    from api.services import api_key_create
+    from quotas.models import Plan
+
+    Plan.objects.filter(is_default=True).update(api_access=True)
+    user = make_user("demo")
+    api_key_create(user=user, name="notebook experiments")
+    with browsing(browser) as page:
+        log_in(page, live_url, "demo")
+        page.goto(f"{live_url}/accounts/api-keys/")
+        page.get_by_label("Name").fill("laptop scripts")
+        page.get_by_role("button", name="Create key").click()
+        expect(page.get_by_text("copy it now")).to_be_visible()
+        shoot(page, "api-keys.png")
+
+
 MATH_ANSWER = r"""The sum of the first $n$ odd numbers is a perfect square:
 
 $$
