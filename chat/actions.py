@@ -238,7 +238,13 @@ def _lock_user(user) -> None:
     Also refuses a user deactivated, or whose password changed, since their socket
     opened: the row must still be active and carry the password hash it had then.
     """
-    locked = get_user_model().objects.select_for_update().filter(pk=user.pk, is_active=True, password=user.password).exists()
+    # FOR NO KEY UPDATE, not FOR UPDATE: it serialises this user's sends (and waits for a deactivation
+    # or password change) but lets the foreign-key checks of a worker settling one of their answers
+    # (ledger entry → auth_user, FOR KEY SHARE) through. With FOR UPDATE the settle, holding the budget
+    # counter, waited on this lock while this send waited on the budget counter: a deadlock.
+    locked = (
+        get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk, is_active=True, password=user.password).exists()
+    )
     if not locked:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
 

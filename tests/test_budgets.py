@@ -271,3 +271,34 @@ def test_one_hundred_sends_from_four_processes_for_the_last_cent_admit_exactly_o
             tasks.put(None)
         for p in racers:
             p.join(30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_settles_an_answer_while_the_same_user_is_sending(catalog, make_user):
+    """A send holds the user's row from its start; a settle must not queue behind it while holding the
+    budget counter the send will need next (that was a deadlock under load)."""
+    from django.db import connections, transaction
+
+    user = make_user()
+    budget_for(user, amount="100")
+    earlier = helpers.send(user, "o1-mini", text="earlier")
+    sending, settled, in_time = threading.Event(), threading.Event(), []
+
+    def a_send_in_progress() -> None:
+        try:
+            with transaction.atomic():
+                actions._lock_user(user)
+                sending.set()
+                in_time.append(settled.wait(timeout=60))  # the settle finishes while this send holds the user
+        finally:
+            connections.close_all()
+
+    sender = threading.Thread(target=a_send_in_progress)
+    sender.start()
+    assert sending.wait(timeout=60)
+    try:
+        assert services.quota_settle(reply_id=earlier.id, usage={"prompt_tokens": 10, "completion_tokens": 20})
+        settled.set()
+    finally:
+        sender.join()
+    assert in_time == [True] and quota_state(earlier) == "settled"

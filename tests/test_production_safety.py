@@ -76,6 +76,10 @@ def test_the_default_plan_is_never_left_without_one(catalog, staff_client):
         "limits-INITIAL_FORMS": "0",
         "limits-MIN_NUM_FORMS": "0",
         "limits-MAX_NUM_FORMS": "1000",
+        "budget-TOTAL_FORMS": "0",
+        "budget-INITIAL_FORMS": "0",
+        "budget-MIN_NUM_FORMS": "0",
+        "budget-MAX_NUM_FORMS": "1",
     }
     response = staff_client.post(f"/admin/quotas/plan/{default.id}/change/", data)  # "default" unticked
     assert response.status_code == 200 and "make another plan the default" in response.content.decode()

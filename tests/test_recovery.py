@@ -1,9 +1,11 @@
 """Redis and PostgreSQL going away under a running web server and worker."""
 
+import copy
 import json
 import subprocess
 import tempfile
 import threading
+import uuid
 
 import psycopg
 import pytest
@@ -12,6 +14,7 @@ from django.db import connection
 from websockets.sync.client import connect
 
 from chat.models import Message
+from config.postgresql.base import DatabaseWrapper
 from tests.helpers import free_port, receive_until_done, session_cookie, start_web, start_worker, stop, subprocess_env, wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -110,34 +113,43 @@ def test_a_redis_restart_mid_answer_loses_no_text_and_everything_reconnects(stac
 def test_a_pool_whose_connections_all_died_hands_out_a_new_one_within_its_timeout():
     """After a PostgreSQL restart every idle pooled connection is dead. psycopg's pool alone
     tries them one by one with a growing pause (1, 2, 4, 8 s), so eight of them outlast
-    its 10 s timeout and the request fails with PoolTimeout."""
-    held, pids = threading.Barrier(8), []
+    its 10 s timeout and the request fails with PoolTimeout.
+
+    A pool of its own (the backend's pools are per alias), under its own application name,
+    so that only its connections are terminated."""
+    settings_dict = copy.deepcopy(connection.settings_dict)
+    settings_dict["OPTIONS"]["application_name"] = name = f"pool-test-{uuid.uuid4().hex[:8]}"
+    alias = name
+    held = threading.Barrier(8)
 
     def hold_a_connection() -> None:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_backend_pid()")
-            pids.append(cursor.fetchone()[0])
+        wrapper = DatabaseWrapper(settings_dict, alias)
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT 1")
             held.wait(timeout=30)  # all eight at once, so the pool grows to eight
-        connection.close()  # back to the pool, idle
+        wrapper.close()  # back to the pool, idle
 
     threads = [threading.Thread(target=hold_a_connection) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    connection.close()
     db = connection.settings_dict
     where = {"dbname": db["NAME"], "host": db["HOST"], "port": db["PORT"], "user": db["USER"]}
-    with psycopg.connect(**where, autocommit=True) as admin:  # outside the pool
+    with psycopg.connect(**where, autocommit=True) as admin:  # outside any pool
         terminated = admin.execute(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s",
-            [db["OPTIONS"]["application_name"]],
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = %s", [name]
         ).fetchone()[0]
     assert terminated >= 8
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT 1")
-        assert cursor.fetchone() == (1,)
+    wrapper = DatabaseWrapper(settings_dict, alias)
+    try:
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            assert cursor.fetchone() == (1,)
+    finally:
+        wrapper.close()
+        wrapper.close_pool()
 
 
 def test_dropped_database_connections_are_replaced_without_a_restart(live_url, make_user):
