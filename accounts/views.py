@@ -2,17 +2,24 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 
 from .forms import ProfileForm, SignupForm
 from .models import SignupPolicy
 from .selectors import signup_policy_get
 from .services import SignupRefused, profile_update, signup_check, user_signup
+from .sso import sso_logout_url
 from .throttle import login_failures_forgive
 
 
+LOCAL_LOGIN_OFF = "Accounts on this server come from single sign-on: use the button on the log-in page."
+
+
 def signup(request: HttpRequest) -> HttpResponse:
+    if not settings.LOCAL_LOGIN:
+        return signup_refused(request, SignupRefused(LOCAL_LOGIN_OFF))
     # The token stays in the page's URL, so the form posts it back.
     invite_token = request.GET.get("invite", "")
     try:
@@ -41,10 +48,33 @@ def signup_refused(request: HttpRequest, refusal: SignupRefused) -> HttpResponse
 
 
 class LoginView(auth_views.LoginView):
+    """Username and password, and the single sign-on button when SSO is configured; only the button
+    when local log-in is off (LOCAL_LOGIN=false)."""
+
     template_name = "accounts/login.html"
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(**kwargs, signup_open=signup_policy_get() == SignupPolicy.Mode.OPEN)
+        local = settings.LOCAL_LOGIN
+        context = super().get_context_data(**kwargs, signup_open=local and signup_policy_get() == SignupPolicy.Mode.OPEN)
+        if not local:
+            context["form"] = None
+        return {**context, "local_login": local, "sso_enabled": settings.SSO_ENABLED, "sso_label": settings.SSO_BUTTON_LABEL}
+
+    def post(self, request, *args, **kwargs):
+        if not settings.LOCAL_LOGIN:
+            messages.error(request, LOCAL_LOGIN_OFF)
+            return redirect("accounts-login")
+        return super().post(request, *args, **kwargs)
+
+
+class LogoutView(auth_views.LogoutView):
+    """Ends the local session; after SSO, also the provider's when it offers RP-initiated logout."""
+
+    def post(self, request, *args, **kwargs):
+        id_token = request.session.get("oidc_id_token")
+        response = super().post(request, *args, **kwargs)
+        provider_logout = sso_logout_url(request, id_token)
+        return HttpResponseRedirect(provider_logout) if provider_logout else response
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):

@@ -27,7 +27,7 @@ from accounts.models import validate_time_zone
 from catalog.models import AIModel
 
 from .models import LedgerEntry, Plan, PlanLimit, QuotaGrant, QuotaOverride, UserPlan, WindowKind
-from .selectors import quota_status, user_plan
+from .selectors import plan_choice, quota_status
 from .services import plan_members, plan_set, quota_grant, quota_grant_revoke, quota_override_record, quota_push, quota_reset
 from .windows import format_reset
 
@@ -104,7 +104,7 @@ class PlanLimitInline(admin.TabularInline):
 class PlanForm(forms.ModelForm):
     class Meta:
         model = Plan
-        fields = ("name", "description", "is_default", "calendar_time_zone")
+        fields = ("name", "description", "is_default", "calendar_time_zone", "groups", "priority")
 
     def clean_calendar_time_zone(self) -> str:
         value = self.cleaned_data["calendar_time_zone"]
@@ -121,12 +121,17 @@ class PlanForm(forms.ModelForm):
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     form = PlanForm
-    list_display = ("name", "is_default", "calendar_time_zone", "limits_summary")
+    list_display = ("name", "is_default", "groups_summary", "priority", "calendar_time_zone", "limits_summary")
     search_fields = ("name",)
+    filter_horizontal = ("groups",)
     inlines = [PlanLimitInline]
 
     def get_queryset(self, request: HttpRequest):
-        return super().get_queryset(request).prefetch_related("limits__model")
+        return super().get_queryset(request).prefetch_related("limits__model", "groups")
+
+    @admin.display(description="Groups")
+    def groups_summary(self, plan: Plan) -> str:
+        return ", ".join(group.name for group in plan.groups.all()) or "—"
 
     def save_model(self, request: HttpRequest, obj: Plan, form, change: bool) -> None:
         # Ticking "default" here moves the default from the plan that had it, in one transaction.
@@ -359,7 +364,7 @@ class UserAdmin(accounts_admin.UserAdmin):
 
     @admin.display(description="Quota now")
     def quota_panel(self, user) -> str:
-        plan = user_plan(user)
+        choice = plan_choice(user)
         overrides = set(QuotaOverride.objects.filter(user=user).values_list("model_id", flat=True))
         rows = []
         for status in quota_status(user=user):
@@ -378,10 +383,11 @@ class UserAdmin(accounts_admin.UserAdmin):
         return format_html(
             '<table class="quota-panel"><thead><tr><th>Model</th><th>Used</th><th>Limit (incl. grants)</th>'
             "<th>Left</th><th>Resets at</th><th>Rule</th></tr></thead><tbody>{}</tbody></table>"
-            '<p>Plan: {} (change it under Plan, below). <a href="{}">Reset a window</a> · <a href="{}">Grant extra messages</a> · '
+            '<p>Plan: {} — {} (change it under Plan, below). <a href="{}">Reset a window</a> · <a href="{}">Grant extra messages</a> · '
             '<a href="{}">Add an override</a> · <a href="{}">Ledger</a></p>',
             body,
-            plan.name if plan else "none (every model refused)",
+            choice.plan.name if choice.plan else "none (every model refused)",
+            choice.source_label,
             reverse("admin:auth_user_quota_reset", args=[user.pk]),
             reverse("admin:auth_user_quota_grant", args=[user.pk]),
             override,
