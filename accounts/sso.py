@@ -33,7 +33,9 @@ class SSOBackend(OIDCAuthenticationBackend):
         except requests.RequestException as exc:
             # The provider is down or refused the code: a failed login, not a server error.
             log.warning("single sign-on failed talking to the provider: %s", exc)
-            return None
+        except SuspiciousOperation as exc:
+            log.warning("single sign-on refused the provider's answer: %s", exc)
+        return None
 
     def get_or_create_user(self, access_token, id_token, payload):
         audience = payload.get("aud")

@@ -102,9 +102,15 @@ class PlanLimitInline(admin.TabularInline):
 
 
 class PlanForm(forms.ModelForm):
+    # Blank means 0, the priority of a plan nobody ranked.
+    priority = forms.IntegerField(required=False, initial=0, help_text=Plan._meta.get_field("priority").help_text)
+
     class Meta:
         model = Plan
         fields = ("name", "description", "is_default", "calendar_time_zone", "groups", "priority")
+
+    def clean_priority(self) -> int:
+        return self.cleaned_data["priority"] or 0
 
     def clean_calendar_time_zone(self) -> str:
         value = self.cleaned_data["calendar_time_zone"]

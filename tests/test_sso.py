@@ -4,6 +4,7 @@ configuration. The whole sign-in against a real provider is in test_browser_sso.
 
 import subprocess
 import sys
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -14,7 +15,7 @@ from accounts.services import sso_user_login
 from accounts.sso import SSOBackend
 from quotas.models import Plan, UserPlan
 from quotas.selectors import plan_choice, quota_status
-from tests.helpers import PASSWORD, ROOT
+from tests.helpers import PASSWORD, ROOT, free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -87,6 +88,23 @@ def test_an_id_token_not_meant_for_us_signs_nobody_in(settings, payload):
     with pytest.raises(SuspiciousOperation):
         SSOBackend().get_or_create_user("access", "id-token", payload)
     assert not User.objects.exists()
+
+
+def test_when_the_provider_is_down_the_person_is_back_on_the_login_page_with_a_reason(settings, caplog):
+    dead = f"http://127.0.0.1:{free_port()}"
+    settings.SSO_ENABLED, settings.OIDC_RP_CLIENT_ID, settings.OIDC_RP_CLIENT_SECRET = True, "chat", "secret"
+    settings.OIDC_OP_AUTHORIZATION_ENDPOINT, settings.OIDC_OP_TOKEN_ENDPOINT = f"{dead}/authorize", f"{dead}/token"
+    settings.OIDC_OP_USER_ENDPOINT, settings.OIDC_OP_JWKS_ENDPOINT = f"{dead}/userinfo", f"{dead}/jwks"
+    settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, "accounts.sso.SSOBackend"]
+    client = Client()
+    to_provider = client.get("/accounts/sso/start/")
+    assert to_provider.status_code == 302 and to_provider["Location"].startswith(f"{dead}/authorize?")
+    state = parse_qs(urlsplit(to_provider["Location"]).query)["state"][0]
+    page = client.get(f"/accounts/sso/callback/?code=some-code&state={state}", follow=True)
+    assert page.redirect_chain[-1][0] == "/accounts/login/"
+    assert "Single sign-on did not complete" in page.content.decode()
+    assert not page.context["user"].is_authenticated and not User.objects.exists()
+    assert "failed talking to the provider" in caplog.text
 
 
 # --- Plans by group --------------------------------------------------------------------------
