@@ -94,4 +94,3 @@ def sso_logout_url(request: HttpRequest, id_token: str | None) -> str | None:
         "post_logout_redirect_uri": request.build_absolute_uri(reverse(settings.LOGOUT_REDIRECT_URL)),
     }
     return f"{settings.OIDC_OP_LOGOUT_ENDPOINT}?{urlencode(query)}"
-

@@ -1,8 +1,8 @@
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 
@@ -12,7 +12,6 @@ from .selectors import signup_policy_get
 from .services import SignupRefused, profile_update, signup_check, user_signup
 from .sso import sso_logout_url
 from .throttle import login_failures_forgive
-
 
 LOCAL_LOGIN_OFF = "Accounts on this server come from single sign-on: use the button on the log-in page."
 

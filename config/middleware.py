@@ -1,5 +1,4 @@
 from collections.abc import Callable
-
 from urllib.parse import urlsplit
 
 from django.conf import settings

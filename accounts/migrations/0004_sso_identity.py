@@ -6,26 +6,30 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0003_signup_policy_and_invites'),
+        ("accounts", "0003_signup_policy_and_invites"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SSOIdentity',
+            name="SSOIdentity",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('issuer', models.CharField(max_length=255)),
-                ('subject', models.CharField(max_length=255)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('user', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='sso_identity', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("issuer", models.CharField(max_length=255)),
+                ("subject", models.CharField(max_length=255)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "user",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="sso_identity", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'single sign-on identity',
-                'verbose_name_plural': 'single sign-on identities',
-                'constraints': [models.UniqueConstraint(fields=('issuer', 'subject'), name='one_user_per_sso_identity')],
+                "verbose_name": "single sign-on identity",
+                "verbose_name_plural": "single sign-on identities",
+                "constraints": [models.UniqueConstraint(fields=("issuer", "subject"), name="one_user_per_sso_identity")],
             },
         ),
     ]

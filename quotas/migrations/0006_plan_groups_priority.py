@@ -4,21 +4,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
-        ('quotas', '0005_explicit_unlimited'),
+        ("auth", "0012_alter_user_first_name_max_length"),
+        ("quotas", "0005_explicit_unlimited"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='plan',
-            name='groups',
-            field=models.ManyToManyField(blank=True, help_text='Members of these groups (synced from single sign-on, or set in the admin) are on this plan unless a plan is assigned to them personally.', related_name='plans', to='auth.group'),
+            model_name="plan",
+            name="groups",
+            field=models.ManyToManyField(
+                blank=True,
+                help_text="Members of these groups (synced from single sign-on, or set in the admin) are on this plan unless a plan is assigned to them personally.",
+                related_name="plans",
+                to="auth.group",
+            ),
         ),
         migrations.AddField(
-            model_name='plan',
-            name='priority',
-            field=models.IntegerField(default=0, help_text='A user whose groups map to several plans gets the one with the highest priority (ties: by name).'),
+            model_name="plan",
+            name="priority",
+            field=models.IntegerField(
+                default=0, help_text="A user whose groups map to several plans gets the one with the highest priority (ties: by name)."
+            ),
         ),
     ]
