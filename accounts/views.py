@@ -1,8 +1,9 @@
 from django.conf import settings
-from django.contrib import messages
+from django.contrib import admin, messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 
@@ -64,6 +65,13 @@ class LoginView(auth_views.LoginView):
             messages.error(request, LOCAL_LOGIN_OFF)
             return redirect("accounts-login")
         return super().post(request, *args, **kwargs)
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's own log-in form, unless only single sign-on logs in: then our log-in page, back here after."""
+    if settings.LOCAL_LOGIN:
+        return admin.site.login(request)
+    return redirect_to_login(request.GET.get("next") or "/admin/", login_url="accounts-login")
 
 
 class LogoutView(auth_views.LogoutView):

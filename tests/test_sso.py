@@ -4,11 +4,13 @@ configuration. The whole sign-in against a real provider is in test_browser_sso.
 
 import subprocess
 import sys
+from io import StringIO
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.exceptions import SuspiciousOperation
+from django.core.management import call_command
 from django.test import Client
 
 from accounts.services import sso_user_login
@@ -156,6 +158,15 @@ def test_the_quota_page_says_which_plan_applies_and_why(make_user, catalog):
     assert Client().get("/quota/").status_code == 302
 
 
+def test_the_quota_command_says_when_the_plan_comes_from_a_group(make_user, catalog):
+    plan("Team", groups=["engineering"], priority=1, messages=42, model=catalog["o1-mini"])
+    user = make_user("eve")
+    user.groups.add(Group.objects.get(name="engineering"))
+    out = StringIO()
+    call_command("quota", "show", "eve", stdout=out)
+    assert "eve · plan Team (group engineering) · time zone UTC" in out.getvalue()
+
+
 def test_staff_map_groups_to_plans_in_the_plan_admin(staff_client, catalog):
     engineering = Group.objects.create(name="engineering")
     form = {
@@ -195,6 +206,15 @@ def test_with_local_login_off_the_page_offers_only_sso_and_passwords_are_refused
     assert "come from single sign-on" in response.content.decode()
     assert not response.context["user"].is_authenticated
     assert client.get("/accounts/signup/").status_code == 403
+    assert client.get("/admin/login/?next=/admin/").url == "/accounts/login/?next=/admin/"
+
+
+def test_staff_reach_the_admin_through_single_sign_on_when_local_login_is_off(staff_user, settings):
+    settings.SSO_ENABLED, settings.LOCAL_LOGIN = True, False
+    client = Client()
+    assert client.get("/admin/", follow=True).redirect_chain[-1][0] == "/accounts/login/?next=/admin/"
+    client.force_login(staff_user)
+    assert client.get("/admin/").status_code == 200
 
 
 def settings_error(env: dict[str, str]) -> str:
