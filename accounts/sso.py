@@ -37,6 +37,11 @@ class SSOBackend(OIDCAuthenticationBackend):
             log.warning("single sign-on refused the provider's answer: %s", exc)
         return None
 
+    def get_user(self, user_id):
+        # The library's returns inactive users too: a deactivated user's open session must end at once.
+        user = super().get_user(user_id)
+        return user if user is not None and self.user_can_authenticate(user) else None
+
     def get_or_create_user(self, access_token, id_token, payload):
         audience = payload.get("aud")
         audiences = [audience] if isinstance(audience, str) else list(audience or [])

@@ -7,11 +7,14 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from io import StringIO
 
 import psycopg
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from playwright.sync_api import Page, expect
 
@@ -86,6 +89,19 @@ def sso_stack(transactional_db, catalog, simulator_server, isolated_queue) -> It
     stop(web)
     stop(provider)
     drop_idp_database()
+
+
+def test_the_provider_settings_can_be_read_from_its_discovery_document(sso_stack):
+    _, idp = sso_stack
+    out = StringIO()
+    call_command("sso_endpoints", f"{idp}/o", stdout=out)
+    lines = out.getvalue().splitlines()
+    assert f"OIDC_ISSUER={idp}/o" in lines
+    assert f"OIDC_OP_TOKEN_ENDPOINT={idp}/o/token/" in lines
+    assert f"OIDC_OP_JWKS_ENDPOINT={idp}/o/.well-known/jwks.json" in lines
+    assert f"OIDC_OP_LOGOUT_ENDPOINT={idp}/o/logout/" in lines
+    with pytest.raises(CommandError, match=f"Could not read {idp}/.well-known/openid-configuration"):
+        call_command("sso_endpoints", idp)
 
 
 def plan_for_group(name: str, group: str, priority: int, messages: int, catalog) -> None:

@@ -75,6 +75,17 @@ def test_with_no_groups_claim_configured_staff_set_groups_are_kept(settings):
     assert list(user.groups.values_list("name", flat=True)) == ["pilots"]
 
 
+def test_deactivating_an_sso_user_ends_their_open_session(settings):
+    settings.OIDC_OP_JWKS_ENDPOINT = "https://idp.example.org/jwks"
+    settings.AUTHENTICATION_BACKENDS = [*settings.AUTHENTICATION_BACKENDS, "accounts.sso.SSOBackend"]
+    user = sso_user_login(issuer=ISSUER, subject="s3", claims={"preferred_username": "dee"})
+    client = Client()
+    client.force_login(user, backend="accounts.sso.SSOBackend")
+    assert client.get("/quota/").status_code == 200
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    assert client.get("/quota/").status_code == 302
+
+
 @pytest.mark.parametrize(
     "payload",
     [
