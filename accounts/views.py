@@ -6,13 +6,14 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
+from django.urls import reverse_lazy
 
 from .forms import ProfileForm, SignupForm
 from .models import SignupPolicy
 from .selectors import signup_policy_get
 from .services import SignupRefused, profile_update, signup_check, user_signup
 from .sso import sso_logout_url
-from .throttle import login_failures_forgive
+from .throttle import client_ip, login_failures_forgive, password_reset_allowed
 
 LOCAL_LOGIN_OFF = "Accounts on this server come from single sign-on: use the button on the log-in page."
 
@@ -52,6 +53,7 @@ class LoginView(auth_views.LoginView):
     when local log-in is off (LOCAL_LOGIN=false)."""
 
     template_name = "accounts/login.html"
+    redirect_authenticated_user = True  # someone already logged in goes on to the chat (or `next`)
 
     def get_context_data(self, **kwargs):
         local = settings.LOCAL_LOGIN
@@ -84,6 +86,25 @@ class LogoutView(auth_views.LogoutView):
         return HttpResponseRedirect(provider_logout) if provider_logout else response
 
 
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's, with limits per address and per mailbox (accounts/throttle.py)."""
+
+    template_name = "accounts/password_reset.html"
+    email_template_name = "accounts/password_reset_email.txt"
+    subject_template_name = "accounts/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts-password-reset-sent")
+
+    def form_valid(self, form):
+        address_ok, mailbox_ok = password_reset_allowed(ip_address=client_ip(self.request), email=form.cleaned_data["email"])
+        if not address_ok:
+            paused = render(self.request, "accounts/password_reset_paused.html", status=429)
+            paused["Retry-After"] = "3600"
+            return paused
+        if not mailbox_ok:  # the same page as a sent mail: whether the address has an account stays private
+            return redirect(self.success_url)
+        return super().form_valid(form)
+
+
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
     template_name = "accounts/password_reset_confirm.html"
 
@@ -98,7 +119,12 @@ class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
 def profile(request: HttpRequest) -> HttpResponse:
     form = ProfileForm(request.POST or None, instance=request.user.profile, initial={"email": request.user.email})
     if request.method == "POST" and form.is_valid():
-        profile_update(user=request.user, time_zone=form.cleaned_data["time_zone"], email=form.cleaned_data["email"])
+        profile_update(
+            user=request.user,
+            time_zone=form.cleaned_data["time_zone"],
+            email=form.cleaned_data["email"],
+            instructions=form.cleaned_data["instructions"],
+        )
         messages.success(request, "Saved.")
         return redirect("accounts-profile")
     return render(request, "accounts/profile.html", {"form": form})

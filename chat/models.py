@@ -11,6 +11,10 @@ class Conversation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT, help_text="The model picked last in this chat.")
+    reasoning_effort = models.CharField(max_length=16, blank=True, help_text="The reasoning effort picked last in this chat.")
+    instructions = models.TextField(blank=True, help_text="Custom instructions for this chat, after the user's own.")
+    pinned = models.BooleanField(default=False, help_text="Listed above the others in the sidebar.")
+    archived = models.BooleanField(default=False, help_text="Hidden from the sidebar's list, under Archived.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -19,6 +23,25 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
+
+
+class ShareLink(models.Model):
+    """A read-only link to a conversation, for anyone who has it, until its owner revokes it."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="share_links")
+    # secrets.token_urlsafe(32): 256 random bits, so a link cannot be guessed or enumerated.
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One live link per conversation: sharing twice gives the same link, not a second one to forget.
+            models.UniqueConstraint(fields=["conversation"], condition=Q(revoked_at__isnull=True), name="one_live_share_link"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Share link for conversation {self.conversation_id}"
 
 
 class Message(models.Model):
@@ -41,6 +64,7 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DONE)
     incomplete = models.BooleanField(default=False, help_text="The answer was cut off and is partial.")
     finish_reason = models.CharField(max_length=32, blank=True, help_text="The provider's: stop, length, content_filter…")
+    reasoning_effort = models.CharField(max_length=16, blank=True, help_text="Of a reply: the effort asked of the model, if any.")
     replaced = models.BooleanField(default=False, help_text="Regenerated or edited away; kept for usage records.")
     error = models.CharField(max_length=500, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -63,6 +87,8 @@ class Message(models.Model):
 
     # Not stored: False when the send could not enqueue the reply (the broker was down; chat.actions._enqueue).
     queued = True
+    # Not stored: the attachments, when the code that made the message has them already (chat/serializers.py).
+    attachment_list: list["Attachment"] | None = None
 
     def __str__(self) -> str:
         return f"{self.role} #{self.pk} ({self.status})"
@@ -70,6 +96,42 @@ class Message(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in (self.Status.PENDING, self.Status.STREAMING)
+
+
+class Attachment(models.Model):
+    """A file the user attached: a text file (its text goes to the model) or an image (sent as an image part).
+
+    Uploaded first, owned by its user and linked to no message; the send that names
+    it links it to its message (chat/actions.py), once. Kept in PostgreSQL, so it is
+    backed up with the conversation and deleted with it.
+    """
+
+    class Kind(models.TextChoices):
+        TEXT = "text"
+        IMAGE = "image"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100, help_text="Found from the content, never taken from the browser.")
+    size = models.PositiveIntegerField()
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["user", "created_at"], name="attachment_unsent_idx", condition=Q(message=None))]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="text") | Q(width__isnull=False, height__isnull=False), name="attachment_image_has_size"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 LIVE = (Message.Status.PENDING, Message.Status.STREAMING)

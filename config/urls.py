@@ -8,6 +8,7 @@ urlpatterns = [
     path("healthz", health, name="health"),
     path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
+    path("", include("api.urls")),
     path("accounts/", include("accounts.urls")),
     path("", include("quotas.urls")),
     path("", include("chat.urls")),

@@ -18,6 +18,7 @@ REPLY_DEADLINE_SECONDS.
 """
 
 import asyncio
+import base64
 import concurrent.futures
 import datetime as dt
 import logging
@@ -29,10 +30,12 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from catalog.context import ContextTooLarge, context_trim, turn_tokens
+from catalog.context import ContextTooLarge, Turn, context_trim, instructions_place, turn_size
 from catalog.models import AIModel
 from chat import events
-from chat.models import LIVE, Message
+from chat.files import turn_for
+from chat.models import LIVE, Attachment, Message
+from chat.selectors import instructions_for
 from live import publish
 from live.loop import run_soon
 from quotas.models import Reservation
@@ -67,24 +70,54 @@ class Stopped(Exception):
     """The reply was stopped, deleted or reaped while this worker wrote it."""
 
 
-def context_for(reply: Message) -> list[dict[str, str]]:
-    """Earlier turns' user text and visible answers, never reasoning, trimmed to the window."""
-    earlier = Message.objects.filter(conversation_id=reply.conversation_id, id__lt=reply.id, replaced=False).exclude(text="")
-    turns = [{"role": role, "content": text} for role, text in earlier.values_list("role", "text")]
+def context_for(reply: Message) -> list[Turn]:
+    """The custom instructions, then earlier turns' user text with their files and visible answers,
+    never reasoning, trimmed to the window.
+
+    Instructions go as a system message where the model takes one, else at the head of the first
+    user turn. A turn's images are counted by their size while trimming; only the kept ones are
+    read, as data URLs.
+    """
     model = reply.model
-    return context_trim(turns, context_window=model.context_window, max_output_tokens=model.max_output_tokens, tokenizer=model.tokenizer)
+    earlier = list(
+        Message.objects.filter(conversation_id=reply.conversation_id, id__lt=reply.id, replaced=False)
+        .exclude(role=Message.Role.ASSISTANT, text="")
+        .only("id", "role", "text")
+    )
+    attached: dict[int, list[Attachment]] = {}
+    asked = [m.id for m in earlier if m.role == Message.Role.USER]
+    # The text files' bytes (their text is counted); the images' sizes only.
+    texts = Attachment.objects.filter(message_id__in=asked, kind=Attachment.Kind.TEXT)
+    images = Attachment.objects.filter(message_id__in=asked, kind=Attachment.Kind.IMAGE).defer("data")
+    for attachment in sorted([*texts, *images], key=lambda a: a.id):
+        attached.setdefault(attachment.message_id or 0, []).append(attachment)
+    turns = [turn_for(role=m.role, text=m.text, attachments=attached.get(m.id, []), model=model) for m in earlier]
+    instructions = instructions_for(reply.conversation)
+    kept = context_trim(
+        turns,
+        context_window=model.context_window,
+        max_output_tokens=model.max_output_tokens,
+        tokenizer=model.tokenizer,
+        instructions=instructions,
+    )
+    wanted = [image["id"] for turn in kept for image in turn["images"]]
+    urls = {
+        id: f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+        for id, content_type, data in Attachment.objects.filter(id__in=wanted).values_list("id", "content_type", "data")
+    }
+    kept = [{**turn, "image_urls": [urls[image["id"]] for image in turn["images"]]} for turn in kept]
+    return instructions_place(kept, instructions, system_message=model.supports_system_message)
 
 
-def model_spec(model: AIModel) -> provider.ModelSpec:
+def model_spec(model: AIModel, effort: str = "") -> provider.ModelSpec:
     return provider.ModelSpec(
         provider_model=model.provider_model,
         api=model.api,
         max_output_tokens=model.max_output_tokens,
         supports_streaming=model.supports_streaming,
-        supports_system_message=model.supports_system_message,
         uses_max_completion_tokens=model.uses_max_completion_tokens,
-        supports_temperature=model.supports_temperature,
-        reasoning_effort="medium" if "medium" in model.efforts else "",
+        # Chosen per message and checked against the model and the plan when it was sent (chat.actions).
+        reasoning_effort=effort if effort in model.efforts else "",
         reasoning_summaries=model.reasoning_summaries,
         store=model.store,
     )
@@ -274,7 +307,7 @@ def reply_generate(*, message_id: int) -> None:
             return
         release_connection()
         publish.buffer_clear(reply.id)  # nothing left from an earlier database with the same ids
-        _generate(reply, model_spec(reply.model), turns, stream)
+        _generate(reply, model_spec(reply.model, reply.reasoning_effort), turns, stream)
     except Exception:
         # Not a provider error: a bug, or the database gone. End the reply now, not when the reaper finds it.
         log.exception("unexpected error while generating", extra={"reply_id": reply.id})
@@ -283,7 +316,7 @@ def reply_generate(*, message_id: int) -> None:
         checkpoints.release(stream)
 
 
-def _generate(reply: Message, spec: provider.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream) -> None:
+def _generate(reply: Message, spec: provider.ModelSpec, turns: list[Turn], stream: ReplyStream) -> None:
     deadline = stream.started + settings.REPLY_DEADLINE_SECONDS
     attempt = 1
     while True:
@@ -311,10 +344,10 @@ def _generate(reply: Message, spec: provider.ModelSpec, turns: list[dict[str, st
     reply_finish(reply=reply, stream=stream)
 
 
-def _capacity_wait(reply: Message, turns: list[dict[str, str]], stream: ReplyStream, deadline: float) -> None:
+def _capacity_wait(reply: Message, turns: list[Turn], stream: ReplyStream, deadline: float) -> None:
     """Wait, telling the user so, until the organisation's provider limits have room."""
     model = reply.model
-    tokens = sum(turn_tokens(t["content"], model.tokenizer) for t in turns) + model.max_output_tokens
+    tokens = sum(turn_size(t, model.tokenizer) for t in turns) + model.max_output_tokens
     told = False
     while wait := capacity_acquire(model_slug=model.slug, rpm=model.rpm_limit, tpm=model.tpm_limit, tokens=tokens):
         if not told:
@@ -326,7 +359,7 @@ def _capacity_wait(reply: Message, turns: list[dict[str, str]], stream: ReplyStr
             raise Stopped
 
 
-def _attempt(spec: provider.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream, deadline: float) -> None:
+def _attempt(spec: provider.ModelSpec, turns: list[Turn], stream: ReplyStream, deadline: float) -> None:
     """One request, streamed on the process's live loop; this thread waits, and the watcher may cancel it.
 
     One event loop reads every reply a worker writes: a thread per reply, woken
@@ -345,7 +378,7 @@ def _attempt(spec: provider.ModelSpec, turns: list[dict[str, str]], stream: Repl
         stream.attempt = None
 
 
-async def _read(spec: provider.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream, deadline: float) -> None:
+async def _read(spec: provider.ModelSpec, turns: list[Turn], stream: ReplyStream, deadline: float) -> None:
     loop = asyncio.get_running_loop()
 
     def limit(seconds: float) -> float:

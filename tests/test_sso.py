@@ -186,8 +186,11 @@ def test_staff_map_groups_to_plans_in_the_plan_admin(staff_client, catalog):
         "calendar_time_zone": "UTC",
         "groups": [engineering.pk],
         "priority": "3",
+        "reasoning_efforts": "low,medium,high",
         "limits-TOTAL_FORMS": "0",
         "limits-INITIAL_FORMS": "0",
+        "budget-TOTAL_FORMS": "0",
+        "budget-INITIAL_FORMS": "0",
     }
     response = staff_client.post("/admin/quotas/plan/add/", form)
     assert response.status_code == 302, response.content.decode()[:2000]

@@ -3,6 +3,13 @@
 import { el } from "./page.js";
 import { anyPendingHere, liveReply, state } from "./state.js";
 
+// Other parts of the page that follow the chat on screen (organise.js's menu).
+const followers = [];
+
+export function onChromeUpdate(paint) {
+  followers.push(paint);
+}
+
 export function updateChrome() {
   const hasMessages = state.messages.length > 0;
   el.loading.hidden = state.loaded || hasMessages;
@@ -12,9 +19,11 @@ export function updateChrome() {
   el.stopButton.hidden = !busy;
   el.stopButton.disabled = !(live && typeof live.msg.id === "number");
   el.sendButton.hidden = busy;
-  el.sendButton.disabled = !el.prompt.value.trim();
+  const files = state.attachments.length > 0;
+  el.sendButton.disabled = !el.prompt.value.trim() && !files;
   el.composer.classList.toggle("is-busy", busy);
   el.app.classList.toggle("is-empty", !hasMessages && state.loaded);
+  for (const paint of followers) paint();
 }
 
 /** Fit a textarea to its text, up to `max` pixels. */

@@ -7,9 +7,20 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-/** POST `fields` as a form; the JSON answer, or an Error carrying the server's message. */
+/** POST `fields` (an object, or FormData for files) as a form; the JSON answer, or an Error carrying the server's message. */
 export async function postForm(url, fields) {
-  const body = new URLSearchParams(fields || {});
+  const body = fields instanceof FormData ? fields : new URLSearchParams(fields || {});
+  return post(url, body);
+}
+
+/** POST one file as multipart form data, in the field `file`. */
+export async function postFile(url, file) {
+  const body = new FormData();
+  body.append("file", file);
+  return post(url, body);
+}
+
+async function post(url, body) {
   const response = await fetch(url, {
     method: "POST",
     body,

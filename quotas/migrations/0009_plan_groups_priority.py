@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
-        ("quotas", "0005_explicit_unlimited"),
+        ("quotas", "0008_plan_reasoning_efforts"),
     ]
 
     operations = [

@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("accounts", "0003_signup_policy_and_invites"),
+        ("accounts", "0004_profile_instructions_last_model"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
