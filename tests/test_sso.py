@@ -15,8 +15,8 @@ from django.test import Client
 
 from accounts.services import sso_user_login
 from accounts.sso import SSOBackend
-from quotas.models import Plan, UserPlan
-from quotas.selectors import plan_choice, quota_status
+from quotas.models import Plan, PlanBudget, UserPlan
+from quotas.selectors import api_access_allowed, budget_get, plan_choice, quota_status
 from tests.helpers import PASSWORD, ROOT, free_port
 
 pytestmark = pytest.mark.django_db
@@ -139,6 +139,16 @@ def test_of_several_group_plans_the_highest_priority_applies_even_if_less_genero
     user.groups.set([Group.objects.get(name="engineering"), Group.objects.get(name="interns")])
     assert o1_mini_limit(user, catalog) == 3
     assert (plan_choice(user).plan.name, plan_choice(user).group) == ("Interns", "interns")
+
+
+def test_a_group_plan_brings_its_budget_and_its_api_access(make_user, catalog):
+    team = plan("Team", groups=["engineering"], priority=1, messages=42, model=catalog["o1-mini"])
+    Plan.objects.filter(pk=team.pk).update(api_access=True)
+    PlanBudget.objects.create(plan=team, kind="tokens", amount=5000, window_kind="calendar", window_length=1, window_unit="month")
+    member, other = make_user(), make_user()
+    member.groups.add(Group.objects.get(name="engineering"))
+    assert budget_get(member).amount == 5000 and budget_get(other) is None
+    assert api_access_allowed(member) and not api_access_allowed(other)
 
 
 def test_a_plan_assigned_to_the_user_wins_over_their_groups_plans(make_user, catalog):
