@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from .forms import time_zone_choices
-from .models import Invite, Profile, SignupPolicy
+from .models import Invite, Profile, SignupPolicy, SSOIdentity
 from .selectors import signup_policy_get
 from .services import invite_issue
 
@@ -142,3 +142,16 @@ class InviteAdmin(admin.ModelAdmin):
         link = request.build_absolute_uri(f"{reverse('accounts-signup')}?{urlencode({'invite': obj.issued_token})}")  # type: ignore[attr-defined]
         context = {**self.admin_site.each_context(request), "opts": self.opts, "invite": obj, "link": link, "title": "Invite link"}
         return TemplateResponse(request, "accounts/invite_created.html", context)
+
+
+@admin.register(SSOIdentity)
+class SSOIdentityAdmin(admin.ModelAdmin):
+    """Which account each identity at the provider signs in as. Made by the first login; deleting one
+    makes that person's next login create a new account."""
+
+    list_display = ("user", "issuer", "subject", "created_at")
+    search_fields = ("user__username", "subject")
+    readonly_fields = ("user", "issuer", "subject", "created_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -85,3 +85,24 @@ class Invite(models.Model):
 
     def __str__(self) -> str:
         return f"Invite {self.note}" if self.note else f"Invite #{self.pk}"
+
+
+class SSOIdentity(models.Model):
+    """Who a user is at the identity provider. The pair (issuer, subject) never changes; an email
+    can, and an IdP may assert any email, so accounts are found by this and never by email."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sso_identity")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "single sign-on identity"
+        verbose_name_plural = "single sign-on identities"
+        constraints = [
+            # Two first logins of one person racing: one creates the account, the other fails and may retry.
+            models.UniqueConstraint(fields=["issuer", "subject"], name="one_user_per_sso_identity"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} at {self.issuer or 'the identity provider'}"

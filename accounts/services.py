@@ -1,14 +1,16 @@
 """Writes of the accounts room: every account, invite and profile change goes through here."""
 
 import datetime as dt
+import re
 import secrets
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from .models import Invite, Profile, SignupPolicy
+from .models import Invite, Profile, SignupPolicy, SSOIdentity
 from .selectors import invite_find, invite_token_hash, signup_policy_get
 
 
@@ -22,8 +24,9 @@ INVITE_UNKNOWN_MESSAGE = "This invite link is not valid. Check that you copied a
 INVITE_USED_MESSAGE = "This invite link has already been used. Each link creates one account; ask for a new one."
 
 
-def user_create(*, username: str, password: str, time_zone: str = "UTC", email: str = "", is_staff: bool = False):
-    """New users get the default plan (a profile without a plan follows the default)."""
+def user_create(*, username: str, password: str | None, time_zone: str = "UTC", email: str = "", is_staff: bool = False):
+    """New users get the default plan (a profile without a plan follows the default).
+    Without a password (single sign-on) the account cannot log in with one."""
     with transaction.atomic():
         user = get_user_model().objects.create_user(username=username, password=password, email=email, is_staff=is_staff)
         Profile.objects.update_or_create(user=user, defaults={"time_zone": time_zone})
@@ -84,3 +87,50 @@ def profile_update(*, user, time_zone: str, email: str, instructions: str) -> No
         user.profile.time_zone = time_zone
         user.profile.instructions = instructions.strip()
         user.profile.save(update_fields=["time_zone", "instructions"])
+
+
+def sso_username(claims: dict) -> str:
+    """A free username from the provider's preferred username, else the email's local part, else `user`."""
+    wanted = str(claims.get("preferred_username") or str(claims.get("email") or "").split("@")[0] or "user")
+    base = re.sub(r"[^\w.@+-]", "-", wanted)[:140] or "user"
+    users = get_user_model().objects
+    candidate, n = base, 1
+    while users.filter(username__iexact=candidate).exists():
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
+
+
+def sso_group_names(claims: dict, claim: str) -> list[str]:
+    """The group names in `claim`: a list of strings (or one string). Anything else is no groups (fail closed)."""
+    value = claims.get(claim)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list):
+        return []
+    # Django's group names are at most 150 characters; a longer one matches nothing a staff member could map.
+    return sorted({name.strip() for name in value if isinstance(name, str) and 0 < len(name.strip()) <= 150})
+
+
+def user_groups_sync(*, user, names: list[str]) -> None:
+    """The user's groups become exactly `names`, each created if new: the provider is the source of truth."""
+    groups = [Group.objects.get_or_create(name=name)[0] for name in names]
+    user.groups.set(groups)
+
+
+def sso_user_login(*, issuer: str, subject: str, claims: dict):
+    """The account of this identity at the provider, created at its first login, with its groups
+    synced from the provider's claim (OIDC_GROUPS_CLAIM) at every login.
+
+    First logins are not subject to the sign-up policy: the provider decides who may sign in.
+    An existing local account with the same email is never taken over: it stays separate."""
+    with transaction.atomic():
+        identity = SSOIdentity.objects.select_related("user").filter(issuer=issuer, subject=subject).first()
+        if identity is None:
+            user = user_create(username=sso_username(claims), password=None, email=str(claims.get("email") or "")[:254])
+            SSOIdentity.objects.create(user=user, issuer=issuer, subject=subject)
+        else:
+            user = identity.user
+        if settings.OIDC_GROUPS_CLAIM:
+            user_groups_sync(user=user, names=sso_group_names(claims, settings.OIDC_GROUPS_CLAIM))
+    return user

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from . import views
+from . import sso, views
 
 # Django's own password views, with our templates and URL names.
 password_change = auth_views.PasswordChangeView.as_view(
@@ -15,7 +15,10 @@ password_reset_complete = auth_views.PasswordResetCompleteView.as_view(template_
 urlpatterns = [
     path("signup/", views.signup, name="accounts-signup"),
     path("login/", views.LoginView.as_view(), name="accounts-login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="accounts-logout"),
+    path("logout/", views.LogoutView.as_view(), name="accounts-logout"),
+    # Single sign-on: 404 unless configured. The callback's name is the one mozilla-django-oidc reverses.
+    path("sso/start/", sso.sso_start, name="accounts-sso-start"),
+    path("sso/callback/", sso.sso_callback, name="oidc_authentication_callback"),
     path("profile/", views.profile, name="accounts-profile"),
     path("password/change/", password_change, name="accounts-password-change"),
     path("password/change/done/", password_change_done, name="accounts-password-change-done"),

@@ -1,8 +1,10 @@
-from django.contrib import messages
+from django.conf import settings
+from django.contrib import admin, messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 
@@ -10,10 +12,15 @@ from .forms import ProfileForm, SignupForm
 from .models import SignupPolicy
 from .selectors import signup_policy_get
 from .services import SignupRefused, profile_update, signup_check, user_signup
+from .sso import sso_logout_url
 from .throttle import client_ip, login_failures_forgive, password_reset_allowed
+
+LOCAL_LOGIN_OFF = "Accounts on this server come from single sign-on: use the button on the log-in page."
 
 
 def signup(request: HttpRequest) -> HttpResponse:
+    if not settings.LOCAL_LOGIN:
+        return signup_refused(request, SignupRefused(LOCAL_LOGIN_OFF))
     # The token stays in the page's URL, so the form posts it back.
     invite_token = request.GET.get("invite", "")
     try:
@@ -42,11 +49,41 @@ def signup_refused(request: HttpRequest, refusal: SignupRefused) -> HttpResponse
 
 
 class LoginView(auth_views.LoginView):
+    """Username and password, and the single sign-on button when SSO is configured; only the button
+    when local log-in is off (LOCAL_LOGIN=false)."""
+
     template_name = "accounts/login.html"
     redirect_authenticated_user = True  # someone already logged in goes on to the chat (or `next`)
 
     def get_context_data(self, **kwargs):
-        return super().get_context_data(**kwargs, signup_open=signup_policy_get() == SignupPolicy.Mode.OPEN)
+        local = settings.LOCAL_LOGIN
+        context = super().get_context_data(**kwargs, signup_open=local and signup_policy_get() == SignupPolicy.Mode.OPEN)
+        if not local:
+            context["form"] = None
+        return {**context, "local_login": local, "sso_enabled": settings.SSO_ENABLED, "sso_label": settings.SSO_BUTTON_LABEL}
+
+    def post(self, request, *args, **kwargs):
+        if not settings.LOCAL_LOGIN:
+            messages.error(request, LOCAL_LOGIN_OFF)
+            return redirect("accounts-login")
+        return super().post(request, *args, **kwargs)
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's own log-in form, unless only single sign-on logs in: then our log-in page, back here after."""
+    if settings.LOCAL_LOGIN:
+        return admin.site.login(request)
+    return redirect_to_login(request.GET.get("next") or "/admin/", login_url="accounts-login")
+
+
+class LogoutView(auth_views.LogoutView):
+    """Ends the local session; after SSO, also the provider's when it offers RP-initiated logout."""
+
+    def post(self, request, *args, **kwargs):
+        id_token = request.session.get("oidc_id_token")
+        response = super().post(request, *args, **kwargs)
+        provider_logout = sso_logout_url(request, id_token)
+        return HttpResponseRedirect(provider_logout) if provider_logout else response
 
 
 class PasswordResetView(auth_views.PasswordResetView):

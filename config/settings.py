@@ -237,6 +237,41 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)  # Django's default waits forever on a silent server
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
+
+# Single sign-on with OpenID Connect (accounts/sso.py, mozilla-django-oidc; docs/deploy.md, "Single sign-on").
+# Off unless OIDC_RP_CLIENT_ID is set; then the endpoints and the secret must be set too.
+OIDC_RP_CLIENT_ID = env_str("OIDC_RP_CLIENT_ID")
+SSO_ENABLED = bool(OIDC_RP_CLIENT_ID)
+OIDC_RP_CLIENT_SECRET = env_str("OIDC_RP_CLIENT_SECRET")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env_str("OIDC_OP_AUTHORIZATION_ENDPOINT")
+OIDC_OP_TOKEN_ENDPOINT = env_str("OIDC_OP_TOKEN_ENDPOINT")
+OIDC_OP_USER_ENDPOINT = env_str("OIDC_OP_USER_ENDPOINT")
+OIDC_OP_JWKS_ENDPOINT = env_str("OIDC_OP_JWKS_ENDPOINT")
+# Optional: where sign-out also ends the session at the provider (RP-initiated logout).
+OIDC_OP_LOGOUT_ENDPOINT = env_str("OIDC_OP_LOGOUT_ENDPOINT")
+# Optional but recommended: the ID token's `iss` must equal it.
+OIDC_ISSUER = env_str("OIDC_ISSUER")
+OIDC_RP_SCOPES = env_str("OIDC_RP_SCOPES", "openid email profile")
+OIDC_RP_SIGN_ALGO = env_str("OIDC_RP_SIGN_ALGO", "RS256")
+# The claim that lists the user's groups (synced to Django groups at each login); empty: groups are not synced.
+OIDC_GROUPS_CLAIM = env_str("OIDC_GROUPS_CLAIM", "groups")
+SSO_BUTTON_LABEL = env_str("SSO_BUTTON_LABEL", "Sign in with single sign-on")
+# Local accounts (username and password) stay available unless this is off; then only SSO signs in.
+LOCAL_LOGIN = env_bool("LOCAL_LOGIN", True)
+OIDC_USE_PKCE = True
+OIDC_STORE_ID_TOKEN = True  # the id_token_hint of RP-initiated logout
+OIDC_TIMEOUT = env_float("OIDC_TIMEOUT", 10.0)
+if SSO_ENABLED:
+    required = ["OIDC_RP_CLIENT_SECRET", "OIDC_OP_AUTHORIZATION_ENDPOINT", "OIDC_OP_TOKEN_ENDPOINT", "OIDC_OP_USER_ENDPOINT"]
+    required += ["OIDC_OP_JWKS_ENDPOINT"] if not OIDC_RP_SIGN_ALGO.startswith("HS") else []
+    missing = [name for name in required if not globals()[name]]
+    if missing:
+        raise ImproperlyConfigured(f"OIDC_RP_CLIENT_ID is set, so single sign-on needs {', '.join(missing)} too")
+    AUTHENTICATION_BACKENDS.append("accounts.sso.SSOBackend")
+if not LOCAL_LOGIN:
+    if not SSO_ENABLED:
+        raise ImproperlyConfigured("LOCAL_LOGIN=false needs single sign-on (OIDC_RP_CLIENT_ID and the rest): nobody could log in")
+    AUTHENTICATION_BACKENDS.remove("django.contrib.auth.backends.ModelBackend")
 # --- end of accounts ---------------------------------------------------------------------
 
 # Spend and limit notices for staff (docs/quotas.md): sent by email to these addresses (blank: every

@@ -28,7 +28,7 @@ from catalog.models import EFFORTS, AIModel
 from catalog.prices import dollars
 
 from .models import BudgetOverride, LedgerEntry, Plan, PlanBudget, PlanLimit, QuotaGrant, QuotaOverride, UserPlan, WindowKind
-from .selectors import quota_status, user_plan
+from .selectors import plan_choice, quota_status
 from .services import (
     budget_override_record,
     plan_members,
@@ -112,9 +112,12 @@ class PlanLimitInline(admin.TabularInline):
 
 
 class PlanForm(forms.ModelForm):
+    # Blank means 0, the priority of a plan nobody ranked.
+    priority = forms.IntegerField(required=False, initial=0, help_text=Plan._meta.get_field("priority").help_text)
+
     class Meta:
         model = Plan
-        fields = ("name", "description", "is_default", "calendar_time_zone", "api_access", "reasoning_efforts")
+        fields = ("name", "description", "is_default", "calendar_time_zone", "api_access", "reasoning_efforts", "groups", "priority")
 
     def clean_reasoning_efforts(self) -> str:
         named = [e.strip() for e in self.cleaned_data["reasoning_efforts"].split(",") if e.strip()]
@@ -122,6 +125,9 @@ class PlanForm(forms.ModelForm):
         if unknown:
             raise forms.ValidationError(f"Effort levels are {', '.join(EFFORTS)}, separated by commas; not {', '.join(unknown)}.")
         return ",".join(e for e in EFFORTS if e in named)
+
+    def clean_priority(self) -> int:
+        return self.cleaned_data["priority"] or 0
 
     def clean_calendar_time_zone(self) -> str:
         value = self.cleaned_data["calendar_time_zone"]
@@ -147,12 +153,26 @@ class PlanBudgetInline(admin.StackedInline):
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     form = PlanForm
-    list_display = ("name", "is_default", "calendar_time_zone", "api_access", "reasoning_efforts", "limits_summary")
+    list_display = (
+        "name",
+        "is_default",
+        "groups_summary",
+        "priority",
+        "calendar_time_zone",
+        "api_access",
+        "reasoning_efforts",
+        "limits_summary",
+    )
     search_fields = ("name",)
+    filter_horizontal = ("groups",)
     inlines = [PlanLimitInline, PlanBudgetInline]
 
     def get_queryset(self, request: HttpRequest):
-        return super().get_queryset(request).prefetch_related("limits__model")
+        return super().get_queryset(request).prefetch_related("limits__model", "groups")
+
+    @admin.display(description="Groups")
+    def groups_summary(self, plan: Plan) -> str:
+        return ", ".join(group.name for group in plan.groups.all()) or "—"
 
     def save_model(self, request: HttpRequest, obj: Plan, form, change: bool) -> None:
         # Ticking "default" here moves the default from the plan that had it, in one transaction.
@@ -420,7 +440,7 @@ class UserAdmin(accounts_admin.UserAdmin):
 
     @admin.display(description="Quota now")
     def quota_panel(self, user) -> str:
-        plan = user_plan(user)
+        choice = plan_choice(user)
         overrides = set(QuotaOverride.objects.filter(user=user).values_list("model_id", flat=True))
         rows = []
         statuses = quota_status(user=user)
@@ -446,12 +466,13 @@ class UserAdmin(accounts_admin.UserAdmin):
             '<table class="quota-panel"><thead><tr><th>Model</th><th>Used</th><th>Limit (incl. grants)</th>'
             "<th>Left</th><th>Resets at</th><th>Rule</th></tr></thead><tbody>{}</tbody></table>"
             '<p>Budget: {} (<a href="{}">set a budget override</a>)</p>'
-            '<p>Plan: {} (change it under Plan, below). <a href="{}">Reset a window</a> · <a href="{}">Grant extra messages</a> · '
+            '<p>Plan: {} — {} (change it under Plan, below). <a href="{}">Reset a window</a> · <a href="{}">Grant extra messages</a> · '
             '<a href="{}">Add an override</a> · <a href="{}">Ledger</a></p>',
             body,
             budget,
             reverse("admin:quotas_budgetoverride_add") + f"?user={user.pk}",
-            plan.name if plan else "none (every model refused)",
+            choice.plan.name if choice.plan else "none (every model refused)",
+            choice.source_label,
             reverse("admin:auth_user_quota_reset", args=[user.pk]),
             reverse("admin:auth_user_quota_grant", args=[user.pk]),
             override,

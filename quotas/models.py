@@ -5,6 +5,7 @@ The tables of the models that moved here from the chat app keep their names
 """
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.db import models
 from django.db.models import Q
 
@@ -80,6 +81,16 @@ class Plan(models.Model):
     description = models.CharField(max_length=200, blank=True)
     is_default = models.BooleanField(default=False, help_text="New users get this plan.")
     calendar_time_zone = models.CharField(max_length=64, default="UTC", help_text="Where calendar windows turn over.")
+    groups = models.ManyToManyField(
+        Group,
+        blank=True,
+        related_name="plans",
+        help_text="Members of these groups (synced from single sign-on, or set in the admin) are on this plan "
+        "unless a plan is assigned to them personally.",
+    )
+    priority = models.IntegerField(
+        default=0, help_text="A user whose groups map to several plans gets the one with the highest priority (ties: by name)."
+    )
     api_access = models.BooleanField(
         default=False, help_text="Members may create personal API keys and use the OpenAI-compatible API (/v1/), under the same limits."
     )

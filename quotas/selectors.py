@@ -5,6 +5,7 @@ import zoneinfo
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.utils import timezone
 
@@ -95,10 +96,70 @@ class Rules:
         return self.limits.get(model_id)
 
 
+@dataclass(frozen=True)
+class PlanChoice:
+    """The plan that applies to a user, and why."""
+
+    plan: Plan | None
+    source: str  # "user", "group", "default" or "none"
+    group: str = ""
+
+    @property
+    def source_label(self) -> str:
+        """Why, for staff: how the plan came to apply."""
+        labels = {"user": "assigned to this user", "default": "the default plan", "none": "no plan and no default"}
+        return labels.get(self.source) or f"from the group \u201c{self.group}\u201d (the highest priority of their groups' plans)"
+
+    @property
+    def why(self) -> str:
+        """Why, for the user."""
+        if self.source == "user":
+            return "Staff assigned this plan to you personally."
+        if self.source == "group":
+            return (
+                f"You are in the group \u201c{self.group}\u201d, which is on this plan. When your groups are on "
+                "several plans, the one with the highest priority applies."
+            )
+        if self.source == "default":
+            return "The default plan: no plan is assigned to you or to any of your groups."
+        return "No plan applies to you (no plan of yours or your groups, and no default plan): every model is refused."
+
+
+# The plan that applies to a user: their own plan (UserPlan), else of the plans their groups are on the one
+# with the highest priority (ties: the first by name), else the default plan. One row, or none (fail closed).
+PLAN_CHOICE_SQL = f"""
+SELECT plan_id, source, group_name FROM (
+    SELECT plan_id, 'user' AS source, '' AS group_name, 0 AS rank
+      FROM {UserPlan._meta.db_table} WHERE user_id = %(user)s
+    UNION ALL
+    (SELECT p.id, 'group', g.name, 1
+       FROM {Plan._meta.db_table} p
+       JOIN {Plan.groups.through._meta.db_table} pg ON pg.plan_id = p.id
+       JOIN {Group._meta.db_table} g ON g.id = pg.group_id
+       JOIN {get_user_model().groups.through._meta.db_table} ug ON ug.group_id = pg.group_id
+      WHERE ug.user_id = %(user)s
+      ORDER BY p.priority DESC, p.name, g.name LIMIT 1)
+    UNION ALL
+    SELECT id, 'default', '', 2 FROM {Plan._meta.db_table} WHERE is_default
+) AS choice
+ORDER BY rank LIMIT 1
+"""
+
+
+def plan_choice(user) -> PlanChoice:
+    """Which plan applies to the user and why (see PLAN_CHOICE_SQL; docs/quotas.md, "Which plan")."""
+    with connection.cursor() as cursor:
+        cursor.execute(PLAN_CHOICE_SQL, {"user": user.pk})
+        row = cursor.fetchone()
+    if row is None:
+        return PlanChoice(None, "none")
+    plan_id, source, group = row
+    return PlanChoice(Plan.objects.get(id=plan_id), source, group)
+
+
 def user_plan(user) -> Plan | None:
-    """The user's plan, or the default plan for users without one."""
-    plan = Plan.objects.filter(members__user=user).first()
-    return plan or Plan.objects.filter(is_default=True).first()
+    """The plan that applies to the user: their own, else their groups' (highest priority), else the default."""
+    return plan_choice(user).plan
 
 
 def api_access_allowed(user) -> bool:
@@ -107,9 +168,8 @@ def api_access_allowed(user) -> bool:
     return plan is not None and plan.api_access
 
 
-# The id of the user's plan, or of the default plan when the user has none.
-PLAN_ID_SQL = f"""COALESCE((SELECT plan_id FROM {UserPlan._meta.db_table} WHERE user_id = %(user)s),
-                        (SELECT id FROM {Plan._meta.db_table} WHERE is_default))"""
+# The id of the plan that applies to the user (PLAN_CHOICE_SQL), or NULL.
+PLAN_ID_SQL = f"""(SELECT plan_id FROM ({PLAN_CHOICE_SQL}) AS chosen)"""
 
 
 def efforts_allowed(user) -> list[str]:
@@ -119,7 +179,7 @@ def efforts_allowed(user) -> list[str]:
 
 
 # Every send asks this, so it is one round trip: per model, the user's override, else the limit of
-# the user's plan (the default plan when the user has none); unexpired grants; the plan's time zone.
+# the plan that applies to the user (PLAN_ID_SQL); unexpired grants; the plan's time zone.
 RULES_SQL = f"""
 WITH plan AS (
     SELECT id, calendar_time_zone FROM {Plan._meta.db_table}

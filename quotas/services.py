@@ -471,8 +471,11 @@ def quota_push(*, user_ids: list[int]) -> None:
 
 
 def plan_members(plan: Plan) -> list[int]:
-    """The users a plan's limits apply to: its members, and for the default plan those on no plan."""
+    """The users a plan's limits may apply to: its members, the members of its groups, and for the
+    default plan those on no plan (a few more than exactly: pushing someone their own quota is harmless)."""
     members = list(UserPlan.objects.filter(plan=plan).values_list("user_id", flat=True)[:PUSH_CAP])
+    in_groups = get_user_model().objects.filter(groups__plans=plan, is_active=True).exclude(pk__in=members).distinct()
+    members += list(in_groups.values_list("pk", flat=True)[: PUSH_CAP - len(members)])
     if plan.is_default:
         unplanned = get_user_model().objects.filter(quota_plan__isnull=True, is_active=True)
         members += list(unplanned.values_list("pk", flat=True)[: PUSH_CAP - len(members)])

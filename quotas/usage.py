@@ -156,11 +156,13 @@ def _at_limit_candidates(*, now: dt.datetime, cap: int) -> list[int]:
     limit for that model. `quota_status` then decides, exactly.
     """
     default_plan = Plan.objects.filter(is_default=True).values("id")[:1]
+    # The plan that applies (selectors.PLAN_CHOICE_SQL): the user's own, else their groups' highest priority, else the default.
+    group_plan = Plan.objects.filter(groups__user=OuterRef("user_id")).order_by("-priority", "name").values("id")[:1]
     override = QuotaOverride.objects.filter(user_id=OuterRef("user_id"), model_id=OuterRef("model_id"))
     plan_limit = PlanLimit.objects.filter(plan_id=OuterRef("plan_id"), model_id=OuterRef("model_id"))
     rows = (
         QuotaCounter.objects.filter(used__gt=0, window_end__gt=now - _longest_window())
-        .annotate(plan_id=Coalesce(F("user__quota_plan__plan_id"), Subquery(default_plan)))
+        .annotate(plan_id=Coalesce(F("user__quota_plan__plan_id"), Subquery(group_plan), Subquery(default_plan)))
         .annotate(
             limit=Case(
                 # The override replaces the plan's limit; disabled or unlimited is never "at the limit".

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from catalog.models import AIModel
 from quotas.models import Plan
-from quotas.selectors import quota_check, quota_status, user_plan
+from quotas.selectors import plan_choice, quota_check, quota_status
 from quotas.services import plan_set, quota_grant, quota_reset
 from quotas.windows import format_reset
 
@@ -132,11 +132,11 @@ class Command(BaseCommand):
         return now + dt.timedelta(days=_whole(days or "7", "--days", 1, MAX_GRANT_DAYS))
 
     def _show(self, user) -> None:
-        plan = user_plan(user)
+        choice = plan_choice(user)
         profile = getattr(user, "profile", None)
+        how = {"user": "", "default": " (default)", "none": ""}.get(choice.source, f" (group {choice.group})")
         self.stdout.write(
-            f"{user.get_username()} · plan {plan.name if plan else 'none'}"
-            f"{'' if hasattr(user, 'quota_plan') else ' (default)'}"
+            f"{user.get_username()} · plan {choice.plan.name if choice.plan else 'none'}{how}"
             f" · time zone {profile.time_zone if profile else 'UTC'}"
         )
         rows = [("model", "used", "limit", "left", "resets at (UTC)", "rule")]

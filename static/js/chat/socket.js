@@ -46,7 +46,15 @@ function setConnectionBanner(show, text) {
   if (text) el.connectionText.textContent = text;
 }
 
+// Set when this page's own log-out form is sent: its answer may lead on to the identity provider's
+// logout (single sign-on), which a jump to the login page on the socket's close would cut short.
+let loggingOut = false;
+document.addEventListener("submit", (event) => {
+  if (event.target.matches?.(".logout-form")) loggingOut = true;
+});
+
 function goToLogin() {
+  if (loggingOut) return;
   location.assign(`${urls.login}?next=${encodeURIComponent(location.pathname)}`);
 }
 
