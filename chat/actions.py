@@ -242,9 +242,7 @@ def _lock_user(user) -> None:
     # or password change) but lets the foreign-key checks of a worker settling one of their answers
     # (ledger entry → auth_user, FOR KEY SHARE) through. With FOR UPDATE the settle, holding the budget
     # counter, waited on this lock while this send waited on the budget counter: a deadlock.
-    locked = (
-        get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk, is_active=True, password=user.password).exists()
-    )
+    locked = get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk, is_active=True, password=user.password).exists()
     if not locked:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
 
