@@ -19,7 +19,7 @@ from quotas.services import QuotaRefused, quota_refund, quota_reserve
 
 from . import events
 from .models import LIVE, Conversation, Message
-from .selectors import conversation_get_for_user, message_get_for_user
+from .selectors import branch_leaf, conversation_get_for_user, message_get_for_user, message_versions
 from .serializers import conversation_json
 
 log = logging.getLogger(__name__)
@@ -101,17 +101,25 @@ def _enqueue(reply: Message) -> None:
         reply.queued = False
 
 
-def _reply_start(*, user, conversation: Conversation, model: AIModel, new_conversation: bool = False) -> Message:
-    """Store a pending reply, reserve its quota and enqueue it; inside the caller's transaction."""
+def _reply_start(*, user, conversation: Conversation, parent: Message | None, model: AIModel, new_conversation: bool = False) -> Message:
+    """Store a pending reply to `parent`, reserve its quota and enqueue it; inside the caller's transaction.
+
+    The reply ends the branch on screen: the conversation's current leaf.
+    """
     live = Message.objects.filter(conversation__user=user, role=Message.Role.ASSISTANT, status__in=LIVE).count()
     if live >= settings.MAX_LIVE_REPLIES:
         raise ActionRefused("busy", f"You already have {live} answers being written. Wait for one to finish or stop it.")
-    reply = Message.objects.create(conversation=conversation, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING)
+    reply = Message.objects.create(
+        conversation=conversation, parent=parent, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING
+    )
     quota_reserve(user=user, model=model, reply_id=reply.id)
-    if not new_conversation:
+    conversation.current_leaf = reply
+    if new_conversation:
+        conversation.save(update_fields=["current_leaf"])
+    else:
         # The model picked last sticks to the conversation, which moves to the top of the list.
         conversation.model = model
-        conversation.save(update_fields=["model", "updated_at"])
+        conversation.save(update_fields=["model", "current_leaf", "updated_at"])
     transaction.on_commit(lambda: _enqueue(reply))
     return reply
 
@@ -147,8 +155,13 @@ def message_send(*, user, conversation_id: int | None, model_slug: object, text:
         else:
             conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
             conversation.user = user  # known: the announcement after commit need not fetch it again
-        user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, model=model, text=text)
-        reply = _reply_start(user=user, conversation=conversation, model=model, new_conversation=conversation_id is None)
+        # A new question follows the branch on screen.
+        user_message = Message.objects.create(
+            conversation=conversation, parent_id=conversation.current_leaf_id, role=Message.Role.USER, model=model, text=text
+        )
+        reply = _reply_start(
+            user=user, conversation=conversation, parent=user_message, model=model, new_conversation=conversation_id is None
+        )
         transaction.on_commit(lambda: events.messages_added(conversation, [user_message, reply]))
     return user_message, reply
 
@@ -159,42 +172,84 @@ def title_from(text: str) -> str:
     return words if len(words) <= 60 else words[:57].rsplit(" ", 1)[0] + "…"
 
 
-def _last_turn(user, message_id: object, role: str) -> Message:
+def _message_to_branch(user, message_id: object, role: str) -> Message:
+    """The user's message of `role` to branch from; refused while an answer in its conversation is being written."""
     message = message_get_for_user(user=user, message_id=message_id)
-    last = message.conversation.messages.filter(replaced=False, role=role).last()
-    if message.role != role or last is None or last.id != message.id:
-        raise ActionRefused("not_last", "Only the last message of a conversation can be changed.")
+    if message.role != role:
+        raise ActionRefused("invalid", "Only your own messages can be edited." if role == Message.Role.USER else "That is not an answer.")
     if message.conversation.messages.filter(status__in=LIVE).exists():
         raise ActionRefused("busy", "Wait for the answer to finish, or stop it first.")
     return message
 
 
+def _with_versions(message: Message) -> Message:
+    message.versions = message_versions(message=message)
+    return message
+
+
 def reply_regenerate(*, user, message_id: object, model_slug: object = None) -> Message:
-    """Answer the last user message again; the old answer is kept but hidden. Counts as a message."""
+    """Answer the same question again; the old answer stays as a version. Counts as a message."""
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
-        old = _last_turn(user, message_id, Message.Role.ASSISTANT)
+        old = _message_to_branch(user, message_id, Message.Role.ASSISTANT)
         # The old reply's model unless another is named; either way it must be enabled now.
         model = _model_get(model_slug or old.model.slug)
-        Message.objects.filter(id=old.id).update(replaced=True)
-        reply = _reply_start(user=user, conversation=old.conversation, model=model)
+        reply = _reply_start(user=user, conversation=old.conversation, parent=old.parent, model=model)
         transaction.on_commit(lambda: events.messages_added(old.conversation, [reply]))
-    return reply
+    return _with_versions(reply)
 
 
 def message_edit(*, user, message_id: object, text: object, model_slug: object = None) -> tuple[Message, Message]:
-    """Replace the last user message with new text and answer it. Counts as a message."""
+    """Ask any earlier question again with new text, starting a new branch from there. Counts as a message.
+
+    The old question and everything after it stay, as the other version.
+    """
     text = _clean_text(text)
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
-        old = _last_turn(user, message_id, Message.Role.USER)
+        old = _message_to_branch(user, message_id, Message.Role.USER)
         model = _model_get(model_slug or old.model.slug)
         _check_fits(text, model)
-        old.conversation.messages.filter(id__gte=old.id).update(replaced=True)
-        user_message = Message.objects.create(conversation=old.conversation, role=Message.Role.USER, model=model, text=text)
-        reply = _reply_start(user=user, conversation=old.conversation, model=model)
+        user_message = Message.objects.create(
+            conversation=old.conversation, parent_id=old.parent_id, role=Message.Role.USER, model=model, text=text
+        )
+        reply = _reply_start(user=user, conversation=old.conversation, parent=user_message, model=model)
         transaction.on_commit(lambda: events.messages_added(old.conversation, [user_message, reply]))
-    return user_message, reply
+    return _with_versions(user_message), reply
+
+
+def reply_continue(*, user, message_id: object) -> Message:
+    """Go on with an answer that was stopped or cut off, as a new answer after it. Counts as a message.
+
+    The model gets the partial answer as the last assistant turn and is asked to continue
+    (generation/reply.py, context_for); the page shows the continuation joined to it.
+    """
+    with _quota_explained(user), transaction.atomic():
+        _lock_user(user)
+        partial = _message_to_branch(user, message_id, Message.Role.ASSISTANT)
+        cut = partial.incomplete and partial.finish_reason != "content_filter"
+        if not partial.text or not (cut or partial.status == Message.Status.STOPPED):
+            raise ActionRefused("invalid", "Only an answer that was stopped or cut off can be continued.")
+        if partial.children.exists():
+            raise ActionRefused("invalid", "Only the last answer of a branch can be continued.")
+        model = _model_get(partial.model.slug)
+        reply = _reply_start(user=user, conversation=partial.conversation, parent=partial, model=model)
+        transaction.on_commit(lambda: events.messages_added(partial.conversation, [reply]))
+    return reply
+
+
+def branch_switch(*, user, message_id: object) -> Conversation:
+    """Show the branch through another version of a message, down to its newest answer."""
+    with transaction.atomic():
+        _lock_user(user)  # serialised with sends, which add to the branch on screen
+        message = message_get_for_user(user=user, message_id=message_id)
+        conversation = message.conversation
+        if conversation.messages.filter(status__in=LIVE).exists():
+            raise ActionRefused("busy", "Wait for the answer to finish, or stop it first.")
+        conversation.current_leaf_id = branch_leaf(message=message)
+        conversation.save(update_fields=["current_leaf"])  # a switch does not move the chat up the list
+        transaction.on_commit(lambda: events.branch_switched(conversation))
+    return conversation
 
 
 def reply_stop(*, user, message_id: object) -> None:

@@ -1,4 +1,10 @@
-"""Conversations and their messages. A reply's quota lives in quotas.Reservation, keyed by its id."""
+"""Conversations and their messages. A reply's quota lives in quotas.Reservation, keyed by its id.
+
+Messages form a tree: each points at the message it follows (`parent`). An edit
+adds a sibling user message, a regenerate a sibling answer, a continuation a child
+answer of the cut-off one; nothing is deleted. The branch on screen (and the only
+one sent to the model) runs from the root to the conversation's `current_leaf`.
+"""
 
 from django.conf import settings
 from django.db import models
@@ -13,6 +19,9 @@ class Conversation(models.Model):
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT, help_text="The model picked last in this chat.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The last message of the branch on screen."
+    )
 
     class Meta:
         indexes = [models.Index(fields=["user", "-updated_at"])]
@@ -34,6 +43,9 @@ class Message(models.Model):
         STOPPED = "stopped"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children", help_text="The message this one follows."
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT)
     text = models.TextField(blank=True)
@@ -41,7 +53,6 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DONE)
     incomplete = models.BooleanField(default=False, help_text="The answer was cut off and is partial.")
     finish_reason = models.CharField(max_length=32, blank=True, help_text="The provider's: stop, length, content_filter…")
-    replaced = models.BooleanField(default=False, help_text="Regenerated or edited away; kept for usage records.")
     error = models.CharField(max_length=500, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -63,6 +74,8 @@ class Message(models.Model):
 
     # Not stored: False when the send could not enqueue the reply (the broker was down; chat.actions._enqueue).
     queued = True
+    # Not stored: the ids of this message's versions (it and its siblings of its role), oldest first (chat.selectors).
+    versions: list[int] | None = None
 
     def __str__(self) -> str:
         return f"{self.role} #{self.pk} ({self.status})"

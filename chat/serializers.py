@@ -7,6 +7,8 @@ def message_json(message: Message) -> dict:
     return {
         "id": message.id,
         "conversation_id": message.conversation_id,
+        "parent_id": message.parent_id,
+        "versions": message.versions or [message.id],
         "role": message.role,
         "model": message.model.slug,
         "model_name": message.model.name,

@@ -33,6 +33,7 @@ from catalog.context import ContextTooLarge, context_trim, turn_tokens
 from catalog.models import AIModel
 from chat import events
 from chat.models import LIVE, Message
+from chat.selectors import branch_ids
 from live import publish
 from live.loop import run_soon
 from quotas.models import Reservation
@@ -63,14 +64,32 @@ NOTES = {
 }
 
 
+# What a Continue asks, after the partial answer (chat.actions.reply_continue).
+CONTINUE_PROMPT = (
+    "Your previous answer was cut off. Continue it exactly where it stopped, without repeating anything or commenting on the break."
+)
+
+
 class Stopped(Exception):
     """The reply was stopped, deleted or reaped while this worker wrote it."""
 
 
 def context_for(reply: Message) -> list[dict[str, str]]:
-    """Earlier turns' user text and visible answers, never reasoning, trimmed to the window."""
-    earlier = Message.objects.filter(conversation_id=reply.conversation_id, id__lt=reply.id, replaced=False).exclude(text="")
-    turns = [{"role": role, "content": text} for role, text in earlier.values_list("role", "text")]
+    """The user text and visible answers of the reply's branch only, never reasoning, trimmed to the window.
+
+    An answer and its continuations are one assistant turn. A continuation's own request
+    ends with the partial answer and CONTINUE_PROMPT as the user's turn.
+    """
+    ids = branch_ids(conversation_id=reply.conversation_id, leaf_id=reply.parent_id)
+    earlier = Message.objects.filter(id__in=ids).exclude(text="").order_by("id")
+    turns: list[dict[str, str]] = []
+    for role, text in earlier.values_list("role", "text"):
+        if turns and role == Message.Role.ASSISTANT and turns[-1]["role"] == role:
+            turns[-1]["content"] += text
+        else:
+            turns.append({"role": role, "content": text})
+    if turns and turns[-1]["role"] == Message.Role.ASSISTANT:
+        turns.append({"role": Message.Role.USER, "content": CONTINUE_PROMPT})
     model = reply.model
     return context_trim(turns, context_window=model.context_window, max_output_tokens=model.max_output_tokens, tokenizer=model.tokenizer)
 
