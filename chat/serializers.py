@@ -4,11 +4,10 @@ from .models import Conversation, Message
 
 
 def message_json(message: Message) -> dict:
-    return {
+    found = {
         "id": message.id,
         "conversation_id": message.conversation_id,
         "parent_id": message.parent_id,
-        "versions": message.versions or [message.id],
         "role": message.role,
         "model": message.model.slug,
         "model_name": message.model.name,
@@ -26,6 +25,9 @@ def message_json(message: Message) -> dict:
         "created_at": message.created_at.isoformat(),
         "finished_at": message.finished_at.isoformat() if message.finished_at else None,
     }
+    if message.versions is not None:  # known where they are read: snapshots and `sent` (chat.selectors)
+        found["versions"] = message.versions
+    return found
 
 
 def conversation_json(conversation: Conversation) -> dict:

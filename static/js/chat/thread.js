@@ -1,6 +1,6 @@
-/* The conversation on screen: one node per message, painted from its entry; the
- * reasoning panel and its "Thinking… 12s" counter; editing the last question;
- * keeping the newest text in view. */
+/* The conversation on screen (the branch shown): one node per message, painted from
+ * its entry; the reasoning panel and its "Thinking… 12s" counter; editing a question;
+ * the ‹1/2› versions of a message; Continue; keeping the newest text in view. */
 import { copyButton, h, icon } from "./dom.js";
 import { cutNote, formatWhen, numberFormat, secondsLabel } from "./format.js";
 import { renderMarkdown } from "./markdown.js";
@@ -12,7 +12,7 @@ import { autoGrow, updateChrome } from "./chrome.js";
 const NEAR_BOTTOM_PX = 80;
 
 // What the buttons under the messages do is the composer's (composer.js); main.js hands it over.
-let actions = { regenerate() {}, submitEdit() {} };
+let actions = { regenerate() {}, submitEdit() {}, continueAnswer() {}, switchTo() {} };
 
 export function threadStart(handlers) {
   actions = handlers;
@@ -36,8 +36,13 @@ function rebuildThread() {
 /** Put every message node in order and repaint them; cheap enough for any change of shape. */
 export function refresh() {
   let previous = null;
+  let before = null;
   for (const entry of state.messages) {
     if (!entry.node) buildNode(entry);
+    // A continuation reads as the rest of the answer it continues.
+    entry.node.classList.toggle("msg-continuation",
+      entry.msg.role === "assistant" && before?.msg.role === "assistant" && entry.msg.parent_id === before.msg.id);
+    before = entry;
     const expected = previous ? previous.nextSibling : el.messages.firstChild;
     if (expected !== entry.node) el.messages.insertBefore(entry.node, expected);
     paint(entry);
@@ -83,14 +88,37 @@ function paintUser(entry) {
   }
   if (body.textContent !== msg.text || body.firstChild?.nodeType !== Node.TEXT_NODE) body.textContent = msg.text;
   buttons.replaceChildren();
+  const switcher = versionSwitcher(msg);
+  if (switcher) buttons.append(switcher);
   buttons.append(copyButton("act", "Copy message", () => msg.text));
-  const isLastUser = lastOf("user") === entry;
-  if (isLastUser && typeof msg.id === "number" && !liveReply() && !anyPendingHere()) {
+  if (typeof msg.id === "number" && !liveReply() && !anyPendingHere()) {
     buttons.append(h("button", {
       type: "button", className: "act", "aria-label": "Edit message",
       onclick: () => startEdit(entry),
     }, [icon("edit"), h("span", { className: "btn-text", text: "Edit" })]));
   }
+}
+
+/** ‹ 1/2 ›: which version of this message the branch on screen goes through; the arrows switch branch. */
+function versionSwitcher(msg) {
+  const versions = msg.versions || [msg.id];
+  const index = versions.indexOf(msg.id);
+  if (versions.length < 2 || index < 0) return null;
+  const busy = Boolean(liveReply() || anyPendingHere());
+  const go = (to) => h("button", {
+    type: "button", className: "act act-version",
+    "aria-label": to < index ? "Previous version" : "Next version",
+    disabled: busy || to < 0 || to >= versions.length,
+    onclick: () => actions.switchTo(versions[to]),
+  }, [to < index ? "‹" : "›"]);
+  return h("span", { className: "versions", role: "group", "aria-label": `Version ${index + 1} of ${versions.length}` }, [
+    go(index - 1), h("span", { className: "versions-label", text: `${index + 1}/${versions.length}` }), go(index + 1),
+  ]);
+}
+
+/** A stopped or cut-off answer can be continued; not one the content filter stopped. */
+export function continuable(msg) {
+  return Boolean(msg.text) && (msg.status === "stopped" || (msg.incomplete && msg.finish_reason !== "content_filter"));
 }
 
 function editor(entry) {
@@ -215,8 +243,17 @@ function paintAssistant(entry) {
     meta.push(tokens);
   }
   const buttons = h("div", { className: "msg-actions" });
+  const switcher = versionSwitcher(msg);
+  if (switcher) buttons.append(switcher);
   if (msg.text) buttons.append(copyButton("act", "Copy answer", () => msg.text));
-  if (lastOf("assistant") === entry && typeof msg.id === "number" && !anyPendingHere()) {
+  const last = lastOf("assistant") === entry && typeof msg.id === "number" && !anyPendingHere();
+  if (last && continuable(msg)) {
+    buttons.append(h("button", {
+      type: "button", className: "act act-strong", "aria-label": "Continue answer",
+      onclick: () => actions.continueAnswer(entry),
+    }, [icon("chevron"), h("span", { className: "btn-text", text: "Continue" })]));
+  }
+  if (last) {
     const failed = msg.status === "failed";
     buttons.append(h("button", {
       type: "button", className: failed ? "act act-strong" : "act", "aria-label": failed ? "Retry" : "Regenerate answer",
