@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 def test_sending_a_message_takes_a_fixed_number_of_queries(catalog, make_user, django_assert_num_queries):
     user = make_user()
     actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="warm up")
-    with django_assert_num_queries(10):  # a new conversation
+    with django_assert_num_queries(11):  # a new conversation; its first reply becomes its current leaf
         actions.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hello")
     conversation = Message.objects.filter(conversation__user=user).last().conversation
     with django_assert_num_queries(11):  # an existing conversation
