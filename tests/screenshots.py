@@ -191,3 +191,26 @@ def test_few_left(live_url, browser, make_user, catalog):
         expect(last_answer(page).locator(".msg-foot")).to_be_visible()
         expect(page.get_by_role("status").filter(has_text="5 o1-preview messages left until")).to_be_visible()
         shoot(page, "few-left.png")
+
+
+def test_branches(live_url, browser, make_user, catalog):
+    """An earlier question edited (its ‹2/2›) and the answer to it regenerated (‹2/2› too)."""
+    user = make_user("ada")
+    earlier_chats(user, catalog["o1-mini"])
+    with browsing(browser) as page:
+        log_in(page, live_url, "ada")
+        send(page, "What is a list comprehension in Python?")
+        expect(page.locator("article.msg-assistant .msg-foot:visible")).to_have_count(1, timeout=30_000)
+        send(page, "Show a dict comprehension too.")
+        expect(page.locator("article.msg-assistant .msg-foot:visible")).to_have_count(2, timeout=30_000)
+        asked = page.locator("article.msg-user").nth(1)
+        asked.hover()
+        asked.get_by_role("button", name="Edit message").click()
+        page.get_by_label("Edit your message").fill("Show a set comprehension instead.")
+        page.get_by_role("button", name="Save & resend").click()
+        expect(last_answer(page).locator(".msg-foot")).to_be_visible(timeout=30_000)
+        last_answer(page).get_by_role("button", name="Regenerate answer").click()
+        expect(last_answer(page).get_by_role("group", name="Version 2 of 2")).to_be_visible()
+        expect(last_answer(page).locator(".msg-foot")).to_be_visible(timeout=30_000)
+        expect(page.locator("article.msg-user").nth(1).get_by_role("group", name="Version 2 of 2")).to_be_visible()
+        shoot(page, "branches.png")
