@@ -4,7 +4,7 @@ from .models import Conversation, Message
 
 
 def message_json(message: Message) -> dict:
-    found = {
+    found: dict[str, object] = {
         "id": message.id,
         "conversation_id": message.conversation_id,
         "parent_id": message.parent_id,

@@ -17,9 +17,7 @@ def stored_reply(username: str, *statuses: str, timeout: float = 20):
     Message = apps.get_model("chat", "Message")
     return wait_until(
         lambda: (
-            Message.objects.filter(role="assistant", conversation__user__username=username, status__in=statuses)
-            .order_by("-id")
-            .first()
+            Message.objects.filter(role="assistant", conversation__user__username=username, status__in=statuses).order_by("-id").first()
         ),
         timeout=timeout,
         what=f"an answer of {username} with status {statuses}",

@@ -78,7 +78,8 @@ def test_replaced_messages_of_the_previous_layout_become_versions_on_other_branc
     user = old.get_model("auth", "User").objects.create(username="bob", password="x")
     from catalog.models import AIModel  # the catalog's tables are as they are now; only chat went back
 
-    mini = AIModel.objects.get_or_create(slug="o1-mini", defaults={"name": "o1-mini", "context_window": 128_000, "max_output_tokens": 65_536})[0].id
+    defaults = {"name": "o1-mini", "context_window": 128_000, "max_output_tokens": 65_536}
+    mini = AIModel.objects.get_or_create(slug="o1-mini", defaults=defaults)[0].id
     conversation = old.get_model("chat", "Conversation").objects.create(user=user, model_id=mini, title="t")
     Message = old.get_model("chat", "Message")
 
