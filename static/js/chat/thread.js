@@ -7,6 +7,7 @@ import { renderMarkdown } from "./markdown.js";
 import { LIVE } from "./merge.js";
 import { el } from "./page.js";
 import { anyPendingHere, lastOf, liveReply, makeEntry, state } from "./state.js";
+import { continuable, continues, versionPosition } from "./versions.js";
 import { autoGrow, updateChrome } from "./chrome.js";
 
 const NEAR_BOTTOM_PX = 80;
@@ -40,8 +41,7 @@ export function refresh() {
   for (const entry of state.messages) {
     if (!entry.node) buildNode(entry);
     // A continuation reads as the rest of the answer it continues.
-    entry.node.classList.toggle("msg-continuation",
-      entry.msg.role === "assistant" && before?.msg.role === "assistant" && entry.msg.parent_id === before.msg.id);
+    entry.node.classList.toggle("msg-continuation", continues(entry.msg, before?.msg));
     before = entry;
     const expected = previous ? previous.nextSibling : el.messages.firstChild;
     if (expected !== entry.node) el.messages.insertBefore(entry.node, expected);
@@ -101,24 +101,18 @@ function paintUser(entry) {
 
 /** ‹ 1/2 ›: which version of this message the branch on screen goes through; the arrows switch branch. */
 function versionSwitcher(msg) {
-  const versions = msg.versions || [msg.id];
-  const index = versions.indexOf(msg.id);
-  if (versions.length < 2 || index < 0) return null;
+  const at = versionPosition(msg);
+  if (!at) return null;
   const busy = Boolean(liveReply() || anyPendingHere());
-  const go = (to) => h("button", {
-    type: "button", className: "act act-version",
-    "aria-label": to < index ? "Previous version" : "Next version",
-    disabled: busy || to < 0 || to >= versions.length,
-    onclick: () => actions.switchTo(versions[to]),
-  }, [to < index ? "‹" : "›"]);
-  return h("span", { className: "versions", role: "group", "aria-label": `Version ${index + 1} of ${versions.length}` }, [
-    go(index - 1), h("span", { className: "versions-label", text: `${index + 1}/${versions.length}` }), go(index + 1),
+  const go = (label, text, id) => h("button", {
+    type: "button", className: "act act-version", "aria-label": label, disabled: busy || id === null,
+    onclick: () => actions.switchTo(id),
+  }, [text]);
+  return h("span", { className: "versions", role: "group", "aria-label": `Version ${at.index + 1} of ${at.count}` }, [
+    go("Previous version", "‹", at.previous),
+    h("span", { className: "versions-label", text: `${at.index + 1}/${at.count}` }),
+    go("Next version", "›", at.next),
   ]);
-}
-
-/** A stopped or cut-off answer can be continued; not one the content filter stopped. */
-export function continuable(msg) {
-  return Boolean(msg.text) && (msg.status === "stopped" || (msg.incomplete && msg.finish_reason !== "content_filter"));
 }
 
 function editor(entry) {
