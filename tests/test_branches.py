@@ -2,6 +2,7 @@
 request bodies, over real HTTP), what is shown, and what counts."""
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.http import Http404
 
 from chat import actions, selectors
@@ -9,7 +10,7 @@ from chat.models import Conversation, Message
 from generation.reply import CONTINUE_PROMPT
 from quotas.models import LedgerEntry
 from quotas.selectors import quota_status
-from tests.helpers import GroupListener, generate, quota_state
+from tests.helpers import GroupListener, generate, handshake, quota_state, session_cookie
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("private_queue")]
 
@@ -208,3 +209,28 @@ def test_a_switch_tells_every_tab_on_the_conversation(simulator, catalog, make_u
     actions.branch_switch(user=user, message_id=a1.id)
 
     assert {"type": "chat.branch", "conversation_id": a1.conversation_id, "leaf_id": a1.id} in listener.events()
+
+
+def test_over_the_socket_a_switch_answers_with_the_branch_and_continue_with_the_new_reply(simulator, catalog, make_user):
+    user = make_user()
+    cut = ask(user, "Q1 [sim:finish=length]")
+    again = generate(actions.reply_regenerate(user=user, message_id=cut.id))
+    cookie = session_cookie(user)  # outside the event loop's thread: its connection is never returned
+
+    @async_to_sync
+    async def run():
+        _, ws = await handshake(cookie)
+        await ws.send_json_to({"type": "switch", "message_id": cut.id})
+        snapshot = await ws.receive_json_from(timeout=10)
+        await ws.send_json_to({"type": "continue", "message_id": cut.id, "client_id": "c1"})
+        sent = await ws.receive_json_from(timeout=10)
+        await ws.disconnect()
+        return snapshot, sent
+
+    snapshot, sent = run()
+
+    assert snapshot["type"] == "snapshot"
+    assert [(m["id"], m["versions"]) for m in snapshot["messages"]] == [(cut.parent_id, [cut.parent_id]), (cut.id, [cut.id, again.id])]
+    assert sent["type"] == "sent" and sent["client_id"] == "c1"
+    assert sent["reply"]["parent_id"] == cut.id and sent["reply"]["status"] == "pending"
+    assert used(user) == 3
