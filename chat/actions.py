@@ -140,10 +140,15 @@ def _lock_user(user) -> None:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
 
 
-def message_send(*, user, conversation_id: int | None, model_slug: object, text: object) -> tuple[Message, Message]:
+def message_send(
+    *, user, conversation_id: int | None, model_slug: object, text: object, parent_id: object = None
+) -> tuple[Message, Message]:
     """Store the user's message and a pending reply, reserving quota, in one transaction.
 
-    Raises ActionRefused with nothing stored when the input is bad or the quota is spent.
+    The message follows `parent_id`, the last message the sending tab shows, so that the
+    model gets the branch on screen even in a tab that missed a switch; by default it
+    follows the conversation's current leaf. Raises ActionRefused with nothing stored
+    when the input is bad or the quota is spent.
     """
     text = _clean_text(text)
     model = _model_get(model_slug)
@@ -155,10 +160,12 @@ def message_send(*, user, conversation_id: int | None, model_slug: object, text:
         else:
             conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
             conversation.user = user  # known: the announcement after commit need not fetch it again
-        # A new question follows the branch on screen.
-        user_message = Message.objects.create(
-            conversation=conversation, parent_id=conversation.current_leaf_id, role=Message.Role.USER, model=model, text=text
-        )
+        parent = conversation.current_leaf_id
+        if parent_id is not None and parent_id != parent:
+            parent = message_get_for_user(user=user, message_id=parent_id).id
+            if conversation_id is None or not conversation.messages.filter(id=parent).exists():
+                raise ActionRefused("invalid", "That message is not in this conversation.")
+        user_message = Message.objects.create(conversation=conversation, parent_id=parent, role=Message.Role.USER, model=model, text=text)
         reply = _reply_start(
             user=user, conversation=conversation, parent=user_message, model=model, new_conversation=conversation_id is None
         )

@@ -203,7 +203,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     async def do_send(self, frame: dict) -> None:
         conversation_id = frame.get("conversation_id")
         user_message, reply = await database_sync_to_async(actions.message_send)(
-            user=self.user, conversation_id=conversation_id, model_slug=frame.get("model"), text=frame.get("text")
+            user=self.user,
+            conversation_id=conversation_id,
+            model_slug=frame.get("model"),
+            text=frame.get("text"),
+            parent_id=frame.get("parent_id"),
         )
         await self._follow(reply.conversation_id)
         await self._sent(frame, user_message, reply)

@@ -234,3 +234,30 @@ def test_over_the_socket_a_switch_answers_with_the_branch_and_continue_with_the_
     assert sent["type"] == "sent" and sent["client_id"] == "c1"
     assert sent["reply"]["parent_id"] == cut.id and sent["reply"]["status"] == "pending"
     assert used(user) == 3
+
+
+def test_a_question_follows_the_branch_its_tab_shows_even_after_a_switch_elsewhere(simulator, catalog, make_user):
+    user = make_user()
+    first = ask(user, "Q1")
+    generate(actions.reply_regenerate(user=user, message_id=first.id))  # another tab made this version current
+
+    _, reply = actions.message_send(
+        user=user, conversation_id=first.conversation_id, model_slug="o1-mini", text=f"Q2 {FAST}", parent_id=first.id
+    )
+    generate(reply)
+
+    assert sent_turns(simulator) == [("user", f"Q1 {FAST}"), ("assistant", first.text), ("user", f"Q2 {FAST}")]
+    assert on_screen(first.conversation_id)[1] == first.text
+
+
+def test_a_question_cannot_follow_a_message_of_another_chat_or_user(simulator, catalog, make_user):
+    user, other = make_user(), make_user()
+    mine, elsewhere, theirs = ask(user, "Q1"), ask(user, "Elsewhere"), ask(other, "Theirs")
+    before = Message.objects.count()
+
+    with pytest.raises(actions.ActionRefused) as refused:
+        actions.message_send(user=user, conversation_id=mine.conversation_id, model_slug="o1-mini", text="Q2", parent_id=elsewhere.id)
+    assert refused.value.code == "invalid"
+    with pytest.raises(Http404):
+        actions.message_send(user=user, conversation_id=mine.conversation_id, model_slug="o1-mini", text="Q2", parent_id=theirs.id)
+    assert Message.objects.count() == before and used(user) == 2

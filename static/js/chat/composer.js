@@ -56,12 +56,15 @@ function sendMessage(text, model) {
   if (!canAct()) return false;
   hideBanners();
   const clientId = newClientId();
-  const user = addEntry(localMessage("user", { text, model }));
+  // The question follows the branch on screen (docs/protocol.md, "Branches").
+  const shown = state.messages[state.messages.length - 1];
+  const parentId = shown && typeof shown.msg.id === "number" ? shown.msg.id : null;
+  const user = addEntry(localMessage("user", { text, model, parent_id: parentId }));
   const reply = addEntry(localMessage("assistant", { model, model_name: modelName(model) }));
   state.pending.set(clientId, {
     kind: "send", clientId, text, model, conversationId: state.conversationId, locals: [user, reply], removed: [],
   });
-  sendAction({ type: "send", conversation_id: state.conversationId, model, text, client_id: clientId });
+  sendAction({ type: "send", conversation_id: state.conversationId, parent_id: parentId, model, text, client_id: clientId });
   refresh();
   keepBottom(true);
   return true;
