@@ -67,7 +67,7 @@ screenshots: $(VENV)/.stamp-dev
 lint: $(VENV)/.stamp-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy catalog quotas generation live chat
+	$(VENV)/bin/mypy catalog quotas generation live chat api
 
 # Stop the embedded servers (if any) and delete their data.
 clean-data:

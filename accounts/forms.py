@@ -23,4 +23,10 @@ class ProfileForm(forms.ModelForm):
 
     class Meta:
         model = Profile
-        fields = ("time_zone",)
+        fields = ("time_zone", "instructions")
+        labels = {"instructions": "Custom instructions"}
+        widgets = {"instructions": forms.Textarea(attrs={"rows": 5})}
+        help_texts = {
+            "instructions": "Sent with every chat: how you would like the model to answer. "
+            "Models that take no system message (o1-preview, o1-mini) get them, labelled, at the start of the chat."
+        }

@@ -4,6 +4,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from catalog.models import AIModel
+
+INSTRUCTIONS_MAX_CHARS = 4000
+
 
 def validate_time_zone(value: str) -> None:
     if value not in zoneinfo.available_timezones():
@@ -13,6 +17,13 @@ def validate_time_zone(value: str) -> None:
 class Profile(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="profile")
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    instructions = models.TextField(
+        blank=True,
+        max_length=INSTRUCTIONS_MAX_CHARS,
+        help_text="Custom instructions sent with every chat: how you would like the model to answer.",
+    )
+    # A new chat starts on it (unless it is at its limit); set by every send (chat.actions).
+    last_model = models.ForeignKey(AIModel, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     def __str__(self) -> str:
         return f"Profile of {self.user}"

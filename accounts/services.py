@@ -77,9 +77,10 @@ def invite_issue(*, invite: Invite, created_by) -> str:
     return token
 
 
-def profile_update(*, user, time_zone: str, email: str) -> None:
+def profile_update(*, user, time_zone: str, email: str, instructions: str) -> None:
     with transaction.atomic():
         user.email = email
         user.save(update_fields=["email"])
         user.profile.time_zone = time_zone
-        user.profile.save(update_fields=["time_zone"])
+        user.profile.instructions = instructions.strip()
+        user.profile.save(update_fields=["time_zone", "instructions"])

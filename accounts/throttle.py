@@ -13,6 +13,9 @@ from django.db.models import Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
+from redis import RedisError
+
+from config.redis import redis_client
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -86,3 +89,28 @@ def login_failures_forgive(*, username: str) -> None:
     """Forget a username's failed log-ins, after its owner proved the password or reset it by
     email. The address's failures on other usernames stay counted."""
     AccessAttempt.objects.filter(username=username).delete()
+
+
+RESET_WINDOW_SECONDS = 3600
+
+
+def password_reset_allowed(*, ip_address: str | None, email: str) -> tuple[bool, bool]:
+    """Counts a password-reset request; returns (address within its limit, mailbox within its limit).
+
+    Per address, so one client cannot make us send mail to thousands of addresses; per mailbox,
+    so nobody can flood one person's inbox. Fixed one-hour windows in Redis, under this
+    installation's prefix. Redis down counts as over both limits: refuse, never send unchecked.
+    """
+    keys = [
+        f"{settings.CHANNEL_PREFIX}:password-reset:address:{ip_address}",
+        f"{settings.CHANNEL_PREFIX}:password-reset:mailbox:{email.strip().lower()}",
+    ]
+    try:
+        with redis_client().pipeline() as pipe:
+            for key in keys:
+                pipe.incr(key)
+                pipe.expire(key, RESET_WINDOW_SECONDS, nx=True)
+            per_address, _, per_mailbox, _ = pipe.execute()
+    except RedisError:
+        return False, False
+    return per_address <= settings.PASSWORD_RESETS_PER_ADDRESS, per_mailbox <= settings.PASSWORD_RESETS_PER_MAILBOX

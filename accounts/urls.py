@@ -8,12 +8,6 @@ password_change = auth_views.PasswordChangeView.as_view(
     template_name="accounts/password_change.html", success_url=reverse_lazy("accounts-password-change-done")
 )
 password_change_done = auth_views.PasswordChangeDoneView.as_view(template_name="accounts/password_change_done.html")
-password_reset = auth_views.PasswordResetView.as_view(
-    template_name="accounts/password_reset.html",
-    email_template_name="accounts/password_reset_email.txt",
-    subject_template_name="accounts/password_reset_subject.txt",
-    success_url=reverse_lazy("accounts-password-reset-sent"),
-)
 password_reset_sent = auth_views.PasswordResetDoneView.as_view(template_name="accounts/password_reset_sent.html")
 password_reset_confirm = views.PasswordResetConfirmView.as_view(success_url=reverse_lazy("accounts-password-reset-complete"))
 password_reset_complete = auth_views.PasswordResetCompleteView.as_view(template_name="accounts/password_reset_complete.html")
@@ -25,7 +19,7 @@ urlpatterns = [
     path("profile/", views.profile, name="accounts-profile"),
     path("password/change/", password_change, name="accounts-password-change"),
     path("password/change/done/", password_change_done, name="accounts-password-change-done"),
-    path("password/reset/", password_reset, name="accounts-password-reset"),
+    path("password/reset/", views.PasswordResetView.as_view(), name="accounts-password-reset"),
     path("password/reset/sent/", password_reset_sent, name="accounts-password-reset-sent"),
     path("password/reset/<uidb64>/<token>/", password_reset_confirm, name="accounts-password-reset-confirm"),
     path("password/reset/complete/", password_reset_complete, name="accounts-password-reset-complete"),

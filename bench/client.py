@@ -6,8 +6,9 @@ Runs in its own process, on uvloop, so it competes with the servers only for CPU
 
 It prints "ready" once its sockets are open and waits for a line on stdin
 before it starts sending, so several client processes start together. The job
-says what to do ("ttft" or "stream"); the result has raw samples and the
-client's own CPU time and event-loop lag, which show whether the client kept up.
+says what to do ("ttft", "stream", or "relay": a stream step's prompts through
+bench/relay.py); the result has raw samples and the client's own CPU time and
+event-loop lag, which show whether the client kept up.
 """
 
 from __future__ import annotations
@@ -118,14 +119,23 @@ async def _product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs:
             conversation_id, turns = None, 0
         sent_at, sent_wall = time.perf_counter(), time.time()
         await ws.send(
-            json.dumps({"type": "send", "conversation_id": conversation_id, "model": MODEL, "text": text, "client_id": f"c{chat}-{i}"})
+            json.dumps(
+                {
+                    "type": "send",
+                    "conversation_id": conversation_id,
+                    "model": job.get("model", MODEL),
+                    "text": text,
+                    "client_id": f"c{chat}-{i}",
+                }
+            )
         )
         direct = asyncio.create_task(direct_ttft(client, text, errors))
-        reply_id = None
+        reply_id, sent_frame_wall = None, None
         while True:
             frame = json.loads(await asyncio.wait_for(ws.recv(), 120))
             kind = frame["type"]
             if kind == "sent" and frame.get("client_id") == f"c{chat}-{i}":
+                sent_frame_wall = time.time()
                 reply_id = frame["reply"]["id"]
                 conversation_id = frame["conversation"]["id"]
             elif kind == "delta" and frame["text"] and frame["message_id"] not in first_delta:
@@ -143,7 +153,16 @@ async def _product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs:
             continue
         b = first_delta.pop(reply_id) - sent_at
         pairs.append(
-            {"start": sent_at, "b": b, "a": a, "reply_id": reply_id, "text": text, "sent_wall": sent_wall, "first_wall": sent_wall + b}
+            {
+                "start": sent_at,
+                "b": b,
+                "a": a,
+                "reply_id": reply_id,
+                "text": text,
+                "sent_wall": sent_wall,
+                "first_wall": sent_wall + b,
+                "sent_frame_wall": sent_frame_wall,
+            }
         )
 
 
@@ -189,7 +208,7 @@ async def run_ttft(job: dict) -> dict:
     return {
         "product": [p["b"] for p in kept],
         "direct": [p["a"] for p in kept],
-        "pairs": [{k: p[k] for k in ("reply_id", "text", "sent_wall", "first_wall")} for p in kept],
+        "pairs": [{k: p[k] for k in ("reply_id", "text", "sent_wall", "first_wall", "sent_frame_wall")} for p in kept],
         "errors": errors[:20],
         "error_count": len(errors),
         "wall_s": wall,
@@ -216,6 +235,7 @@ class Reply:
     first_wall: float | None = None
     done_wall: float | None = None
     last_wall: float | None = None
+    frames: int = 0  # every delta frame received for this reply, text or not: what the server sent
     error: str = ""
 
 
@@ -224,7 +244,10 @@ async def stream_one(job: dict, ws, reply: Reply, start_at: float) -> None:
     reply.sent_at = time.time()
     t_sent = time.perf_counter()
     client_id = f"s{reply.chat}"
-    await ws.send(json.dumps({"type": "send", "conversation_id": None, "model": MODEL, "text": reply.text_sent, "client_id": client_id}))
+    if job["kind"] == "relay":
+        return await relay_one(job, ws, reply, t_sent)
+    send = {"type": "send", "conversation_id": None, "model": job.get("model", MODEL), "text": reply.text_sent, "client_id": client_id}
+    await ws.send(json.dumps(send))
     deadline = t_sent + job["reply_timeout"]
     early: list[dict] = []
     try:
@@ -238,6 +261,7 @@ async def stream_one(job: dict, ws, reply: Reply, start_at: float) -> None:
                     _delta(reply, f, now)
                 early = []
             elif kind == "delta":
+                reply.frames += reply.reply_id is None or frame["message_id"] == reply.reply_id
                 if reply.reply_id is None:
                     early.append(frame)
                 elif frame["message_id"] == reply.reply_id:
@@ -259,6 +283,27 @@ async def stream_one(job: dict, ws, reply: Reply, start_at: float) -> None:
         reply.error = reply.error or "timed out waiting for done"
     except Exception as exc:
         reply.error = reply.error or repr(exc)
+
+
+async def relay_one(job: dict, ws, reply: Reply, t_sent: float) -> None:
+    """The same prompt through the baseline relay (bench/relay.py): it sends only text deltas, then done."""
+    await ws.send(reply.text_sent)
+    deadline = t_sent + job["reply_timeout"]
+    try:
+        while True:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), max(0.1, deadline - time.perf_counter())))
+            now = time.perf_counter()
+            if frame["type"] == "delta":
+                reply.frames += 1
+                _delta(reply, {"text": frame["text"], "offset": len(reply.streamed)}, now)
+            elif frame["type"] == "done":
+                reply.done = {"text": reply.streamed, "status": "done"}
+                reply.done_wall = time.time()
+                return
+    except TimeoutError:
+        reply.error = "timed out waiting for done"
+    except Exception as exc:
+        reply.error = repr(exc)
 
 
 def _delta(reply: Reply, frame: dict, now: float) -> bool:
@@ -329,6 +374,7 @@ def reply_metrics(reply: Reply, rate: float) -> dict:
         "streamed_matches_expected": reply.streamed == expected,
         "streamed_short_by": max(0, len(expected) - len(reply.streamed)),
         "deltas": len(reply.deltas),
+        "frames": reply.frames,
         "gaps": reply.gaps,
         "overlaps": reply.overlaps,
         "added_gaps": [round(x, 5) for x in added],
@@ -415,7 +461,7 @@ async def stdin_line() -> str:
 
 async def main() -> None:
     job = json.loads(Path(sys.argv[1]).read_text())
-    result = await (run_ttft(job) if job["kind"] == "ttft" else run_stream(job))
+    result = await (run_ttft(job) if job["kind"] == "ttft" else run_stream(job))  # "stream" or "relay"
     Path(sys.argv[2]).write_text(json.dumps(result))
 
 

@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +28,35 @@ IDLE_LEAVES = (
     "Thread._wait_for_tstate_lock",
     "Runner.run (asyncio/runners.py",
 )  # uvloop's loop waits in C, under Runner.run
+
+
+# The functions the report names, per process (a function's share includes what it calls).
+WORKER_PATTERNS = (
+    "generation/",
+    "live/",
+    "channels_redis/core",
+    "msgpack",
+    "openai/_streaming",
+    "openai/_base_client",
+    "httpcore",
+    "psycopg_pool",
+    "psycopg/cursor",
+    "kombu/transport",
+    "json/",
+)
+WEB_STREAM_PATTERNS = (
+    "chat/consumers",
+    "channels/consumer",
+    "channels/generic",
+    "channels/utils",
+    "channels_redis/",
+    "msgpack",
+    "uvicorn/protocols/websockets",
+    "websockets/",
+    "redis/asyncio",
+    "json/",
+)
+RELAY_PATTERNS = ("bench/relay", "openai/", "httpcore", "httpx", "uvicorn/protocols/websockets", "websockets/", "json/")
 
 
 def available() -> bool:
@@ -73,6 +103,13 @@ class Recording:
             if stack:
                 rows.append((stack.split(";"), int(count)))
         return rows
+
+
+def later(delay: float, into: list, pid: int, seconds: float, out: Path) -> threading.Timer:
+    """Start a (GIL-only) Recording of `pid` after `delay` seconds, appended to `into`; cancel the timer to skip it."""
+    timer = threading.Timer(delay, lambda: into.append(Recording(pid, seconds, out, gil_only=True)))
+    timer.start()
+    return timer
 
 
 def _name(frame: str) -> str:
@@ -127,3 +164,76 @@ def summarise(
         "threads": threads.most_common(6),
         "functions": [(f, c) for f, c in inclusive.most_common(top)],
     }
+
+
+# What a streamed frame costs, by process, as groups of frames in the GIL samples (see `shares`), each
+# with the design that would remove the cost. The report's
+# "What stands in the way" is made of these.
+COSTS: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
+    "worker": (
+        (
+            "reading the provider's stream (httpcore, the SDK's line iterator, JSON)",
+            ("_sse_data", "openai/_streaming", "openai/_response", "httpcore", "httpx", "h11/", "anyio/", "json/decoder"),
+            "Paid by the relay too, per chunk. Only a cheaper reader lowers it (the SSE lines split by hand over "
+            "the raw socket instead of httpcore's iterators); the worker must keep calling the model.",
+        ),
+        (
+            "coalescing and publishing deltas (ReplyStream, live/publish: the event dict, msgpack, Redis pipeline)",
+            ("ReplyStream.add", "ReplyStream.flush", "live/publish", "redis/", "msgpack"),
+            "Serialise each frame once, as the final WebSocket text, and PUBLISH those bytes to a per-conversation "
+            "Redis channel of our own (no channel-layer envelope, no msgpack); coalesce by bytes and time, the first "
+            "delta at once, so a busy second sends fewer, larger frames. Most of this is redis-py's asyncio pipeline "
+            "per command (packing, parsing replies, its observability hooks): fewer commands per frame (APPEND and "
+            "EXPIRE once per batch per reply, not per delta) and one PUBLISH per conversation per batch.",
+        ),
+        (
+            "checkpoints and the stop watcher (text to PostgreSQL each second, a status poll each 0.25 s)",
+            ("Checkpoints",),
+            "Checkpoint by time and size (every few seconds, or at N KiB), and take stops from a Redis key the "
+            "stop action sets instead of polling PostgreSQL.",
+        ),
+        (
+            "Celery: taking tasks from the broker, the thread pool",
+            ("kombu/", "celery/"),
+            "Not per frame; a per-reply cost that shrinks as replies get longer.",
+        ),
+    ),
+    "web_stream": (
+        (
+            "the channel layer's receive (channels_redis: its pub/sub reader, msgpack, the per-process inbox)",
+            ("channels_redis/", "msgpack", "redis/"),
+            "Let the web process subscribe to its conversations' Redis channels directly for deltas (one SUBSCRIBE "
+            "per conversation with a socket on it) and write the worker's bytes to the sockets as they are; the "
+            "channel layer keeps the control events (sent, done, quota).",
+        ),
+        (
+            "dispatch to the consumer (channels: handler lookup, the consumer's send)",
+            ("channels/consumer", "channels/generic", "channels/utils", "chat/consumers", "asyncio/queues"),
+            "The same change: deltas never enter a consumer's queue; a per-conversation set of sockets gets the text.",
+        ),
+        (
+            "writing the WebSocket frame (uvicorn's websockets protocol, the transport)",
+            ("uvicorn/protocols/websockets", "websockets/"),
+            "Paid by the relay too, per frame; only fewer frames (coalescing by bytes) lower it.",
+        ),
+        (
+            "the event loop itself (uvloop's polling and callbacks, seen as `Runner.run`)",
+            ("Runner.run",),
+            "Paid by the relay too; it grows with the number of wake-ups, so fewer Redis messages per frame lower it.",
+        ),
+    ),
+}
+
+
+def shares(rows: list[tuple[list[str], int]], groups: tuple[tuple[str, tuple[str, ...], str], ...]) -> dict[str, int]:
+    """Samples per cost group (see COSTS), with the total under "samples".
+
+    Each sample counts once, for the group of the innermost frame that matches one (a delta's JSON encoding
+    inside the consumer's dispatch is the encoding's); samples that match none are "other"."""
+    counts = {label: 0 for label, _, _ in groups}
+    counts["samples"] = counts["other"] = 0
+    for frames, count in rows:
+        counts["samples"] += count
+        label = next((label for f in reversed(frames[1:]) for label, patterns, _ in groups if any(p in f for p in patterns)), "other")
+        counts[label] += count
+    return counts

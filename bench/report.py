@@ -5,12 +5,14 @@ from __future__ import annotations
 import math
 import statistics
 
-from bench.stats import mib, ms, pcts, percentile
+from bench.stats import mib, ms, ms3, pcts, percentile
 
 TTFT_P50, TTFT_P99 = 0.010, 0.050
 STREAMS, GAP_P99 = 500, 0.100
 RESERVATIONS = 1000
 MB_PER_GENERATION = 0.5
+TTFT_AT_1 = 0.005
+CPU_PER_FRAME, RELAY_RATIO = 0.0003, 1.5
 
 
 def others(window: dict) -> str:
@@ -24,6 +26,56 @@ def others(window: dict) -> str:
 def pg_ours(window: dict) -> str:
     o = window.get("owners_pct", {})
     return f"{o.get('postgres (bench_chat)', 0):.0f} %" if o else "–"
+
+
+def owner_seconds(window: dict) -> dict[str, float]:
+    """CPU seconds by owner (cpu_by_owner in bench/stack.py) during a window."""
+    if "owners_s" in window:
+        return window["owners_s"]
+    return {k: v * window["wall_s"] / 100 for k, v in window.get("owners_pct", {}).items()}
+
+
+def ours_cpu(window: dict) -> dict[str, float]:
+    """The product's CPU seconds in a window: worker + web + PostgreSQL (bench_chat backends) + Redis.
+
+    Redis is the machine's one server, so it also counts what other people's tests asked of it meanwhile;
+    the load generator and the simulator are in neither side."""
+    owners = owner_seconds(window)
+    parts = {
+        "worker": window["cpu_s"].get("worker", 0.0),
+        "web": window["cpu_s"].get("web", 0.0),
+        "PostgreSQL": owners.get("postgres (bench_chat)", 0.0),
+        "Redis": owners.get("redis", 0.0),
+    }
+    return {**parts, "total": sum(parts.values())}
+
+
+def step_stats(row: dict) -> dict:
+    """What one streaming step (through the product or the relay) delivered, and what it cost."""
+    replies = [r for res in row["results"] for r in res["replies"]]
+    outcomes = [r["outcome"] for r in replies]
+    held, window = added_while_all_stream(replies)
+    frames = sum(r.get("frames", r["deltas"]) for r in replies)
+    return {
+        "n": row["chats"],
+        "complete": outcomes.count("complete") + outcomes.count("complete at done"),
+        "lost": outcomes.count("lost text"),
+        "duplicated": outcomes.count("duplicated text") + outcomes.count("different text"),
+        "failed": sum(1 for o in outcomes if o.startswith("status") or o in ("no done", "socket closed", "connect failed")),
+        "frames": frames,
+        "held_p99": percentile(held, 99),
+        "whole_p99": percentile([x for r in replies for x in r["added_gaps"]], 99),
+        "ttft": [r["ttft"] for r in replies if r["ttft"] is not None],
+        "peak": peak_concurrency(replies),
+    }
+
+
+def per_frame(cpu: float, frames: int) -> float:
+    return cpu / frames if frames else math.nan
+
+
+def cpu_verdict(ours: float, relay: float) -> bool:
+    return ours <= CPU_PER_FRAME and ours <= RELAY_RATIO * relay
 
 
 def yes(ok: bool) -> str:
@@ -142,9 +194,13 @@ def ttft_section(results: dict) -> list[str]:
     if parts:
         out += [
             "",
-            "Where the product's time to first token goes, p50 / p99 in ms (from the client's clock, the reply",
-            f"row's `created_at` and the simulator's receive time; the simulator's {think * 1000:.0f} ms of thinking is",
-            f"taken out; the last column is the same for the direct SDK call, i.e. (a) − {think * 1000:.0f} ms):",
+            "Where the product's time to first token goes, hop by hop, p50 / p99 in ms. Clocks: the client's (send,",
+            "`sent`, first delta), PostgreSQL's (two triggers the bench adds to its database while this figure runs:",
+            "the reply row's commit, and its claim by a worker, pending → streaming) and the simulator's (request",
+            f"received; its first token comes {think * 1000:.0f} ms later, which is taken out). Store + claim + provider",
+            "request + first token add up to the product's time to first token less the thinking; the enqueue hop is",
+            "inside the claim hop (an upper bound of it: it ends when `sent` reaches the browser). The last column",
+            f"is the same for the direct SDK call, i.e. (a) − {think * 1000:.0f} ms:",
             "",
             "| server | active chats | " + " | ".join(parts) + " | direct: client → simulator → client |",
             "| --- | --- | " + " | ".join("---" for _ in parts) + " | --- |",
@@ -266,6 +322,7 @@ def stream_section(results: dict) -> list[str]:
     )
     if errors:
         out += ["", "Errors seen by clients or stored on failed replies (distinct): " + "; ".join(f"`{e[:160]}`" for e in errors[:8])]
+    out += relay_table(rows)
     out += [
         "",
         "Memory and CPU per step (CPU % of one core, averaged over the step):",
@@ -290,6 +347,78 @@ def stream_section(results: dict) -> list[str]:
             f"{pg_ours(w)} | {w['machine_busy_pct'] * 2:.0f} % | {others(w)} | {w['wall_s']:.0f} | "
             f"{row.get('peak_inbox', '–')} | "
             f"{', '.join(f'{k} {v}' for k, v in sorted(row['db_statuses'].items()))} |"
+        )
+    out.append("")
+    return out
+
+
+def relay_table(rows: list[dict]) -> list[str]:
+    rows = [row for row in rows if row.get("relay")]
+    if not rows:
+        return []
+    out = [
+        "",
+        "### The same streams through a bare relay",
+        "",
+        "Right after each step, the same N sockets send the same N prompts to `bench/relay.py` (under uvicorn with",
+        "the web server's options): a few dozen lines that call the simulator's streaming Chat Completions",
+        "through the `openai` SDK and forward each chunk's text as a WebSocket frame, then a `done` frame; no",
+        "database, no Redis, no Django, no coalescing. **CPU per frame** = CPU seconds over the step ÷ the delta",
+        "frames the clients received: ours = worker + web + PostgreSQL (the bench database's backends) + Redis",
+        "(the machine's one server, so other people's use of it counts against us); the relay = its process. The",
+        "load generator and the simulator count on neither side. Per reply = the same CPU ÷ N.",
+        "",
+        "| simultaneous chats | frames received: ours / relay | ours: CPU s (worker + web + PostgreSQL + Redis) "
+        "| **ours per frame** (ms) | ours per reply (s) | relay: CPU s | **relay per frame** (ms) | relay per reply (s) "
+        "| **ratio** per frame | relay complete / lost / duplicated / failed | added inter-chunk p99 while all N stream: "
+        "ours / relay (ms) | target | verdict |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        ours, relay = step_stats(row), step_stats(row["relay"])
+        cpu = ours_cpu(row["window"])
+        relay_cpu = row["relay"]["window"]["cpu_s"].get("relay", 0.0)
+        a, b = per_frame(cpu["total"], ours["frames"]), per_frame(relay_cpu, relay["frames"])
+        out.append(
+            f"| {row['chats']} | {ours['frames']:,} / {relay['frames']:,} | {cpu['total']:.1f} ({cpu['worker']:.1f} + "
+            f"{cpu['web']:.1f} + {cpu['PostgreSQL']:.1f} + {cpu['Redis']:.1f}) | **{ms3(a)}** | {cpu['total'] / row['chats']:.2f} | "
+            f"{relay_cpu:.1f} | **{ms3(b)}** | {relay_cpu / row['chats']:.2f} | **{a / b:.1f}×** | "
+            f"{relay['complete']} / {relay['lost']} / {relay['duplicated']} / {relay['failed']} | "
+            f"{ms(ours['held_p99'])} / {ms(relay['held_p99'])} | ≤ 0.3 ms per frame and ≤ {RELAY_RATIO:g}× the relay | "
+            f"{yes(cpu_verdict(a, b))} |"
+        )
+    return out
+
+
+def responses_section(results: dict) -> list[str]:
+    row = results.get("responses")
+    if not row:
+        return []
+    s = results["settings"]
+    same = next((r for r in results.get("stream", []) if r["chats"] == row["chats"]), None)
+    out = [
+        "## 2b. The same streams through the Responses API",
+        "",
+        f"{row['chats']} sockets each send the streaming figure's prompt to `{s.get('responses_model', 'o4-mini')}`, a catalog model "
+        "called through the Responses API (`client.responses.create(stream=True)`; the simulator streams its events",
+        "in the real order), enabled for the run. Beside it, the Chat Completions step with as many streams, if the",
+        "run had one. Same definitions as above; CPU per frame is ours (worker + web + PostgreSQL + Redis).",
+        "",
+        "| API | model | streams | complete | lost text | duplicated text | failed | frames received | CPU per frame (ms) "
+        "| CPU per reply (s) | added inter-chunk p99 while all stream (ms) | TTFT p50 / p99 (ms) | verdict (all complete, "
+        "no lost or duplicated text) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for api, r in (("Chat Completions", same), ("Responses", row)):
+        if r is None:
+            continue
+        st, cpu = step_stats(r), ours_cpu(r["window"])
+        ok = st["complete"] == st["n"] and st["lost"] == st["duplicated"] == st["failed"] == 0
+        out.append(
+            f"| {api} | {r.get('model', s.get('chat_model', 'o1-mini'))} | {st['n']} | {st['complete']} | {st['lost']} | "
+            f"{st['duplicated']} | {st['failed']} | {st['frames']:,} | {ms3(per_frame(cpu['total'], st['frames']))} | "
+            f"{cpu['total'] / st['n']:.2f} | {ms(st['held_p99'])} | {ms(percentile(st['ttft'], 50))} / "
+            f"{ms(percentile(st['ttft'], 99))} | {yes(ok)} |"
         )
     out.append("")
     return out
@@ -396,22 +525,79 @@ def profile_section(results: dict) -> list[str]:
                 f"The event loop (`MainThread`, uvloop) was busy {100 * loop['busy_samples'] / loop['samples']:.0f} % of its samples.",
                 "",
             ]
-    worker = profiles.get("worker")
-    if worker:
-        pr = worker["process"]
+    for key, title in (("worker", "Worker"), ("web_stream", "Web server while streaming"), ("relay", "The baseline relay")):
+        if profiles.get(key):
+            out += gil_profile(title, profiles[key])
+    return out
+
+
+def gil_profile(title: str, p: dict) -> list[str]:
+    pr = p["process"]
+    if not pr["samples"]:
+        return [f"### {title}: {p['what']}", "", "No samples.", ""]
+    out = [
+        f"### {title}: {p['what']}",
+        "",
+        f"Samples holding the GIL (`--gil`): {pr['samples']} in 10 s at 50 Hz, i.e. the process's Python ran "
+        f"{100 * pr['samples'] / 500:.0f} % of the time. By thread:",
+        "",
+        "| share | thread |",
+        "| --- | --- |",
+    ]
+    out += [f"| {100 * c / pr['samples']:.0f} % | `{t}` |" for t, c in pr["threads"]]
+    out += ["", "| share | function |", "| --- | --- |"]
+    out += [f"| {100 * c / pr['samples']:.0f} % | `{f}` |" for f, c in pr["functions"]]
+    out.append("")
+    return out
+
+
+def obstacles_section(results: dict) -> list[str]:
+    """What stands in the way of the CPU-per-frame target: each cost, its share, and the design that removes it."""
+    from bench.profile import COSTS
+
+    profiles = results.get("profiles") or {}
+    rows = {r["chats"]: r for r in results.get("stream", [])}
+    out = [
+        "## What stands in the way",
+        "",
+        "The CPU a streamed frame costs us, by where it goes, from the profiles above (GIL samples of the worker",
+        "and the web server while the same step streamed) and the sampled CPU of PostgreSQL and Redis. Each",
+        "sample counts once, for the cost of the innermost frame that matches one (the WebSocket write inside the",
+        "consumer's dispatch is the write's). A cost's \"per frame\" is its share of the process's samples × that",
+        "process's CPU per frame in the step (both worker processes' CPU, though the profile is of the first);",
+        "time outside the GIL (the kernel's socket work) is spread in proportion. Against it: the relay's whole",
+        "CPU per frame, in the table of figure 2.",
+        "",
+    ]
+    if not profiles.get("worker") and not profiles.get("web_stream"):
+        return out + ["No streaming profile in this run (py-spy missing, or `--no-profile`).", ""]
+    out += ["| process | cost | share of its samples | per frame (ms) | design that removes it |", "| --- | --- | --- | --- | --- |"]
+    for key, process in (("worker", "worker"), ("web_stream", "web")):
+        p = profiles.get(key)
+        row = rows.get(p["chats"]) if p else None
+        if not p or row is None or not p["costs"]["samples"]:
+            continue
+        frames = step_stats(row)["frames"]
+        cpu = ours_cpu(row["window"])[process]
+        for label, _, design in COSTS[key]:
+            share = p["costs"].get(label, 0) / p["costs"]["samples"]
+            out.append(f"| {process} | {label} | {100 * share:.0f} % | {ms3(share * per_frame(cpu, frames))} | {design} |")
+        other = p["costs"].get("other", 0) / p["costs"]["samples"]
+        out.append(f"| {process} | everything else | {100 * other:.0f} % | {ms3(other * per_frame(cpu, frames))} | – |")
+    row = rows.get((profiles.get("worker") or profiles.get("web_stream"))["chats"])
+    if row is not None:
+        frames, cpu = step_stats(row)["frames"], ours_cpu(row["window"])
         out += [
-            f"### Worker: {worker['what']}",
-            "",
-            f"Samples holding the GIL (`--gil`): {pr['samples']} in 10 s at 50 Hz, i.e. the worker's Python ran "
-            f"{100 * pr['samples'] / 500:.0f} % of the time. By thread:",
-            "",
-            "| share | thread |",
-            "| --- | --- |",
+            f"| PostgreSQL | the checkpoints (each live reply's text rewritten every second), the stop watcher's poll, "
+            f"the claim and the finish | – | {ms3(per_frame(cpu['PostgreSQL'], frames))} | Checkpoint by time and size "
+            "(every few seconds or N KiB, the last one with the finish), stops from Redis instead of a poll; "
+            "one statement for the send (figure 3) |",
+            f"| Redis | the channel layer's PUBLISH and per-process inbox (ZADD, BZPOPMIN), the resume buffer's APPEND "
+            f"| – | {ms3(per_frame(cpu['Redis'], frames))} | One PUBLISH per frame of the worker's bytes straight to the "
+            "conversation's channel (no inbox sorted set, no per-message expiry); the resume buffer appended in the "
+            "same pipeline, as today |",
         ]
-        out += [f"| {100 * c / pr['samples']:.0f} % | `{t}` |" for t, c in pr["threads"]]
-        out += ["", "| share | function |", "| --- | --- |"]
-        out += [f"| {100 * c / pr['samples']:.0f} % | `{f}` |" for f, c in pr["functions"]]
-        out.append("")
+    out.append("")
     return out
 
 
@@ -457,7 +643,11 @@ def render(results: dict) -> str:
         "- A fresh database `bench_chat` (dropped, created, `manage.py migrate`), its own Celery queue and",
         "  `CHANNEL_PREFIX`; `DEBUG=false`, `MAX_LIVE_REPLIES=100000`; streaming users are on a plan without limits.",
         "- Users are made with `accounts.services.user_create`; their sessions with Django's `SessionStore`, as",
-        "  `login()` would (bench/setup_db.py).",
+        "  `login()` would (bench/setup_db.py), which also enables the Responses API model of figure 2b.",
+        "- The baseline: `bench/relay.py`, a bare pass-through relay (provider SSE → WebSocket frames, nothing",
+        "  stored) under uvicorn, through which figure 2 streams the same N prompts right after each step.",
+        "- While figure 1 runs, two triggers in `bench_chat` note each reply's commit and claim times (the TTFT",
+        "  hops); they are dropped before figure 2 measures CPU.",
     ]
     for name, command in results.get("commands", {}).items():
         env = {
@@ -481,13 +671,21 @@ def render(results: dict) -> str:
         out += ["## Summary", "", "| what | target | measured | verdict |", "| --- | --- | --- | --- |", *summary, ""]
     out += ttft_section(results)
     out += stream_section(results)
+    out += responses_section(results)
     out += quota_section(results)
     if "profiles" in results:
         out += profile_section(results)
+        out += obstacles_section(results)
     if results.get("notes"):
         out += ["## Notes", "", *results["notes"], ""]
     out += WHY
     return "\n".join(out) + "\n"
+
+
+def relay_p99(row: dict) -> str:
+    if not row.get("relay"):
+        return ""
+    return f"; the bare relay: {ms(step_stats(row['relay'])['held_p99'])} ms while all {row['chats']} stream"
 
 
 def summary_rows(results: dict) -> list[str]:
@@ -501,6 +699,37 @@ def summary_rows(results: dict) -> list[str]:
                 f"| TTFT added over a direct SDK call, {row['chats']} active chats (uvicorn) | p50 ≤ 10 ms, "
                 f"p99 ≤ 50 ms | p50 {ms(p50)} ms, p99 {ms(p99)} ms | {yes(p50 <= TTFT_P50 and p99 <= TTFT_P99)} |"
             )
+    for row in results.get("ttft", []):
+        if row["server"] == "uvicorn" and row["chats"] == 1:
+            a, b = row["result"]["direct"], row["result"]["product"]
+            p50 = percentile(b, 50) - percentile(a, 50)
+            rows.append(f"| TTFT added over a direct SDK call, 1 chat (uvicorn) | ≤ 5 ms | p50 {ms(p50)} ms | {yes(p50 <= TTFT_AT_1)} |")
+    relayed = [row for row in results.get("stream", []) if row.get("relay")]
+    if relayed:
+        cells, ok = [], True
+        for row in relayed:
+            ours, relay = step_stats(row), step_stats(row["relay"])
+            cpu = ours_cpu(row["window"])["total"]
+            relay_cpu = row["relay"]["window"]["cpu_s"].get("relay", 0.0)
+            a, b = per_frame(cpu, ours["frames"]), per_frame(relay_cpu, relay["frames"])
+            ok = ok and cpu_verdict(a, b)
+            cells.append(
+                f"{row['chats']} streams: ours {ms3(a)} ms per frame ({cpu / row['chats']:.2f} s per reply), relay {ms3(b)} ms "
+                f"({relay_cpu / row['chats']:.2f} s per reply), **{a / b:.1f}×**"
+            )
+        rows.append(
+            "| CPU per streamed frame, ours (worker + web + PostgreSQL + Redis) against the bare relay "
+            f"| ≤ 0.3 ms and ≤ {RELAY_RATIO:g}× the relay | {'; '.join(cells)} | {yes(ok)} |"
+        )
+    if results.get("responses"):
+        st = step_stats(results["responses"])
+        cpu = ours_cpu(results["responses"]["window"])["total"]
+        ok = st["complete"] == st["n"] and st["lost"] == st["duplicated"] == st["failed"] == 0
+        rows.append(
+            f"| the Responses API path ({results['responses'].get('model')}), {st['n']} streams | all complete, no lost or "
+            f"duplicated text | {st['complete']} complete, {st['lost']} lost, {st['duplicated']} duplicated, {st['failed']} failed; "
+            f"{ms3(per_frame(cpu, st['frames']))} ms CPU per frame | {yes(ok)} |"
+        )
     if results.get("stream"):
         row = results["stream"][-1]
         replies = [r for res in row["results"] for r in res["replies"]]
@@ -515,7 +744,7 @@ def summary_rows(results: dict) -> list[str]:
             f"| concurrent streaming generations | ≥ 500, no lost or duplicated text, p99 added inter-chunk "
             f"≤ 100 ms | {n} started, peak {peak} simultaneous, {complete} complete, {bad} with lost/duplicated "
             f"text, p99 added {ms(p99)} ms while all {n} stream ({ms(percentile(added, 99))} ms over the whole "
-            f"step, ramp included) | {yes(peak >= STREAMS and complete == n and bad == 0 and p99 <= GAP_P99)} |"
+            f"step, ramp included){relay_p99(row)} | {yes(peak >= STREAMS and complete == n and bad == 0 and p99 <= GAP_P99)} |"
         )
         w = row["window"]
         per_gen = (w["peak_rss"].get("worker", 0) - row["idle_worker_rss"]) / n / 2**20

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench import profile, report  # noqa: E402
-from bench.stack import PY, Sampler, Stack, start_simulator, start_web, start_worker  # noqa: E402
+from bench.stack import PY, Sampler, Stack, start_relay, start_simulator, start_web, start_worker  # noqa: E402
 from config import commands  # noqa: E402
 
 BENCH_DB = "bench_chat"
@@ -49,6 +49,9 @@ TTFT_THINK, TTFT_TOKENS, TTFT_RATE = 1.0, 20, 50
 TTFT_PROMPT = f"ttft chat {{chat}} message {{i}} [sim:think={TTFT_THINK:g}] [sim:tokens={TTFT_TOKENS}] [sim:rate={TTFT_RATE:g}]"
 # 20 s answers: long enough that all N of a step stream at once for a while after the N sends are admitted.
 STREAM_THINK, STREAM_TOKENS, STREAM_RATE = 1.0, 400, 20.0
+# The models the streams go to: a Chat Completions one (bench/client.py's default) and, for the
+# Responses API figure, one of the catalog's Responses models (disabled as shipped; bench/setup_db.py enables it).
+CHAT_MODEL, RESPONSES_MODEL = "o1-mini", "o4-mini"
 STREAM_PROMPT = f"stream chat {{chat}} [sim:think={STREAM_THINK:g}] [sim:tokens={STREAM_TOKENS}] [sim:rate={STREAM_RATE:g}]"
 
 
@@ -286,9 +289,61 @@ def sim_clear(sim_url: str) -> None:
     urllib.request.urlopen(urllib.request.Request(f"{sim_url}/_sim/requests", method="DELETE"), timeout=5).close()
 
 
+# While figure 1 runs, two triggers in the bench database note when each reply row was committed (a
+# deferred constraint trigger runs at COMMIT) and when a worker claimed it (pending -> streaming), on
+# PostgreSQL's clock, which is this machine's. They cost two small writes per reply, so they are dropped
+# before the streaming figure measures CPU.
+HOPS_INSTALL = """
+CREATE TABLE bench_reply_hops (message_id bigint PRIMARY KEY, committed_at float8, claimed_at float8);
+CREATE FUNCTION bench_reply_committed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO bench_reply_hops (message_id, committed_at) VALUES (NEW.id, extract(epoch FROM clock_timestamp()))
+    ON CONFLICT (message_id) DO UPDATE SET committed_at = EXCLUDED.committed_at;
+    RETURN NULL;
+END $$;
+CREATE FUNCTION bench_reply_claimed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO bench_reply_hops (message_id, claimed_at) VALUES (NEW.id, extract(epoch FROM clock_timestamp()))
+    ON CONFLICT (message_id) DO UPDATE SET claimed_at = EXCLUDED.claimed_at;
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER bench_reply_committed AFTER INSERT ON chat_message DEFERRABLE INITIALLY DEFERRED
+    FOR EACH ROW WHEN (NEW.role = 'assistant') EXECUTE FUNCTION bench_reply_committed();
+CREATE TRIGGER bench_reply_claimed AFTER UPDATE OF status ON chat_message
+    FOR EACH ROW WHEN (OLD.status = 'pending' AND NEW.status = 'streaming') EXECUTE FUNCTION bench_reply_claimed();
+"""
+HOPS_REMOVE = """
+DROP TRIGGER IF EXISTS bench_reply_committed ON chat_message;
+DROP TRIGGER IF EXISTS bench_reply_claimed ON chat_message;
+DROP FUNCTION IF EXISTS bench_reply_committed();
+DROP FUNCTION IF EXISTS bench_reply_claimed();
+"""
+
+
+def hops_install(db_url: str) -> None:
+    with db_connect(db_url, autocommit=True) as conn:
+        conn.execute(HOPS_INSTALL)
+
+
+def hops_remove(db_url: str) -> None:
+    with db_connect(db_url, autocommit=True) as conn:
+        conn.execute(HOPS_REMOVE)
+
+
+HOPS = (
+    "store: send → reply row committed (web: lock, inserts, reservation)",
+    "enqueue: commit → `sent` at the browser (the task is published on commit, then `sent` goes out)",
+    "claim: commit → claimed by a worker (enqueue, Celery delivery, a thread, the claim)",
+    "provider request: claimed → request at the simulator (context, capacity, the SDK call)",
+    "first token → delta at the browser",
+)
+
+
 def ttft_breakdown(pairs: list[dict], ctx: dict) -> dict[str, list[float]]:
-    """Where the added time goes, per product sample, from three clocks on this one machine:
-    the client's, the web server's (the reply row's created_at) and the simulator's (request received)."""
+    """Where the added time goes, per product sample, from three clocks on this one machine: the client's,
+    PostgreSQL's (the triggers above) and the simulator's (request received; its first token comes
+    TTFT_THINK later). The store, claim, provider request and first-token hops add up to the whole;
+    the enqueue hop overlaps the claim."""
     import urllib.request
 
     with urllib.request.urlopen(f"{ctx['sim_url']}/_sim/requests", timeout=10) as response:
@@ -296,152 +351,197 @@ def ttft_breakdown(pairs: list[dict], ctx: dict) -> dict[str, list[float]]:
     received = {}
     for r in requests:
         if r.get("user") != "bench-direct":
-            received[r["messages"][-1]["content"]] = r["_sim"]["received_at"]
+            turns = r.get("messages") or r.get("input") or [{}]
+            received[turns[-1].get("content")] = r["_sim"]["received_at"]
     with db_connect(ctx["db_url"]) as conn:
-        created = dict(
-            conn.execute(
-                "SELECT id, extract(epoch FROM created_at)::float8 FROM chat_message WHERE id = ANY(%s)", ([p["reply_id"] for p in pairs],)
-            ).fetchall()
-        )
-    parts: dict[str, list[float]] = {
-        "send → reply row stored (web)": [],
-        "reply row → request at the simulator (commit, Celery, worker)": [],
-        "simulator's first token → delta at the browser": [],
-    }
-    keys = list(parts)
+        rows = conn.execute(
+            "SELECT message_id, committed_at, claimed_at FROM bench_reply_hops WHERE message_id = ANY(%s)",
+            ([p["reply_id"] for p in pairs],),
+        ).fetchall()
+    hops = {message_id: (committed, claimed) for message_id, committed, claimed in rows}
+    parts: dict[str, list[float]] = {hop: [] for hop in HOPS}
     for p in pairs:
-        got, row = received.get(p["text"]), created.get(p["reply_id"])
-        if got is None or row is None:
+        got = received.get(p["text"])
+        committed, claimed = hops.get(p["reply_id"], (None, None))
+        if got is None or committed is None or claimed is None:
             continue
-        parts[keys[0]].append(row - p["sent_wall"])
-        parts[keys[1]].append(got - row)
-        parts[keys[2]].append(p["first_wall"] - got - TTFT_THINK)
+        store, enqueue, claim, request, first = HOPS
+        parts[store].append(committed - p["sent_wall"])
+        if p.get("sent_frame_wall"):
+            parts[enqueue].append(p["sent_frame_wall"] - committed)
+        parts[claim].append(claimed - committed)
+        parts[request].append(got - claimed)
+        parts[first].append(p["first_wall"] - got - TTFT_THINK)
     return parts
 
 
-def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[dict]:
-
-    rows = []
-    idle_worker = sampler.rss("worker")
-    idle_web = sampler.rss("web")
-    for n in steps:
-        shards = 1 if n <= 200 else 2
-        per = [n // shards + (1 if i < n % shards else 0) for i in range(shards)]
-        jobs, first = [], 0
-        for count in per:
-            jobs.append(
-                {
-                    "kind": "stream",
-                    "ws_url": ctx["ws_url"],
-                    "origin": ctx["origin"],
-                    "cookie_name": ctx["cookie_name"],
-                    "sessions": ctx["sessions"][first : first + count],
-                    "first_chat": first,
-                    "total_chats": n,
-                    "prompt": STREAM_PROMPT.replace("{chat}", f"{{chat}} step {n}"),
-                    "rate": STREAM_RATE,
-                    "spread": args.stream_spread,
-                    "reply_timeout": STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 45,
-                }
-            )
-            first += count
-        say(
-            f"streams: {n} simultaneous chats ({shards} client process(es)), "
-            f"{STREAM_TOKENS} tokens at {STREAM_RATE:g}/s after {STREAM_THINK:g}s thinking"
-        )
-        wait_for_db_slots(ctx["db_url"], WEB_POOL + WORKER_POOL * WORKER_PROCESSES)
-        before_worker = sampler.rss("worker")
-        started_at = dt.datetime.now(dt.UTC)
-        poller = LivePoller(ctx["db_url"], started_at, ctx["redis_url"], ctx["channel_prefix"])
-        recording: list = []
-        timers: list = []
-
-        def start_profile(n=n, recording=recording, timers=timers) -> None:
-            import threading
-
-            if ctx.get("profile") and n == steps[len(steps) // 2]:
-
-                def go(recording=recording) -> None:
-                    recording.append(profile.Recording(ctx["worker_pid"], 10, ctx["outdir"] / "worker.pyspy.txt", gil_only=True))
-
-                timers.append(threading.Timer(STREAM_THINK + 4, go))
-                timers[-1].start()
-
-        try:
-            results, window = run_clients(
-                jobs,
-                ctx["workdir"],
-                f"stream-{n}",
-                sampler,
-                timeout=STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 150,
-                go_line=lambda: str(time.time() + 0.5),
-                on_go=start_profile,
-                stuck=poller.stuck,
-            )
-        finally:
-            poller.stop()
-            for t in timers:
-                t.cancel()
-        if recording:
-            rows_ = recording[0].wait()
-            ctx["profiles"]["worker"] = {
-                "what": f"Celery worker 1 of {WORKER_PROCESSES}, {n} simultaneous chats (figure 2), 10 s from "
-                f"{STREAM_THINK + 4:g} s after the sends",
-                "process": profile.summarise(
-                    rows_,
-                    patterns=(
-                        "chat/",
-                        "channels_redis/core",
-                        "openai/_streaming",
-                        "openai/_base_client",
-                        "psycopg_pool",
-                        "kombu/transport",
-                        "BaseEventLoop._run_once",
-                    ),
-                    busy_marker="",
-                ),
-            }
-        with db_connect(ctx["db_url"]) as conn:
-            statuses = dict(
-                conn.execute(
-                    "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s GROUP BY status", (started_at,)
-                ).fetchall()
-            )
-        replies = [r for res in results for r in res["replies"]]
-        unfinished = [r["reply_id"] for r in replies if r["outcome"] in ("no done", "socket closed") and r["reply_id"]]
-        with db_connect(ctx["db_url"]) as conn:
-            no_done_statuses = dict(
-                conn.execute("SELECT status, count(*) FROM chat_message WHERE id = ANY(%s) GROUP BY status", (unfinished,)).fetchall()
-            )
-        say(f"  outcomes: { {o: sum(1 for r in replies if r['outcome'] == o) for o in {r['outcome'] for r in replies}} }, db: {statuses}")
-        # Replies the clients gave up on are still being written: stop them the way the product's stop
-        # button does (status -> stopped; the worker sees it at its next checkpoint and ends), so the
-        # next step starts from an idle worker.
-        with db_connect(ctx["db_url"], autocommit=True) as conn:
-            stopped = conn.execute(
-                "UPDATE chat_message SET status = 'stopped' WHERE role = 'assistant' AND status IN ('pending', 'streaming')"
-            ).rowcount
-        if stopped:
-            say(f"  stopped {stopped} replies still pending or streaming; letting the worker wind down")
-            time.sleep(5)
-        rows.append(
+def stream_jobs(args, ctx: dict, n: int, *, kind: str, ws_url: str, model: str, label: str) -> list[dict]:
+    """The client jobs of one streaming step: N sockets, one message each, sends spread over a few seconds."""
+    shards = 1 if n <= 200 else 2
+    per = [n // shards + (1 if i < n % shards else 0) for i in range(shards)]
+    jobs, first = [], 0
+    for count in per:
+        jobs.append(
             {
-                "chats": n,
-                "results": results,
-                "window": window,
-                "db_statuses": statuses,
-                "stopped_after": stopped,
-                "peak_streaming_db": poller.peak_streaming,
-                "peak_pending_db": poller.peak_pending,
-                "peak_inbox": poller.peak_inbox,
-                "no_done_db_statuses": no_done_statuses,
-                "never_admitted": sum(1 for r in replies if r["reply_id"] is None),
-                "idle_worker_rss": idle_worker,
-                "idle_web_rss": idle_web,
-                "before_worker_rss": before_worker,
+                "kind": kind,
+                "model": model,
+                "ws_url": ws_url,
+                "origin": ctx["origin"],
+                "cookie_name": ctx["cookie_name"],
+                "sessions": ctx["sessions"][first : first + count],
+                "first_chat": first,
+                "total_chats": n,
+                "prompt": STREAM_PROMPT.replace("{chat}", f"{{chat}} {label} {n}"),
+                "rate": STREAM_RATE,
+                "spread": args.stream_spread,
+                "reply_timeout": STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 45,
             }
         )
+        first += count
+    return jobs
+
+
+def figure_stream(args, ctx: dict, sampler: Sampler, steps: list[int]) -> list[dict]:
+    """Each step through the product, then the same N streams (same prompts) through the baseline relay."""
+    rows = []
+    idle = {"worker": sampler.rss("worker"), "web": sampler.rss("web")}
+    for n in steps:
+        row = stream_step(args, ctx, sampler, n, model=CHAT_MODEL, label="step", idle=idle, profile_it=n == steps[len(steps) // 2])
+        if ctx.get("relay_url"):
+            row["relay"] = relay_step(args, ctx, sampler, n, profile_it=n == steps[len(steps) // 2])
+        rows.append(row)
     return rows
+
+
+def relay_step(args, ctx: dict, sampler: Sampler, n: int, *, profile_it: bool) -> dict:
+    jobs = stream_jobs(args, ctx, n, kind="relay", ws_url=ctx["relay_url"], model=CHAT_MODEL, label="step")
+    say(f"  the same {n} streams through the baseline relay")
+    recording: list = []
+    timers: list = []
+
+    def start_profile() -> None:
+        if ctx.get("profile") and profile_it:
+            timers.append(profile.later(STREAM_THINK + 4, recording, ctx["relay_pid"], 10, ctx["outdir"] / "relay.pyspy.txt"))
+
+    try:
+        results, window = run_clients(
+            jobs,
+            ctx["workdir"],
+            f"relay-{n}",
+            sampler,
+            timeout=STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 150,
+            go_line=lambda: str(time.time() + 0.5),
+            on_go=start_profile,
+        )
+    finally:
+        for t in timers:
+            t.cancel()
+    if recording:
+        ctx["profiles"]["relay"] = {
+            "what": f"{n} simultaneous streams (figure 2), 10 s from {STREAM_THINK + 4:g} s after the sends",
+            "process": profile.summarise(recording[0].wait(), patterns=profile.RELAY_PATTERNS, busy_marker=""),
+        }
+    replies = [r for res in results for r in res["replies"]]
+    say(f"  relay outcomes: { {o: sum(1 for r in replies if r['outcome'] == o) for o in {r['outcome'] for r in replies}} }")
+    return {"chats": n, "results": results, "window": window}
+
+
+def figure_responses(args, ctx: dict, sampler: Sampler, n: int) -> dict:
+    """N streams through a Responses-API model (issue 16: the bench covers both APIs)."""
+    say(f"Responses API: {n} streams through {RESPONSES_MODEL}")
+    idle = {"worker": sampler.rss("worker"), "web": sampler.rss("web")}
+    return stream_step(args, ctx, sampler, n, model=RESPONSES_MODEL, label="responses", idle=idle, profile_it=False)
+
+
+def stream_step(args, ctx: dict, sampler: Sampler, n: int, *, model: str, label: str, idle: dict, profile_it: bool) -> dict:
+    jobs = stream_jobs(args, ctx, n, kind="stream", ws_url=ctx["ws_url"], model=model, label=label)
+    say(
+        f"streams: {n} simultaneous chats ({len(jobs)} client process(es), {model}), "
+        f"{STREAM_TOKENS} tokens at {STREAM_RATE:g}/s after {STREAM_THINK:g}s thinking"
+    )
+    wait_for_db_slots(ctx["db_url"], WEB_POOL + WORKER_POOL * WORKER_PROCESSES)
+    before_worker = sampler.rss("worker")
+    started_at = dt.datetime.now(dt.UTC)
+    poller = LivePoller(ctx["db_url"], started_at, ctx["redis_url"], ctx["channel_prefix"])
+    recording: dict[str, list] = {"worker": [], "web": []}
+    timers: list = []
+
+    def start_profile() -> None:
+        if ctx.get("profile") and profile_it:
+            for name, pid in (("worker", ctx["worker_pid"]), ("web", ctx["web_pid"])):
+                timers.append(profile.later(STREAM_THINK + 4, recording[name], pid, 10, ctx["outdir"] / f"{name}-stream.pyspy.txt"))
+
+    try:
+        results, window = run_clients(
+            jobs,
+            ctx["workdir"],
+            f"{label}-{n}",
+            sampler,
+            timeout=STREAM_THINK + STREAM_TOKENS / STREAM_RATE + 150,
+            go_line=lambda: str(time.time() + 0.5),
+            on_go=start_profile,
+            stuck=poller.stuck,
+        )
+    finally:
+        poller.stop()
+        for t in timers:
+            t.cancel()
+    if recording["worker"]:
+        ctx["profiles"]["worker"] = {
+            "what": f"Celery worker 1 of {WORKER_PROCESSES}, {n} simultaneous chats (figure 2), 10 s from "
+            f"{STREAM_THINK + 4:g} s after the sends",
+            "process": profile.summarise(rows := recording["worker"][0].wait(), patterns=profile.WORKER_PATTERNS, busy_marker=""),
+            "costs": profile.shares(rows, profile.COSTS["worker"]),
+            "label": label,
+            "chats": n,
+        }
+    if recording["web"]:
+        ctx["profiles"]["web_stream"] = {
+            "what": f"uvicorn, {n} simultaneous chats (figure 2), 10 s from {STREAM_THINK + 4:g} s after the sends",
+            "process": profile.summarise(rows := recording["web"][0].wait(), patterns=profile.WEB_STREAM_PATTERNS, busy_marker=""),
+            "costs": profile.shares(rows, profile.COSTS["web_stream"]),
+            "label": label,
+            "chats": n,
+        }
+    with db_connect(ctx["db_url"]) as conn:
+        statuses = dict(
+            conn.execute(
+                "SELECT status, count(*) FROM chat_message WHERE role = 'assistant' AND created_at >= %s GROUP BY status", (started_at,)
+            ).fetchall()
+        )
+    replies = [r for res in results for r in res["replies"]]
+    unfinished = [r["reply_id"] for r in replies if r["outcome"] in ("no done", "socket closed") and r["reply_id"]]
+    with db_connect(ctx["db_url"]) as conn:
+        no_done_statuses = dict(
+            conn.execute("SELECT status, count(*) FROM chat_message WHERE id = ANY(%s) GROUP BY status", (unfinished,)).fetchall()
+        )
+    say(f"  outcomes: { {o: sum(1 for r in replies if r['outcome'] == o) for o in {r['outcome'] for r in replies}} }, db: {statuses}")
+    # Replies the clients gave up on are still being written: stop them the way the product's stop
+    # button does (status -> stopped; the worker sees it at its next checkpoint and ends), so the
+    # next step starts from an idle worker.
+    with db_connect(ctx["db_url"], autocommit=True) as conn:
+        stopped = conn.execute(
+            "UPDATE chat_message SET status = 'stopped' WHERE role = 'assistant' AND status IN ('pending', 'streaming')"
+        ).rowcount
+    if stopped:
+        say(f"  stopped {stopped} replies still pending or streaming; letting the worker wind down")
+        time.sleep(5)
+    return {
+        "chats": n,
+        "model": model,
+        "results": results,
+        "window": window,
+        "db_statuses": statuses,
+        "stopped_after": stopped,
+        "peak_streaming_db": poller.peak_streaming,
+        "peak_pending_db": poller.peak_pending,
+        "peak_inbox": poller.peak_inbox,
+        "no_done_db_statuses": no_done_statuses,
+        "never_admitted": sum(1 for r in replies if r["reply_id"] is None),
+        "idle_worker_rss": idle["worker"],
+        "idle_web_rss": idle["web"],
+        "before_worker_rss": before_worker,
+    }
 
 
 STUCK_SECONDS = float(os.environ.get("BENCH_STUCK_SECONDS", "15"))
@@ -524,9 +624,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
     parser.add_argument("--no-daphne", action="store_true", help="skip the daphne comparison")
-    parser.add_argument("--skip", default="", help="comma-separated figures to skip: ttft,stream,quota")
+    parser.add_argument("--skip", default="", help="comma-separated figures to skip: ttft,stream,responses,quota")
     parser.add_argument("--steps", default="50,200,500", help="simultaneous chats per streaming step")
     parser.add_argument("--levels", default="1,10,50", help="active chats per TTFT level")
+    parser.add_argument("--responses", type=int, default=50, help="streams through a Responses API model (0: none)")
     parser.add_argument("--no-profile", action="store_true", help="do not run py-spy even if it is installed")
     parser.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     args = parser.parse_args()
@@ -579,9 +680,20 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
     recreate_database(base_db)
     subprocess.run([PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
     users_path = workdir / "users.json"
-    n_stream = max(max(steps), max(levels))
+    n_stream = max(max(steps), max(levels), args.responses)
     subprocess.run(
-        [PY, str(ROOT / "bench" / "setup_db.py"), "--stream-users", str(n_stream), "--quota-users", "800", "--out", str(users_path)],
+        [
+            PY,
+            str(ROOT / "bench" / "setup_db.py"),
+            "--stream-users",
+            str(n_stream),
+            "--quota-users",
+            "800",
+            "--responses-model",
+            RESPONSES_MODEL,
+            "--out",
+            str(users_path),
+        ],
         cwd=ROOT,
         env=env,
         check=True,
@@ -604,6 +716,8 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
             "stream_tokens": STREAM_TOKENS,
             "stream_think": STREAM_THINK,
             "stream_spread": args.stream_spread,
+            "chat_model": CHAT_MODEL,
+            "responses_model": RESPONSES_MODEL,
             "flush_seconds": float(os.environ.get("STREAM_FLUSH_SECONDS", 0.05)),
             "sim_defaults": {"think": SIM_THINK, "rate": SIM_RATE},
             "quick": args.quick,
@@ -655,7 +769,7 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
     stack = Stack(outdir / "logs")
     sampler = None
     try:
-        if {"ttft", "stream"} <= skip:
+        if {"ttft", "stream", "responses"} <= skip:
             raise SkipStack
         sim, sim_url = start_simulator(stack, env, think=SIM_THINK, rate=SIM_RATE)
         server_env = {**env, "OPENAI_BASE_URL": f"{sim_url}/v1", "DB_POOL_MAX": str(WEB_POOL)}
@@ -667,7 +781,8 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
             for n in range(1, WORKER_PROCESSES + 1)
         ]
         worker = workers[0]
-        sampler = Sampler({"web": web.pid, "worker": [w.pid for w in workers], "simulator": sim.pid})
+        relay, relay_port = start_relay(stack, env, sim_url)
+        sampler = Sampler({"web": web.pid, "worker": [w.pid for w in workers], "simulator": sim.pid, "relay": relay.pid})
         ctx = {
             "ws_url": f"ws://127.0.0.1:{port}/ws/chat/",
             "origin": f"http://127.0.0.1:{port}",
@@ -681,6 +796,8 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
             "channel_prefix": prefix,
             "web_pid": web.pid,
             "worker_pid": worker.pid,
+            "relay_url": f"ws://127.0.0.1:{relay_port}/",
+            "relay_pid": relay.pid,
             "profile": profile.available() and not args.no_profile,
             "profiles": {},
         }
@@ -690,11 +807,13 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
             "simulator": " ".join(sim.command).replace(PY, ".venv/bin/python"),
             "web": " ".join(web.command).replace(PY, ".venv/bin/python"),
             "worker": " ; ".join(" ".join(w.command) for w in workers).replace(PY, ".venv/bin/python"),
+            "baseline relay": " ".join(relay.command).replace(PY, ".venv/bin/python"),
         }
         time.sleep(2)  # let the worker connect to the broker
         results["idle_rss"] = {"web": sampler.rss("web"), "worker": sampler.rss("worker")}
 
         if "ttft" not in skip:
+            hops_install(db_url)
             results["ttft"] = figure_ttft(args, ctx, sampler, "uvicorn", levels)
             if not args.no_daphne:
                 stack.stop(web)
@@ -712,9 +831,12 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
                 sampler.add("web", web.pid)
                 ctx = {**ctx, "ws_url": f"ws://127.0.0.1:{port}/ws/chat/", "origin": f"http://127.0.0.1:{port}", "web_pid": web.pid}
                 time.sleep(1)
+            hops_remove(db_url)
 
         if "stream" not in skip:
             results["stream"] = figure_stream(args, ctx, sampler, steps)
+        if "responses" not in skip and args.responses:
+            results["responses"] = figure_responses(args, ctx, sampler, args.responses)
         for proc in stack.procs:
             if not proc.alive():
                 say(f"{proc.name} died:\n{proc.log_tail()}")

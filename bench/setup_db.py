@@ -4,6 +4,7 @@ Run with DATABASE_URL pointing at the (freshly migrated) bench database:
 
     python bench/setup_db.py --stream-users 500 --quota-users 200 --out users.json
 
+The Responses API model the streaming figure also uses (o4-mini) is enabled; the catalog ships it disabled.
 Streaming users get a plan whose limits are all explicitly unlimited, so quotas never refuse a streaming
 figure's sends; quota users keep the seeded default plan (o1-mini: 50 a day),
 so the quota figure takes the real row-locking path.
@@ -26,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--stream-users", type=int, required=True)
     parser.add_argument("--quota-users", type=int, required=True)
+    parser.add_argument("--responses-model", default="o4-mini", help="a Responses API model to enable")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -46,6 +48,8 @@ def main() -> None:
     from quotas.models import Plan, PlanLimit, UserPlan
 
     started = time.monotonic()
+    # The Responses API figure streams through one of the catalog's Responses models, which ship disabled.
+    AIModel.objects.filter(slug=args.responses_model).update(enabled=True)
     unlimited = Plan.objects.create(
         name="Bench: unlimited", is_default=False, description="No limits: streaming benchmarks must not be refused by quota."
     )

@@ -125,6 +125,18 @@ def start_web(stack: Stack, env: dict[str, str], server: str = "uvicorn") -> tup
     return proc, port
 
 
+def start_relay(stack: Stack, env: dict[str, str], sim_url: str) -> tuple[Proc, int]:
+    """The baseline (bench/relay.py) under uvicorn, as the product's web server runs."""
+    port = free_port()
+    command = commands.web("127.0.0.1", port, "uvicorn")
+    command[command.index("config.asgi:application")] = "bench.relay:app"
+    proc = stack.start("relay", command + ["--log-level", "warning"], {**env, "OPENAI_BASE_URL": f"{sim_url}/v1"})
+    wait_until(lambda: accepts(port) or not proc.alive(), timeout=60, what="the relay")
+    if not proc.alive():
+        raise RuntimeError(f"the relay died:\n{proc.log_tail()}")
+    return proc, port
+
+
 def start_worker(stack: Stack, env: dict[str, str], *, queue: str, concurrency: int, number: int = 1) -> Proc:
     proc = stack.start(f"worker-{number}", commands.worker(concurrency, queue=queue, number=number), env)
     time.sleep(0.5)
@@ -219,6 +231,7 @@ class Sampler:
             "cpu_pct": {n: 100.0 * c / wall for n, c in cpu.items()},
             "machine_busy_pct": 100.0 * busy / wall / psutil.cpu_count(),
             "owners_pct": {k: 100.0 * v / wall for k, v in owners.items()},
+            "owners_s": owners,
             "peak_rss": dict(w["peak"]),
             "peak_threads": dict(w["threads"]),
             "start_rss": dict(w["start_rss"]),

@@ -24,5 +24,12 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.1f}"
 
 
+def ms3(seconds: float) -> str:
+    """Milliseconds to the microsecond: CPU per frame is a fraction of a millisecond."""
+    if seconds is None or (isinstance(seconds, float) and math.isnan(seconds)):
+        return "–"
+    return f"{seconds * 1000:.3f}"
+
+
 def mib(n: float) -> str:
     return f"{n / 2**20:.0f}"

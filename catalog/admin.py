@@ -2,7 +2,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import AIModel
+from .models import EFFORTS, AIModel, ModelPrice
 
 
 class AIModelForm(forms.ModelForm):
@@ -24,12 +24,26 @@ class AIModelForm(forms.ModelForm):
                 self.add_error("supports_streaming", "Models on the Responses API are always streamed.")
             if data.get("reasoning_summaries") and not data.get("is_reasoning"):
                 self.add_error("reasoning_summaries", "Only reasoning models write reasoning summaries.")
+        named = {e.strip() for e in (data.get("reasoning_efforts") or "").split(",") if e.strip()}
+        if named - set(EFFORTS):
+            self.add_error("reasoning_efforts", f"Effort levels are {', '.join(EFFORTS)}, separated by commas.")
+        if named and not data.get("is_reasoning"):
+            self.add_error("reasoning_efforts", "Only reasoning models take a reasoning effort.")
         return data
+
+
+class ModelPriceInline(admin.TabularInline):
+    """Prices per million tokens from a date on; add a row for a price change, old answers keep theirs."""
+
+    model = ModelPrice
+    extra = 0
+    fields = ("effective_from", "input_per_million", "cached_input_per_million", "output_per_million", "source")
 
 
 @admin.register(AIModel)
 class AIModelAdmin(admin.ModelAdmin):
     form = AIModelForm
+    inlines = [ModelPriceInline]
     list_display = (
         "name",
         "slug",
@@ -62,7 +76,7 @@ class AIModelAdmin(admin.ModelAdmin):
                     "supports_streaming",
                     "supports_system_message",
                     "uses_max_completion_tokens",
-                    "supports_temperature",
+                    "supports_images",
                     "reasoning_efforts",
                     "reasoning_summaries",
                     "store",

@@ -25,13 +25,20 @@ class AIModel(models.Model):
     context_window = models.PositiveIntegerField()
     max_output_tokens = models.PositiveIntegerField()
     supports_streaming = models.BooleanField(default=True)
-    supports_system_message = models.BooleanField(default=False)
+    supports_system_message = models.BooleanField(
+        default=False,
+        help_text="Takes instructions as a system message (Responses: `instructions`). Unticked (o1-preview, o1-mini): "
+        "a user's custom instructions are added, labelled, to the first user message instead.",
+    )
     uses_max_completion_tokens = models.BooleanField(
         default=True,
         help_text="Chat Completions only: send max_completion_tokens (reasoning models) instead of max_tokens. "
         "The Responses API always takes max_output_tokens.",
     )
-    supports_temperature = models.BooleanField(default=False)
+    supports_images = models.BooleanField(
+        default=False,
+        help_text="Takes images as input (GPT-4o, o1, o3, o4-mini; not o1-preview or o1-mini). Off: the chat offers no images for it.",
+    )
     tokenizer = models.CharField(
         max_length=32,
         blank=True,
@@ -40,7 +47,10 @@ class AIModel(models.Model):
     )
     is_reasoning = models.BooleanField(default=True)
     reasoning_efforts = models.CharField(
-        max_length=100, blank=True, help_text="Comma-separated reasoning_effort levels, empty if not supported."
+        max_length=100,
+        blank=True,
+        help_text="Comma-separated reasoning effort levels the model accepts (low,medium,high); users pick one per message. "
+        "Empty: the model takes none and the control is hidden.",
     )
     reasoning_summaries = models.BooleanField(
         default=False, help_text="Responses API only: ask for reasoning summaries and show them under “Thought for N seconds”."
@@ -74,4 +84,47 @@ class AIModel(models.Model):
 
     @property
     def efforts(self) -> list[str]:
-        return [e.strip() for e in self.reasoning_efforts.split(",") if e.strip()]
+        return efforts_parse(self.reasoning_efforts)
+
+
+EFFORTS = ("low", "medium", "high")
+
+
+def efforts_parse(text: str) -> list[str]:
+    """A comma-separated list of effort levels, in the order low, medium, high; unknown words are dropped."""
+    named = {e.strip() for e in text.split(",")}
+    return [e for e in EFFORTS if e in named]
+
+
+
+class ModelPrice(models.Model):
+    """What the provider charges for a model from a moment on, in US dollars per million tokens.
+
+    A dollar per million tokens is a micro-dollar per token, so costs are kept in whole
+    micro-dollars (catalog/prices.py). Reasoning tokens are output tokens: providers bill them so.
+    A price change is a new row with a later `effective_from`; old answers keep the price of their time.
+    """
+
+    model = models.ForeignKey(AIModel, on_delete=models.CASCADE, related_name="prices")
+    effective_from = models.DateTimeField(help_text="The price applies to answers sent from this moment (UTC) on.")
+    input_per_million = models.DecimalField(max_digits=10, decimal_places=4, help_text="US$ per 1M prompt tokens.")
+    cached_input_per_million = models.DecimalField(
+        max_digits=10, decimal_places=4, help_text="US$ per 1M prompt tokens the provider served from its cache."
+    )
+    output_per_million = models.DecimalField(
+        max_digits=10, decimal_places=4, help_text="US$ per 1M completion tokens, reasoning tokens included."
+    )
+    source = models.CharField(max_length=200, blank=True, help_text="Where the figures came from.")
+
+    class Meta:
+        ordering = ["model", "-effective_from"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "effective_from"], name="one_price_per_model_moment"),
+            models.CheckConstraint(
+                condition=Q(input_per_million__gte=0, cached_input_per_million__gte=0, output_per_million__gte=0),
+                name="price_not_negative",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model}: ${self.input_per_million} in / ${self.output_per_million} out per 1M from {self.effective_from:%Y-%m-%d}"

@@ -7,10 +7,10 @@ Models whose tokenizer is unknown get a conservative estimate instead.
 """
 
 import base64
-import functools
 import gzip
 import hashlib
 import math
+import threading
 from pathlib import Path
 
 import tiktoken
@@ -35,8 +35,28 @@ SPECIAL = {"<|endoftext|>": 199999, "<|endofprompt|>": 200018}
 TOKENIZERS = (O200K_BASE,)
 
 
-@functools.cache
+_loaded: tiktoken.Encoding | None = None
+_loading = threading.Lock()
+
+
 def _o200k_base() -> tiktoken.Encoding:
+    """The table, built once per process: a second of CPU and ~100 MiB, so threads asking
+    at once (a burst of sends right after a start) wait for one build rather than each
+    making their own."""
+    global _loaded
+    if _loaded is None:
+        with _loading:
+            if _loaded is None:
+                _loaded = _build()
+    return _loaded
+
+
+def warm() -> None:
+    """Build the table now, in the background, so the first reply after a start does not wait for it."""
+    threading.Thread(target=_o200k_base, name="tokenizer-warm", daemon=True).start()
+
+
+def _build() -> tiktoken.Encoding:
     raw = gzip.decompress(TABLE.read_bytes())
     if hashlib.sha256(raw).hexdigest() != TABLE_SHA256:
         raise RuntimeError(f"{TABLE} is not the o200k_base table tiktoken expects")

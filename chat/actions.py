@@ -4,22 +4,34 @@ The reply itself is written by the generation worker (generation/reply.py),
 which these actions enqueue through `_enqueue`, after commit.
 """
 
+import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.http import Http404
 from django.utils import timezone
 
-from catalog.context import message_fits
+from accounts.models import INSTRUCTIONS_MAX_CHARS, Profile
+from catalog.context import REQUEST_OVERHEAD, ContextTooLarge, Turn, context_trim, message_fits, turn_tokens
 from catalog.models import AIModel
-from quotas.services import QuotaRefused, quota_refund, quota_reserve
+from quotas.selectors import efforts_allowed
+from quotas.services import QuotaRefused, quota_refund, quota_refusal_notify, quota_reserve
 
-from . import events
-from .models import LIVE, Conversation, Message
-from .selectors import branch_leaf, conversation_get_for_user, message_get_for_user, message_versions
+from . import events, files
+from .models import LIVE, Attachment, Conversation, Message
+from .selectors import (
+    as_id,
+    branch_ids,
+    branch_leaf,
+    conversation_get_for_user,
+    instructions_for,
+    message_get_for_user,
+    message_versions,
+)
 from .serializers import conversation_json
 
 log = logging.getLogger(__name__)
@@ -37,7 +49,8 @@ class ActionRefused(Exception):
         return {"type": "error", "code": self.code, "message": str(self), **self.extra}
 
 
-def _clean_text(text: object) -> str:
+def _clean_text(text: object, *, files_attached: bool = False) -> str:
+    """The message's text; it may be blank only when files are attached."""
     if not isinstance(text, str):
         raise ActionRefused("invalid", "The message must be text.")
     if "\x00" in text:
@@ -46,7 +59,7 @@ def _clean_text(text: object) -> str:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ActionRefused("invalid", "The message is not valid UTF-8.") from None
-    if not text.strip():
+    if not text.strip() and not files_attached:
         raise ActionRefused("empty", "Type a message first.")
     if len(text) > settings.MAX_MESSAGE_CHARS:
         raise ActionRefused("too_long", f"The message is {len(text):,} characters; the limit is {settings.MAX_MESSAGE_CHARS:,}.")
@@ -62,6 +75,32 @@ def _model_get(slug: object) -> AIModel:
     return model
 
 
+def _effort_choose(user, model: AIModel, requested: object, remembered: str = "") -> str:
+    """The reasoning effort to ask `model` for: the one picked, else the chat's last, else medium.
+
+    Fail closed: an effort the model does not take, or the user's plan does not allow, is refused.
+    """
+    if requested in (None, ""):
+        if not model.efforts:
+            return ""
+        allowed = [e for e in model.efforts if e in efforts_allowed(user)]
+        for choice in (remembered, "medium", *allowed):
+            if choice in allowed:
+                return choice
+        raise ActionRefused("effort_not_allowed", f"Your plan allows no reasoning effort for {model.name}.")
+    if not isinstance(requested, str) or requested not in model.efforts:
+        if not model.efforts:
+            raise ActionRefused("invalid", f"{model.name} takes no reasoning effort.")
+        raise ActionRefused("invalid", f"{model.name} takes a reasoning effort of {', '.join(model.efforts)}.")
+    allowed = [e for e in model.efforts if e in efforts_allowed(user)]
+    if requested not in allowed:
+        others = f" Your plan allows {', '.join(allowed)}." if allowed else ""
+        raise ActionRefused(
+            "effort_not_allowed", f"{requested.capitalize()} reasoning effort is not on your plan for {model.name}.{others}"
+        )
+    return requested
+
+
 @contextmanager
 def _quota_explained(user) -> Iterator[None]:
     """Turn a quota refusal into one that offers another model, after the transaction (and its locks) ended."""
@@ -72,6 +111,7 @@ def _quota_explained(user) -> Iterator[None]:
 
 
 def _quota_refusal(user, exc: QuotaRefused) -> ActionRefused:
+    quota_refusal_notify(user=user, refusal=exc)
     suggestion = exc.alternative(user)
     message = str(exc)
     if suggestion:
@@ -101,7 +141,9 @@ def _enqueue(reply: Message) -> None:
         reply.queued = False
 
 
-def _reply_start(*, user, conversation: Conversation, parent: Message | None, model: AIModel, new_conversation: bool = False) -> Message:
+def _reply_start(
+    *, user, conversation: Conversation, parent: Message | None, model: AIModel, effort: str, new_conversation: bool = False
+) -> Message:
     """Store a pending reply to `parent`, reserve its quota and enqueue it; inside the caller's transaction.
 
     The reply ends the branch on screen: the conversation's current leaf.
@@ -110,23 +152,106 @@ def _reply_start(*, user, conversation: Conversation, parent: Message | None, mo
     if live >= settings.MAX_LIVE_REPLIES:
         raise ActionRefused("busy", f"You already have {live} answers being written. Wait for one to finish or stop it.")
     reply = Message.objects.create(
-        conversation=conversation, parent=parent, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING
+        conversation=conversation,
+        parent=parent,
+        role=Message.Role.ASSISTANT,
+        model=model,
+        status=Message.Status.PENDING,
+        reasoning_effort=effort,
     )
-    quota_reserve(user=user, model=model, reply_id=reply.id)
+    quota_reserve(user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, parent, model))
     conversation.current_leaf = reply
     if new_conversation:
         conversation.save(update_fields=["current_leaf"])
     else:
-        # The model picked last sticks to the conversation, which moves to the top of the list.
+        # The model (and effort) picked last stick to the conversation, which moves to the top of the list.
         conversation.model = model
-        conversation.save(update_fields=["model", "current_leaf", "updated_at"])
+        conversation.reasoning_effort = effort or conversation.reasoning_effort
+        conversation.save(update_fields=["model", "reasoning_effort", "current_leaf", "updated_at"])
+    # A new chat starts on the model picked last (chat.views); no write when it is the same.
+    Profile.objects.filter(user=user).exclude(last_model=model).update(last_model=model)
     transaction.on_commit(lambda: _enqueue(reply))
     return reply
 
 
-def _check_fits(text: str, model: AIModel) -> None:
-    if not message_fits(text, context_window=model.context_window, max_output_tokens=model.max_output_tokens, tokenizer=model.tokenizer):
-        raise ActionRefused("too_long", f"The message is too long for {model.name}'s context window.")
+def _prompt_tokens(conversation: Conversation, parent: Message | None, model: AIModel) -> int | None:
+    """The tokens the reply's prompt will have: its branch's visible text, trimmed as the worker trims it.
+
+    Asked only when the user has a token or money budget, to hold the reply's worst case.
+    """
+    ids = branch_ids(conversation_id=conversation.id, leaf_id=parent.id if parent else None)
+    earlier = Message.objects.filter(id__in=ids).exclude(text="").order_by("id")
+    turns = [{"role": role, "content": text} for role, text in earlier.values_list("role", "text")]
+    window, output, tokenizer = model.context_window, model.max_output_tokens, model.tokenizer
+    try:
+        kept = context_trim(turns, context_window=window, max_output_tokens=output, tokenizer=tokenizer)
+    except ContextTooLarge:
+        return None  # the worker will refuse it; meanwhile hold the most a prompt can take
+    return REQUEST_OVERHEAD + sum(turn_tokens(turn["content"], tokenizer) for turn in kept)
+
+
+def _check_fits(turn: Turn, model: AIModel, instructions: str = "") -> None:
+    fits = message_fits(
+        turn,
+        context_window=model.context_window,
+        max_output_tokens=model.max_output_tokens,
+        tokenizer=model.tokenizer,
+        instructions=instructions,
+    )
+    if not fits:
+        what = "The message with its files" if turn.get("images") or turn["content"].startswith("<file") else "The message"
+        with_instructions = " with your custom instructions" if instructions else ""
+        raise ActionRefused("too_long", f"{what} is too long{with_instructions} for {model.name}'s context window.")
+
+
+def _user_turn(text: str, attachments: list[Attachment], model: AIModel) -> Turn:
+    return files.turn_for(role=Message.Role.USER, text=text, attachments=attachments, model=model)
+
+
+def _check_images(attachments: list[Attachment], model: AIModel) -> None:
+    images = [a.name for a in attachments if a.kind == Attachment.Kind.IMAGE]
+    if images and not model.supports_images:
+        raise ActionRefused(
+            "images_unsupported", f"{model.name} does not take images. Remove {images[0]} or pick a model that takes images."
+        )
+
+
+def _attachment_ids(value: object) -> list[int]:
+    if value is None:
+        return []
+    limit = settings.ATTACHMENTS_PER_MESSAGE
+    if not isinstance(value, list) or len(value) > limit or len(set(map(str, value))) != len(value):
+        raise ActionRefused("invalid", f"A message can carry up to {limit} different attachments.")
+    try:
+        return [as_id(v) for v in value]
+    except Http404:
+        raise ActionRefused("invalid", "Attachments are named by their ids.") from None
+
+
+def _attachments_unsent(user, ids: list[int]) -> list[Attachment]:
+    """The user's attachments not yet sent, in the order named; another user's id, or one sent already, is not found."""
+    if not ids:
+        return []
+    found = {a.id: a for a in Attachment.objects.filter(id__in=ids, user=user, message=None)}
+    if len(found) != len(ids):
+        raise ActionRefused("not_found", "An attached file was not found (or was sent already). Attach it again.")
+    attachments = [found[i] for i in ids]
+    total, limit = sum(a.size for a in attachments), settings.ATTACHMENTS_MAX_MESSAGE_BYTES
+    if total > limit:
+        raise ActionRefused("too_long", f"The files come to {files.size_label(total)}; one message may carry {files.size_label(limit)}.")
+    return attachments
+
+
+def _attachments_link(user, attachments: list[Attachment], message: Message) -> None:
+    """Link the files to their message, inside the send's transaction.
+
+    Conditional on still being unsent: two sends racing with the same file cannot
+    both take it; the loser's whole transaction, quota reservation included, rolls back.
+    """
+    ids = [a.id for a in attachments]
+    if ids and Attachment.objects.filter(id__in=ids, user=user, message=None).update(message=message) != len(ids):
+        raise ActionRefused("not_found", "An attached file was sent with another message. Attach it again.")
+    message.attachment_list = attachments
 
 
 def _lock_user(user) -> None:
@@ -141,36 +266,82 @@ def _lock_user(user) -> None:
 
 
 def message_send(
-    *, user, conversation_id: int | None, model_slug: object, text: object, parent_id: object = None
+    *,
+    user,
+    conversation_id: int | None,
+    model_slug: object,
+    text: object,
+    history: Sequence[tuple[object, object]] = (),
+    attachment_ids: object = None,
+    effort: object = None,
+    parent_id: object = None,
 ) -> tuple[Message, Message]:
-    """Store the user's message and a pending reply, reserving quota, in one transaction.
+    """Store the user's message, its attachments and a pending reply, reserving quota, in one transaction.
 
+    `history` (earlier turns as (role, text), oldest first, as an API client sends
+    them) starts a new conversation holding those turns as they were said; the
+    worker trims them to the window like any other conversation's.
     The message follows `parent_id`, the last message the sending tab shows, so that the
     model gets the branch on screen even in a tab that missed a switch; by default it
-    follows the conversation's current leaf. Raises ActionRefused with nothing stored
-    when the input is bad or the quota is spent.
+    follows the conversation's current leaf.
+    Raises ActionRefused with nothing stored when the input is bad or the quota is spent.
     """
-    text = _clean_text(text)
+    ids = _attachment_ids(attachment_ids)
+    text = _clean_text(text, files_attached=bool(ids))
+    turns = [(_clean_role(role), _clean_text(said)) for role, said in history]
+    if turns and conversation_id is not None:
+        raise ActionRefused("invalid", "Earlier turns can only start a new conversation.")
     model = _model_get(model_slug)
-    _check_fits(text, model)
+    attachments = _attachments_unsent(user, ids)
+    _check_images(attachments, model)
+    turn = _user_turn(text, attachments, model)
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         if conversation_id is None:
-            conversation = Conversation.objects.create(user=user, model=model, title=title_from(text))
+            first = next((said for role, said in turns if role == Message.Role.USER), text)
+            title = title_from(first) if first.strip() else title_from(", ".join(a.name for a in attachments))
+            chosen = _effort_choose(user, model, effort)
+            conversation = Conversation(user=user, model=model, title=title, reasoning_effort=chosen)
         else:
             conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
             conversation.user = user  # known: the announcement after commit need not fetch it again
+            chosen = _effort_choose(user, model, effort, conversation.reasoning_effort)
+        _check_fits(turn, model, instructions_for(conversation))
+        if conversation_id is None:
+            conversation.save()
         parent = conversation.current_leaf_id
         if parent_id is not None and parent_id != parent:
             parent = message_get_for_user(user=user, message_id=parent_id).id
             if conversation_id is None or not conversation.messages.filter(id=parent).exists():
                 raise ActionRefused("invalid", "That message is not in this conversation.")
+        earlier = []
+        for role, said in turns:  # each follows the one before: one branch
+            earlier.append(Message.objects.create(conversation=conversation, parent_id=parent, role=role, model=model, text=said))
+            parent = earlier[-1].id
         user_message = Message.objects.create(conversation=conversation, parent_id=parent, role=Message.Role.USER, model=model, text=text)
+        _attachments_link(user, attachments, user_message)
         reply = _reply_start(
-            user=user, conversation=conversation, parent=user_message, model=model, new_conversation=conversation_id is None
+            user=user,
+            conversation=conversation,
+            parent=user_message,
+            model=model,
+            effort=chosen,
+            new_conversation=conversation_id is None,
         )
-        transaction.on_commit(lambda: events.messages_added(conversation, [user_message, reply]))
+        transaction.on_commit(lambda: events.messages_added(conversation, [*earlier, user_message, reply]))
     return user_message, reply
+
+
+def _clean_role(role: object) -> str:
+    if role not in (Message.Role.USER, Message.Role.ASSISTANT):
+        raise ActionRefused("invalid", "An earlier turn is said by the user or the assistant.")
+    return str(role)
+
+
+def model_pick(*, user, model_slug: object) -> None:
+    """Remember the model the user picked last: a new chat starts on it (chat.selectors.model_for_new_chat)."""
+    model = _model_get(model_slug)
+    Profile.objects.filter(user=user).exclude(last_model=model).update(last_model=model)
 
 
 def title_from(text: str) -> str:
@@ -194,33 +365,43 @@ def _with_versions(message: Message) -> Message:
     return message
 
 
-def reply_regenerate(*, user, message_id: object, model_slug: object = None) -> Message:
+def reply_regenerate(*, user, message_id: object, model_slug: object = None, effort: object = None) -> Message:
     """Answer the same question again; the old answer stays as a version. Counts as a message."""
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         old = _message_to_branch(user, message_id, Message.Role.ASSISTANT)
         # The old reply's model unless another is named; either way it must be enabled now.
         model = _model_get(model_slug or old.model.slug)
-        reply = _reply_start(user=user, conversation=old.conversation, parent=old.parent, model=model)
+        question = old.parent if old.parent is not None and old.parent.role == Message.Role.USER else None
+        if question is not None:
+            _check_images(list(question.attachments.defer("data")), model)
+        chosen = _effort_choose(user, model, effort, old.conversation.reasoning_effort)
+        reply = _reply_start(user=user, conversation=old.conversation, parent=old.parent, model=model, effort=chosen)
         transaction.on_commit(lambda: events.messages_added(old.conversation, [reply]))
     return _with_versions(reply)
 
 
-def message_edit(*, user, message_id: object, text: object, model_slug: object = None) -> tuple[Message, Message]:
-    """Ask any earlier question again with new text, starting a new branch from there. Counts as a message.
-
-    The old question and everything after it stay, as the other version.
-    """
-    text = _clean_text(text)
+def message_edit(*, user, message_id: object, text: object, model_slug: object = None, effort: object = None) -> tuple[Message, Message]:
+    """Ask any earlier question again with new text and the same files, starting a new branch from there.
+    Counts as a message. The old question and everything after it stay, as the other version."""
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
         old = _message_to_branch(user, message_id, Message.Role.USER)
+        attachments = list(old.attachments.all())
+        text = _clean_text(text, files_attached=bool(attachments))
         model = _model_get(model_slug or old.model.slug)
-        _check_fits(text, model)
+        _check_images(attachments, model)
+        chosen = _effort_choose(user, model, effort, old.conversation.reasoning_effort)
+        _check_fits(_user_turn(text, attachments, model), model, instructions_for(old.conversation))
         user_message = Message.objects.create(
             conversation=old.conversation, parent_id=old.parent_id, role=Message.Role.USER, model=model, text=text
         )
-        reply = _reply_start(user=user, conversation=old.conversation, parent=user_message, model=model)
+        # The other version keeps its own rows, as it keeps its text.
+        for attachment in attachments:
+            attachment.pk = None
+            attachment.message = user_message
+        user_message.attachment_list = Attachment.objects.bulk_create(attachments)
+        reply = _reply_start(user=user, conversation=old.conversation, parent=user_message, model=model, effort=chosen)
         transaction.on_commit(lambda: events.messages_added(old.conversation, [user_message, reply]))
     return _with_versions(user_message), reply
 
@@ -240,7 +421,8 @@ def reply_continue(*, user, message_id: object) -> Message:
         if partial.children.exists():
             raise ActionRefused("invalid", "Only the last answer of a branch can be continued.")
         model = _model_get(partial.model.slug)
-        reply = _reply_start(user=user, conversation=partial.conversation, parent=partial, model=model)
+        effort = _effort_choose(user, model, None, partial.reasoning_effort)  # the same effort, if still allowed
+        reply = _reply_start(user=user, conversation=partial.conversation, parent=partial, model=model, effort=effort)
         transaction.on_commit(lambda: events.messages_added(partial.conversation, [reply]))
     return reply
 
@@ -285,6 +467,17 @@ def conversation_rename(*, user, conversation_id: object, title: object) -> Conv
     return conversation
 
 
+def conversation_instructions_set(*, user, conversation_id: object, instructions: object) -> Conversation:
+    """This chat's custom instructions, sent with its next replies after the user's own; empty clears them."""
+    if not isinstance(instructions, str) or len(instructions) > INSTRUCTIONS_MAX_CHARS or "\x00" in instructions:
+        raise ActionRefused("invalid", f"Instructions are text of at most {INSTRUCTIONS_MAX_CHARS:,} characters.")
+    conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
+    conversation.instructions = instructions.strip()
+    conversation.save(update_fields=["instructions"])  # like a rename, it does not move the chat up the list
+    events.conversation_changed(conversation)
+    return conversation
+
+
 def conversation_delete(*, user, conversation_id: object) -> None:
     conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
     with transaction.atomic():
@@ -294,3 +487,40 @@ def conversation_delete(*, user, conversation_id: object) -> None:
         snapshot = conversation_json(conversation)
         conversation.delete()
     transaction.on_commit(lambda: events.conversation_deleted(user_id=user.id, snapshot=snapshot))
+
+
+# Files uploaded but never sent are let go after this long, at the user's next upload.
+UNSENT_KEPT = dt.timedelta(days=1)
+
+
+def attachment_upload(*, user, name: object, data: bytes) -> Attachment:
+    """Store a file for the user's next message. Refused, with nothing stored, when it is not a text
+    file or an image we take, too large, or too many of the user's uploads wait unsent."""
+    try:
+        checked = files.file_check(name=name, data=data)
+    except files.FileRefused as exc:
+        raise ActionRefused("invalid", str(exc)) from None
+    with transaction.atomic():
+        _lock_user(user)  # serialises the user's uploads, so the cap on unsent files holds
+        unsent = Attachment.objects.filter(user=user, message=None)
+        unsent.filter(created_at__lt=timezone.now() - UNSENT_KEPT).delete()
+        waiting = unsent.count()
+        if waiting >= settings.ATTACHMENTS_MAX_UNSENT:
+            raise ActionRefused("too_many", f"{waiting} files are waiting to be sent. Send them or remove some first.")
+        return Attachment.objects.create(
+            user=user,
+            kind=checked.kind,
+            name=checked.name,
+            content_type=checked.content_type,
+            size=len(data),
+            width=checked.width,
+            height=checked.height,
+            data=data,
+        )
+
+
+def attachment_remove(*, user, attachment_id: object) -> None:
+    """Remove a file the user uploaded but has not sent; a sent one stays with its message."""
+    removed, _ = Attachment.objects.filter(id=as_id(attachment_id), user=user, message=None).delete()
+    if not removed:
+        raise Http404("No such attachment.")

@@ -207,6 +207,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             conversation_id=conversation_id,
             model_slug=frame.get("model"),
             text=frame.get("text"),
+            attachment_ids=frame.get("attachments"),
+            effort=frame.get("effort"),
             parent_id=frame.get("parent_id"),
         )
         await self._follow(reply.conversation_id)
@@ -215,14 +217,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def do_regenerate(self, frame: dict) -> None:
         reply = await database_sync_to_async(actions.reply_regenerate)(
-            user=self.user, message_id=frame.get("message_id"), model_slug=frame.get("model")
+            user=self.user, message_id=frame.get("message_id"), model_slug=frame.get("model"), effort=frame.get("effort")
         )
         await self._sent(frame, None, reply)
         await self._done_if_ended(reply.id)
 
     async def do_edit(self, frame: dict) -> None:
         user_message, reply = await database_sync_to_async(actions.message_edit)(
-            user=self.user, message_id=frame.get("message_id"), text=frame.get("text"), model_slug=frame.get("model")
+            user=self.user,
+            message_id=frame.get("message_id"),
+            text=frame.get("text"),
+            model_slug=frame.get("model"),
+            effort=frame.get("effort"),
         )
         await self._sent(frame, user_message, reply)
         await self._done_if_ended(reply.id)
@@ -238,6 +244,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def do_stop(self, frame: dict) -> None:
         await database_sync_to_async(actions.reply_stop)(user=self.user, message_id=frame.get("message_id"))
+
+    async def do_pick(self, frame: dict) -> None:
+        await database_sync_to_async(actions.model_pick)(user=self.user, model_slug=frame.get("model"))
 
     async def do_quota(self, frame: dict) -> None:
         await self.chat_quota({})

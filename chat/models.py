@@ -17,6 +17,8 @@ class Conversation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT, help_text="The model picked last in this chat.")
+    reasoning_effort = models.CharField(max_length=16, blank=True, help_text="The reasoning effort picked last in this chat.")
+    instructions = models.TextField(blank=True, help_text="Custom instructions for this chat, after the user's own.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     current_leaf = models.ForeignKey(
@@ -53,6 +55,7 @@ class Message(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.DONE)
     incomplete = models.BooleanField(default=False, help_text="The answer was cut off and is partial.")
     finish_reason = models.CharField(max_length=32, blank=True, help_text="The provider's: stop, length, content_filter…")
+    reasoning_effort = models.CharField(max_length=16, blank=True, help_text="Of a reply: the effort asked of the model, if any.")
     error = models.CharField(max_length=500, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -76,6 +79,8 @@ class Message(models.Model):
     queued = True
     # Not stored: the ids of this message's versions (it and its siblings of its role), oldest first (chat.selectors).
     versions: list[int] | None = None
+    # Not stored: the attachments, when the code that made the message has them already (chat/serializers.py).
+    attachment_list: list["Attachment"] | None = None
 
     def __str__(self) -> str:
         return f"{self.role} #{self.pk} ({self.status})"
@@ -83,6 +88,42 @@ class Message(models.Model):
     @property
     def is_live(self) -> bool:
         return self.status in (self.Status.PENDING, self.Status.STREAMING)
+
+
+class Attachment(models.Model):
+    """A file the user attached: a text file (its text goes to the model) or an image (sent as an image part).
+
+    Uploaded first, owned by its user and linked to no message; the send that names
+    it links it to its message (chat/actions.py), once. Kept in PostgreSQL, so it is
+    backed up with the conversation and deleted with it.
+    """
+
+    class Kind(models.TextChoices):
+        TEXT = "text"
+        IMAGE = "image"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="attachments")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, null=True, blank=True, related_name="attachments")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100, help_text="Found from the content, never taken from the browser.")
+    size = models.PositiveIntegerField()
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["user", "created_at"], name="attachment_unsent_idx", condition=Q(message=None))]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kind="text") | Q(width__isnull=False, height__isnull=False), name="attachment_image_has_size"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 LIVE = (Message.Status.PENDING, Message.Status.STREAMING)

@@ -1,12 +1,14 @@
 """Reads. Every lookup by id checks that the row belongs to the user."""
 
-from django.db.models import Q, QuerySet
+from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
-from .models import Conversation, Message
+from accounts.models import Profile
+
+from .models import Attachment, Conversation, Message
 
 
-def _as_id(value: object) -> int:
+def as_id(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, str)):
         raise Http404("No such item.")
     try:
@@ -20,14 +22,14 @@ def _as_id(value: object) -> int:
 
 def conversation_get_for_user(*, user, conversation_id: object) -> Conversation:
     """The user's conversation, or Http404 (also for another user's id: we do not say it exists)."""
-    conversation = Conversation.objects.select_related("model").filter(id=_as_id(conversation_id), user=user).first()
+    conversation = Conversation.objects.select_related("model").filter(id=as_id(conversation_id), user=user).first()
     if conversation is None:
         raise Http404("No such conversation.")
     return conversation
 
 
 def message_get_for_user(*, user, message_id: object) -> Message:
-    message = Message.objects.select_related("model", "conversation").filter(id=_as_id(message_id), conversation__user=user).first()
+    message = Message.objects.select_related("model", "conversation").filter(id=as_id(message_id), conversation__user=user).first()
     if message is None:
         raise Http404("No such message.")
     return message
@@ -85,7 +87,40 @@ def conversation_messages(*, conversation: Conversation) -> list[Message]:
     versions: dict[tuple[int | None, str], list[int]] = {}
     for id_, (parent, role) in sorted(tree.items()):
         versions.setdefault((parent, role), []).append(id_)
-    messages = Message.objects.filter(id__in=ids).select_related("model").order_by("id")
+    # The attachments' names and sizes; their bytes only when downloaded.
+    attachments = Prefetch("attachments", queryset=Attachment.objects.defer("data"))
+    messages = Message.objects.filter(id__in=ids).select_related("model").prefetch_related(attachments).order_by("id")
     for message in messages:
         message.versions = versions[(message.parent_id, message.role)]
     return list(messages)
+
+
+def attachment_get_for_user(*, user, attachment_id: object) -> Attachment:
+    """The user's attachment, or Http404 (also for another user's id)."""
+    attachment = Attachment.objects.filter(id=as_id(attachment_id), user=user).first()
+    if attachment is None:
+        raise Http404("No such attachment.")
+    return attachment
+
+
+def model_for_new_chat(*, user, quota: list[dict]) -> str | None:
+    """The model the user picked last, unless it is at its limit or gone: then the first with messages left."""
+    last = Profile.objects.filter(user=user).values_list("last_model__slug", flat=True).first()
+    usable = [q["model"] for q in quota if not q["exhausted"]]
+    if last in usable:
+        return last
+    if usable:
+        return usable[0]
+    offered = [q["model"] for q in quota]
+    return last if last in offered else (offered[0] if offered else None)
+
+
+def user_instructions(*, user) -> str:
+    """The user's own custom instructions (profile page), sent with every chat."""
+    return Profile.objects.filter(user=user).values_list("instructions", flat=True).first() or ""
+
+
+def instructions_for(conversation: Conversation) -> str:
+    """The custom instructions a reply in this conversation is sent with: the user's own, then the chat's."""
+    mine = Profile.objects.filter(user_id=conversation.user_id).values_list("instructions", flat=True).first() or ""
+    return "\n\n".join(part.strip() for part in (mine, conversation.instructions) if part.strip())

@@ -7,6 +7,10 @@ urlpatterns = [
     path("c/<int:conversation_id>/", views.chat_page, name="chat-conversation"),
     path("api/conversations/", views.conversation_search, name="chat-search"),
     path("api/conversations/<int:conversation_id>/rename/", views.conversation_rename, name="chat-rename"),
+    path("api/conversations/<int:conversation_id>/instructions/", views.conversation_instructions, name="chat-instructions"),
     path("api/conversations/<int:conversation_id>/delete/", views.conversation_delete, name="chat-delete"),
     path("api/quota/", views.quota, name="chat-quota"),
+    path("api/attachments/", views.attachment_upload, name="chat-attachment-upload"),
+    path("api/attachments/<int:attachment_id>/remove/", views.attachment_remove, name="chat-attachment-remove"),
+    path("attachments/<int:attachment_id>/", views.attachment_download, name="chat-attachment"),
 ]

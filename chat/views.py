@@ -3,14 +3,15 @@ from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import AIModel
 from quotas.selectors import quota_json
 
-from . import actions, selectors
+from . import actions, files, selectors
 from .models import Conversation
-from .serializers import conversation_json, message_json
+from .serializers import attachment_json, conversation_json, message_json
 
 # A number no other part of a URL holds, to find where the id goes once reversed.
 _ID_SENTINEL = 987654321
@@ -42,15 +43,22 @@ def chat_page(request: HttpRequest, conversation_id: int | None = None) -> HttpR
 
 
 def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *, notice: str = "", status: int = 200) -> HttpResponse:
-    models = AIModel.objects.filter(enabled=True)
     is_staff = request.user.is_staff
+    quota = quota_json(request.user)
     bootstrap = {
         "conversation_id": conversation.id if conversation else None,
-        "model": conversation.model.slug if conversation else (models[0].slug if models else None),
+        "model": conversation.model.slug if conversation else selectors.model_for_new_chat(user=request.user, quota=quota),
         "conversations": [conversation_json(c) for c in selectors.conversation_list(user=request.user)[:200]],
-        "quota": quota_json(request.user),
+        "quota": quota,
+        # Whether the user's own custom instructions are set: the composer tells which models take them how.
+        "has_instructions": bool(selectors.user_instructions(user=request.user)),
         "few_left_notice": settings.FEW_LEFT_NOTICE,
         "max_chars": settings.MAX_MESSAGE_CHARS,
+        "attachments": {
+            "max_bytes": settings.ATTACHMENT_MAX_BYTES,
+            "per_message": settings.ATTACHMENTS_PER_MESSAGE,
+            "image_models": list(AIModel.objects.filter(enabled=True, supports_images=True).values_list("slug", flat=True)),
+        },
         "username": request.user.get_username(),
         "is_staff": is_staff,
         "notice": notice,
@@ -60,8 +68,12 @@ def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *
             "conversation": _url_template("chat-conversation"),
             "search": reverse("chat-search"),
             "rename": _url_template("chat-rename"),
+            "instructions": _url_template("chat-instructions"),
+            "profile": reverse("accounts-profile"),
             "delete": _url_template("chat-delete"),
             "quota": reverse("chat-quota"),
+            "attachments": reverse("chat-attachment-upload"),
+            "attachment_remove": _url_template("chat-attachment-remove"),
             "login": reverse("accounts-login"),
             "socket": "/ws/chat/",  # chat/routing.py: WebSocket routes have no URL name
             **({"admin": reverse("admin:index"), "usage": reverse("quotas-usage")} if is_staff else {}),
@@ -99,6 +111,18 @@ def conversation_rename(request: HttpRequest, conversation_id: int) -> JsonRespo
 
 @login_required
 @require_POST
+def conversation_instructions(request: HttpRequest, conversation_id: int) -> JsonResponse:
+    try:
+        conversation = actions.conversation_instructions_set(
+            user=request.user, conversation_id=conversation_id, instructions=request.POST.get("instructions")
+        )
+    except actions.ActionRefused as exc:
+        return _json_error(exc)
+    return JsonResponse({"conversation": conversation_json(conversation)})
+
+
+@login_required
+@require_POST
 def conversation_delete(request: HttpRequest, conversation_id: int) -> JsonResponse:
     actions.conversation_delete(user=request.user, conversation_id=conversation_id)
     return JsonResponse({"deleted": conversation_id})
@@ -108,3 +132,43 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> JsonRespo
 @require_GET
 def quota(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"models": quota_json(request.user)})
+
+
+@login_required
+@require_POST
+def attachment_upload(request: HttpRequest) -> JsonResponse:
+    upload = request.FILES.get("file")
+    if upload is None:
+        return _json_error(actions.ActionRefused("invalid", "Choose a file to attach."))
+    if upload.size is not None and upload.size > settings.ATTACHMENT_MAX_BYTES:
+        # Refused before its bytes are read into memory.
+        limit = files.size_label(settings.ATTACHMENT_MAX_BYTES)
+        return _json_error(
+            actions.ActionRefused("too_long", f"{files.clean_name(upload.name)} is too large; a file may be at most {limit}.")
+        )
+    try:
+        attachment = actions.attachment_upload(user=request.user, name=upload.name, data=upload.read())
+    except actions.ActionRefused as exc:
+        return _json_error(exc)
+    return JsonResponse({"attachment": attachment_json(attachment)}, status=201)
+
+
+@login_required
+@require_POST
+def attachment_remove(request: HttpRequest, attachment_id: int) -> JsonResponse:
+    actions.attachment_remove(user=request.user, attachment_id=attachment_id)
+    return JsonResponse({"removed": attachment_id})
+
+
+@login_required
+@require_GET
+def attachment_download(request: HttpRequest, attachment_id: int) -> HttpResponse:
+    """The file as uploaded, to its owner only. Text is always served as plain text, never as a page;
+    images inline (the thread's thumbnails) unless `?download`."""
+    attachment = selectors.attachment_get_for_user(user=request.user, attachment_id=attachment_id)
+    response = HttpResponse(bytes(attachment.data), content_type=attachment.content_type)
+    inline = attachment.kind == attachment.Kind.IMAGE and "download" not in request.GET
+    response["Content-Disposition"] = content_disposition_header(not inline, attachment.name) or "attachment"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response["Cache-Control"] = "private, max-age=86400"
+    return response

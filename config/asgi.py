@@ -13,12 +13,23 @@ sys.setswitchinterval(0.0005)
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from api.server import application as api_application  # noqa: E402
+from catalog import tokens  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 from config.origin import SameOriginValidator  # noqa: E402
 
+tokens.warm()  # sends count tokens; the first should not wait a second for the table
+
+
+async def http_application(scope, receive, send) -> None:
+    """/v1/ is the OpenAI-compatible API (api/server.py, bearer keys, no session); the rest is Django."""
+    app = api_application if scope["path"] == "/v1" or scope["path"].startswith("/v1/") else django_asgi_app
+    await app(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_application,
         "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

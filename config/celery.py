@@ -46,6 +46,14 @@ def shorter_gil_switch_interval(**kwargs) -> None:
     sys.setswitchinterval(0.0005)
 
 
+@worker_init.connect
+def tokenizer_warm(**kwargs) -> None:
+    # Every reply counts its context's tokens; without this the first burst after a start waits for the table.
+    from catalog import tokens
+
+    tokens.warm()
+
+
 class Heartbeat(threading.Thread):
     """Tells the health endpoint (config/health.py) that this worker is consuming its queues."""
 

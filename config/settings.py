@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "accounts",
     "quotas",
     "chat",
+    "api",
     "generation",
 ]
 
@@ -118,6 +119,7 @@ TEMPLATES = [
 
 DATABASE_URL = env_str("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL)}
+DATABASES["default"]["ENGINE"] = "config.postgresql"  # Django's, with a pool that recovers from a restart at once
 DB_PREPARED_STATEMENTS = env_bool("DB_PREPARED_STATEMENTS", True)
 # psycopg's pool: a generation borrows a connection only while it writes.
 DATABASES["default"]["OPTIONS"] = {
@@ -219,6 +221,9 @@ AXES_LOCKOUT_CALLABLE = "accounts.throttle.lockout_response"
 # The client address is the peer's (REMOTE_ADDR), never a header: the web server rewrites it
 # from X-Forwarded-For only for the proxies in FORWARDED_ALLOW_IPS (config/commands.py).
 AXES_CLIENT_IP_CALLABLE = "accounts.throttle.client_ip"
+# Password-reset emails per client address and per mailbox, per hour (accounts/throttle.py).
+PASSWORD_RESETS_PER_ADDRESS = env_int("PASSWORD_RESETS_PER_ADDRESS", 10)
+PASSWORD_RESETS_PER_MAILBOX = env_int("PASSWORD_RESETS_PER_MAILBOX", 3)
 # A successful log-in forgives its own username's failures only (accounts/signals.py): axes'
 # reset would also wipe the address's, letting one valid account launder a spraying run.
 AXES_RESET_ON_SUCCESS = False
@@ -233,6 +238,13 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)  # Django's default waits forever on a silent server
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "webmaster@localhost")
 # --- end of accounts ---------------------------------------------------------------------
+
+# Spend and limit notices for staff (docs/quotas.md): sent by email to these addresses (blank: every
+# active staff user with an email) and, when set, POSTed as JSON to the webhook.
+QUOTA_ALERT_EMAILS = [a.strip() for a in env_str("QUOTA_ALERT_EMAILS").split(",") if a.strip()]
+QUOTA_ALERT_WEBHOOK_URL = env_str("QUOTA_ALERT_WEBHOOK_URL")
+# Staff are told once a calendar month (UTC) when the organisation's spend passes this many US dollars; 0: never.
+SPEND_ALERT_DOLLARS = env_float("SPEND_ALERT_DOLLARS", 0.0)
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -283,6 +295,11 @@ STREAM_FLUSH_SECONDS = env_float("STREAM_FLUSH_SECONDS", 0.05)
 STREAM_CHECKPOINT_SECONDS = env_float("STREAM_CHECKPOINT_SECONDS", 1.0)
 
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 100_000)
+# Attachments (chat/files.py): stored in PostgreSQL, so these bound what one user can put there.
+ATTACHMENT_MAX_BYTES = env_int("ATTACHMENT_MAX_BYTES", 5 * 1024 * 1024)  # one file
+ATTACHMENTS_MAX_MESSAGE_BYTES = env_int("ATTACHMENTS_MAX_MESSAGE_BYTES", 10 * 1024 * 1024)  # all files of one message
+ATTACHMENTS_PER_MESSAGE = env_int("ATTACHMENTS_PER_MESSAGE", 10)
+ATTACHMENTS_MAX_UNSENT = env_int("ATTACHMENTS_MAX_UNSENT", 20)  # uploaded but not yet sent, per user
 # Threads for the WebSocket consumer's database work; keep below DB_POOL_MAX.
 WEB_DB_THREADS = env_int("WEB_DB_THREADS", 8)
 MAX_LIVE_REPLIES = env_int("MAX_LIVE_REPLIES", 3)

@@ -33,9 +33,7 @@ class ModelSpec:
     max_output_tokens: int
     api: str = "chat_completions"  # or "responses" (catalog.models.AIModel.API)
     supports_streaming: bool = True
-    supports_system_message: bool = False
     uses_max_completion_tokens: bool = True
-    supports_temperature: bool = False
     reasoning_effort: str = ""
     reasoning_summaries: bool = False  # Responses only
     store: bool = False  # Responses only: whether the provider keeps the response
@@ -70,8 +68,25 @@ def client() -> openai.AsyncOpenAI:
     return _client
 
 
-def request_params(spec: ModelSpec, messages: list[dict[str, str]]) -> dict:
-    params: dict = {"model": spec.provider_model, "messages": messages}
+def _chat_message(turn: dict) -> dict:
+    """A turn as a Chat Completions message: with images, its content is a list of parts."""
+    if not turn.get("image_urls"):
+        return {"role": turn["role"], "content": turn["content"]}
+    text = [{"type": "text", "text": turn["content"]}] if turn["content"] else []
+    return {"role": turn["role"], "content": [*text, *({"type": "image_url", "image_url": {"url": url}} for url in turn["image_urls"])]}
+
+
+def _responses_item(turn: dict) -> dict:
+    """A turn as a Responses input item: with images, `input_text` and `input_image` parts."""
+    if not turn.get("image_urls"):
+        return {"role": turn["role"], "content": turn["content"]}
+    text = [{"type": "input_text", "text": turn["content"]}] if turn["content"] else []
+    return {"role": turn["role"], "content": [*text, *({"type": "input_image", "image_url": url} for url in turn["image_urls"])]}
+
+
+def request_params(spec: ModelSpec, turns: list[dict]) -> dict:
+    """A Chat Completions request. `turns` are {"role", "content", "image_urls"?} (catalog/context.py)."""
+    params: dict = {"model": spec.provider_model, "messages": [_chat_message(turn) for turn in turns]}
     key = "max_completion_tokens" if spec.uses_max_completion_tokens else "max_tokens"
     params[key] = spec.max_output_tokens
     if spec.reasoning_effort:
@@ -88,6 +103,7 @@ def _usage(usage: dict) -> dict[str, int]:
         "prompt_tokens": usage.get("prompt_tokens") or 0,
         "completion_tokens": usage.get("completion_tokens") or 0,
         "reasoning_tokens": details.get("reasoning_tokens") or 0,
+        "cached_tokens": (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0,
     }
 
 
@@ -181,7 +197,7 @@ def _translate(exc: Exception) -> ProviderError:
     raise exc
 
 
-async def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> AsyncIterator[Chunk]:
+async def stream_chat(spec: ModelSpec, messages: list[dict]) -> AsyncIterator[Chunk]:
     """Yield the answer as it arrives, the last chunk carrying its finish_reason; raise ProviderError on any failure.
 
     A stream that ends with neither a finish_reason nor `[DONE]` was cut short:
@@ -231,19 +247,25 @@ async def stream_chat(spec: ModelSpec, messages: list[dict[str, str]]) -> AsyncI
         raise _translate(exc) from exc
 
 
-def responses_params(spec: ModelSpec, turns: list[dict[str, str]]) -> dict:
+def responses_params(spec: ModelSpec, turns: list[dict]) -> dict:
     """A Responses API request: the turns as plain role/content items, never an earlier reasoning item.
+
+    A system turn (the custom instructions) becomes `instructions`.
 
     `store` is off unless the model says otherwise, and nothing asks for
     `reasoning.encrypted_content`: no reasoning can come back into a later request.
     """
     params: dict = {
         "model": spec.provider_model,
-        "input": [{"role": turn["role"], "content": turn["content"]} for turn in turns],
+        "input": [_responses_item(turn) for turn in turns if turn["role"] != "system"],
         "max_output_tokens": spec.max_output_tokens,
         "store": spec.store,
         "stream": True,
     }
+    # Custom instructions (catalog.context.instructions_place) are the Responses API's `instructions`.
+    instructions = "\n\n".join(turn["content"] for turn in turns if turn["role"] == "system")
+    if instructions:
+        params["instructions"] = instructions
     reasoning = {"summary": "auto"} if spec.reasoning_summaries else {}
     if spec.reasoning_effort:
         reasoning["effort"] = spec.reasoning_effort
@@ -258,6 +280,7 @@ def _responses_usage(usage: dict) -> dict[str, int]:
         "prompt_tokens": usage.get("input_tokens") or 0,
         "completion_tokens": usage.get("output_tokens") or 0,
         "reasoning_tokens": details.get("reasoning_tokens") or 0,
+        "cached_tokens": (usage.get("input_tokens_details") or {}).get("cached_tokens") or 0,
     }
 
 
@@ -271,7 +294,7 @@ def _responses_failure(event: dict) -> ProviderError:
     return ProviderError("The model provider had an error while answering.", permanent=False, kind="server", detail=detail[:1000])
 
 
-async def stream_responses(spec: ModelSpec, turns: list[dict[str, str]]) -> AsyncIterator[Chunk]:
+async def stream_responses(spec: ModelSpec, turns: list[dict]) -> AsyncIterator[Chunk]:
     """The Responses API, yielding the same Chunks as stream_chat and ending the same ways.
 
     Visible text comes from `response.output_text.delta`, reasoning summaries from
@@ -313,6 +336,6 @@ async def stream_responses(spec: ModelSpec, turns: list[dict[str, str]]) -> Asyn
         raise _translate(exc) from exc
 
 
-def stream(spec: ModelSpec, turns: list[dict[str, str]]) -> AsyncIterator[Chunk]:
+def stream(spec: ModelSpec, turns: list[dict]) -> AsyncIterator[Chunk]:
     """The answer through the API the model is called with."""
     return stream_responses(spec, turns) if spec.api == "responses" else stream_chat(spec, turns)

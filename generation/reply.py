@@ -18,6 +18,7 @@ REPLY_DEADLINE_SECONDS.
 """
 
 import asyncio
+import base64
 import concurrent.futures
 import datetime as dt
 import logging
@@ -29,11 +30,12 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django.utils import timezone
 
-from catalog.context import ContextTooLarge, context_trim, turn_tokens
+from catalog.context import ContextTooLarge, Turn, context_trim, instructions_place, turn_size
 from catalog.models import AIModel
 from chat import events
-from chat.models import LIVE, Message
-from chat.selectors import branch_ids
+from chat.files import turn_for
+from chat.models import LIVE, Attachment, Message
+from chat.selectors import branch_ids, instructions_for
 from live import publish
 from live.loop import run_soon
 from quotas.models import Reservation
@@ -74,36 +76,61 @@ class Stopped(Exception):
     """The reply was stopped, deleted or reaped while this worker wrote it."""
 
 
-def context_for(reply: Message) -> list[dict[str, str]]:
-    """The user text and visible answers of the reply's branch only, never reasoning, trimmed to the window.
+def context_for(reply: Message) -> list[Turn]:
+    """The custom instructions, then the user text with its files and the visible answers of the
+    reply's branch only, never reasoning, trimmed to the window.
 
-    An answer and its continuations are one assistant turn. A continuation's own request
-    ends with the partial answer and CONTINUE_PROMPT as the user's turn.
+    Instructions go as a system message where the model takes one, else at the head of the first
+    user turn. A turn's images are counted by their size while trimming; only the kept ones are
+    read, as data URLs. An answer and its continuations are one assistant turn; a continuation's
+    own request ends with the partial answer and CONTINUE_PROMPT as the user's turn.
     """
-    ids = branch_ids(conversation_id=reply.conversation_id, leaf_id=reply.parent_id)
-    earlier = Message.objects.filter(id__in=ids).exclude(text="").order_by("id")
-    turns: list[dict[str, str]] = []
-    for role, text in earlier.values_list("role", "text"):
-        if turns and role == Message.Role.ASSISTANT and turns[-1]["role"] == role:
-            turns[-1]["content"] += text
-        else:
-            turns.append({"role": role, "content": text})
-    if turns and turns[-1]["role"] == Message.Role.ASSISTANT:
-        turns.append({"role": Message.Role.USER, "content": CONTINUE_PROMPT})
     model = reply.model
-    return context_trim(turns, context_window=model.context_window, max_output_tokens=model.max_output_tokens, tokenizer=model.tokenizer)
+    ids = branch_ids(conversation_id=reply.conversation_id, leaf_id=reply.parent_id)
+    earlier: list[Message] = []
+    for message in (
+        Message.objects.filter(id__in=ids).exclude(role=Message.Role.ASSISTANT, text="").only("id", "role", "text").order_by("id")
+    ):
+        if earlier and message.role == Message.Role.ASSISTANT and earlier[-1].role == message.role:
+            earlier[-1].text += message.text  # a continuation joins the answer it continues
+        else:
+            earlier.append(message)
+    attached: dict[int, list[Attachment]] = {}
+    asked = [m.id for m in earlier if m.role == Message.Role.USER]
+    # The text files' bytes (their text is counted); the images' sizes only.
+    texts = Attachment.objects.filter(message_id__in=asked, kind=Attachment.Kind.TEXT)
+    images = Attachment.objects.filter(message_id__in=asked, kind=Attachment.Kind.IMAGE).defer("data")
+    for attachment in sorted([*texts, *images], key=lambda a: a.id):
+        attached.setdefault(attachment.message_id or 0, []).append(attachment)
+    turns = [turn_for(role=m.role, text=m.text, attachments=attached.get(m.id, []), model=model) for m in earlier]
+    if turns and turns[-1]["role"] == Message.Role.ASSISTANT:
+        turns.append(turn_for(role=Message.Role.USER, text=CONTINUE_PROMPT, attachments=[], model=model))
+    instructions = instructions_for(reply.conversation)
+    kept = context_trim(
+        turns,
+        context_window=model.context_window,
+        max_output_tokens=model.max_output_tokens,
+        tokenizer=model.tokenizer,
+        instructions=instructions,
+    )
+    wanted = [image["id"] for turn in kept for image in turn["images"]]
+    urls = {
+        id: f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+        for id, content_type, data in Attachment.objects.filter(id__in=wanted).values_list("id", "content_type", "data")
+    }
+    kept = [{**turn, "image_urls": [urls[image["id"]] for image in turn["images"]]} for turn in kept]
+    return instructions_place(kept, instructions, system_message=model.supports_system_message)
 
 
-def model_spec(model: AIModel) -> provider.ModelSpec:
+def model_spec(model: AIModel, effort: str = "") -> provider.ModelSpec:
     return provider.ModelSpec(
         provider_model=model.provider_model,
         api=model.api,
         max_output_tokens=model.max_output_tokens,
         supports_streaming=model.supports_streaming,
-        supports_system_message=model.supports_system_message,
         uses_max_completion_tokens=model.uses_max_completion_tokens,
-        supports_temperature=model.supports_temperature,
-        reasoning_effort="medium" if "medium" in model.efforts else "",
+        # Chosen per message and checked against the model and the plan when it was sent (chat.actions).
+        reasoning_effort=effort if effort in model.efforts else "",
         reasoning_summaries=model.reasoning_summaries,
         store=model.store,
     )
@@ -293,7 +320,7 @@ def reply_generate(*, message_id: int) -> None:
             return
         release_connection()
         publish.buffer_clear(reply.id)  # nothing left from an earlier database with the same ids
-        _generate(reply, model_spec(reply.model), turns, stream)
+        _generate(reply, model_spec(reply.model, reply.reasoning_effort), turns, stream)
     except Exception:
         # Not a provider error: a bug, or the database gone. End the reply now, not when the reaper finds it.
         log.exception("unexpected error while generating", extra={"reply_id": reply.id})
@@ -302,7 +329,7 @@ def reply_generate(*, message_id: int) -> None:
         checkpoints.release(stream)
 
 
-def _generate(reply: Message, spec: provider.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream) -> None:
+def _generate(reply: Message, spec: provider.ModelSpec, turns: list[Turn], stream: ReplyStream) -> None:
     deadline = stream.started + settings.REPLY_DEADLINE_SECONDS
     attempt = 1
     while True:
@@ -330,10 +357,10 @@ def _generate(reply: Message, spec: provider.ModelSpec, turns: list[dict[str, st
     reply_finish(reply=reply, stream=stream)
 
 
-def _capacity_wait(reply: Message, turns: list[dict[str, str]], stream: ReplyStream, deadline: float) -> None:
+def _capacity_wait(reply: Message, turns: list[Turn], stream: ReplyStream, deadline: float) -> None:
     """Wait, telling the user so, until the organisation's provider limits have room."""
     model = reply.model
-    tokens = sum(turn_tokens(t["content"], model.tokenizer) for t in turns) + model.max_output_tokens
+    tokens = sum(turn_size(t, model.tokenizer) for t in turns) + model.max_output_tokens
     told = False
     while wait := capacity_acquire(model_slug=model.slug, rpm=model.rpm_limit, tpm=model.tpm_limit, tokens=tokens):
         if not told:
@@ -345,7 +372,7 @@ def _capacity_wait(reply: Message, turns: list[dict[str, str]], stream: ReplyStr
             raise Stopped
 
 
-def _attempt(spec: provider.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream, deadline: float) -> None:
+def _attempt(spec: provider.ModelSpec, turns: list[Turn], stream: ReplyStream, deadline: float) -> None:
     """One request, streamed on the process's live loop; this thread waits, and the watcher may cancel it.
 
     One event loop reads every reply a worker writes: a thread per reply, woken
@@ -364,7 +391,7 @@ def _attempt(spec: provider.ModelSpec, turns: list[dict[str, str]], stream: Repl
         stream.attempt = None
 
 
-async def _read(spec: provider.ModelSpec, turns: list[dict[str, str]], stream: ReplyStream, deadline: float) -> None:
+async def _read(spec: provider.ModelSpec, turns: list[Turn], stream: ReplyStream, deadline: float) -> None:
     loop = asyncio.get_running_loop()
 
     def limit(seconds: float) -> float:

@@ -24,11 +24,21 @@ from django.utils.html import format_html, format_html_join
 
 from accounts import admin as accounts_admin
 from accounts.models import validate_time_zone
-from catalog.models import AIModel
+from catalog.models import EFFORTS, AIModel
+from catalog.prices import dollars
 
-from .models import LedgerEntry, Plan, PlanLimit, QuotaGrant, QuotaOverride, UserPlan, WindowKind
+from .models import BudgetOverride, LedgerEntry, Plan, PlanBudget, PlanLimit, QuotaGrant, QuotaOverride, UserPlan, WindowKind
 from .selectors import quota_status, user_plan
-from .services import plan_members, plan_set, quota_grant, quota_grant_revoke, quota_override_record, quota_push, quota_reset
+from .services import (
+    budget_override_record,
+    plan_members,
+    plan_set,
+    quota_grant,
+    quota_grant_revoke,
+    quota_override_record,
+    quota_push,
+    quota_reset,
+)
 from .windows import format_reset
 
 User = get_user_model()
@@ -104,7 +114,14 @@ class PlanLimitInline(admin.TabularInline):
 class PlanForm(forms.ModelForm):
     class Meta:
         model = Plan
-        fields = ("name", "description", "is_default", "calendar_time_zone")
+        fields = ("name", "description", "is_default", "calendar_time_zone", "api_access", "reasoning_efforts")
+
+    def clean_reasoning_efforts(self) -> str:
+        named = [e.strip() for e in self.cleaned_data["reasoning_efforts"].split(",") if e.strip()]
+        unknown = [e for e in named if e not in EFFORTS]
+        if unknown:
+            raise forms.ValidationError(f"Effort levels are {', '.join(EFFORTS)}, separated by commas; not {', '.join(unknown)}.")
+        return ",".join(e for e in EFFORTS if e in named)
 
     def clean_calendar_time_zone(self) -> str:
         value = self.cleaned_data["calendar_time_zone"]
@@ -118,12 +135,21 @@ class PlanForm(forms.ModelForm):
         return value
 
 
+class PlanBudgetInline(admin.StackedInline):
+    """Optional: tokens or dollars per window across all models, beside the message limits."""
+
+    model = PlanBudget
+    extra = 0
+    max_num = 1
+    verbose_name = "budget (tokens or US dollars per window, all models together)"
+
+
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     form = PlanForm
-    list_display = ("name", "is_default", "calendar_time_zone", "limits_summary")
+    list_display = ("name", "is_default", "calendar_time_zone", "api_access", "reasoning_efforts", "limits_summary")
     search_fields = ("name",)
-    inlines = [PlanLimitInline]
+    inlines = [PlanLimitInline, PlanBudgetInline]
 
     def get_queryset(self, request: HttpRequest):
         return super().get_queryset(request).prefetch_related("limits__model")
@@ -199,6 +225,37 @@ class QuotaOverrideAdmin(admin.ModelAdmin):
                 self.delete_model(request, override)
 
 
+@admin.register(BudgetOverride)
+class BudgetOverrideAdmin(admin.ModelAdmin):
+    fields = ("user", "unlimited", "kind", "amount", "window_kind", "window_length", "window_unit", "created_by", "created_at")
+    list_display = ("user", "__str__", "created_by", "created_at")
+    list_select_related = ("user", "created_by")
+    search_fields = ("user__username",)
+    autocomplete_fields = ("user",)
+    readonly_fields = ("created_by", "created_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj=None):
+        return (*self.readonly_fields, "user") if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: BudgetOverride, form, change: bool) -> None:
+        with transaction.atomic():
+            if not change:
+                obj.created_by = request.user  # type: ignore[assignment]  # staff only: never anonymous
+            obj.save()
+            if not change or form.has_changed():
+                budget_override_record(override=obj, actor=request.user)
+
+    def delete_model(self, request: HttpRequest, obj: BudgetOverride) -> None:
+        with transaction.atomic():
+            budget_override_record(override=obj, actor=request.user, removed=True)
+            obj.delete()
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        with transaction.atomic():
+            for override in queryset:
+                self.delete_model(request, override)
+
+
 class QuotaGrantForm(forms.ModelForm):
     messages = grant_messages_field()
     expires_at = expires_at_field()
@@ -252,7 +309,7 @@ class QuotaGrantAdmin(admin.ModelAdmin):
 
 @admin.register(LedgerEntry)
 class LedgerEntryAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "user", "kind", "model", "delta", "actor_name", "note", "tokens", "reply")
+    list_display = ("created_at", "user", "kind", "model", "delta", "actor_name", "note", "tokens", "cost", "reply")
     list_filter = ("kind", "model")
     list_select_related = ("user", "model", "actor")
     date_hierarchy = "created_at"
@@ -281,6 +338,10 @@ class LedgerEntryAdmin(admin.ModelAdmin):
         if entry.kind != LedgerEntry.Kind.SETTLE:
             return ""
         return f"{entry.prompt_tokens:,} in, {entry.completion_tokens:,} out ({entry.reasoning_tokens:,} reasoning)"
+
+    @admin.display(description="Cost (US$)")
+    def cost(self, entry: LedgerEntry) -> str:
+        return f"{dollars(entry.cost_micros):.6f}" if entry.kind == LedgerEntry.Kind.SETTLE else ""
 
     @admin.display(description="Reply")
     def reply(self, entry: LedgerEntry) -> str:
@@ -362,7 +423,13 @@ class UserAdmin(accounts_admin.UserAdmin):
         plan = user_plan(user)
         overrides = set(QuotaOverride.objects.filter(user=user).values_list("model_id", flat=True))
         rows = []
-        for status in quota_status(user=user):
+        statuses = quota_status(user=user)
+        spend = statuses[0].budget if statuses else None
+        budget = "none"
+        if spend is not None:
+            resets = f", resets {format_reset(spend.resets_at, UTC)} UTC" if spend.resets_at else ""
+            budget = f"{spend.text()}{resets} ({spend.budget.describe()})"
+        for status in statuses:
             if status.disabled:
                 used = limit = left = "—"
             else:
@@ -378,9 +445,12 @@ class UserAdmin(accounts_admin.UserAdmin):
         return format_html(
             '<table class="quota-panel"><thead><tr><th>Model</th><th>Used</th><th>Limit (incl. grants)</th>'
             "<th>Left</th><th>Resets at</th><th>Rule</th></tr></thead><tbody>{}</tbody></table>"
+            '<p>Budget: {} (<a href="{}">set a budget override</a>)</p>'
             '<p>Plan: {} (change it under Plan, below). <a href="{}">Reset a window</a> · <a href="{}">Grant extra messages</a> · '
             '<a href="{}">Add an override</a> · <a href="{}">Ledger</a></p>',
             body,
+            budget,
+            reverse("admin:quotas_budgetoverride_add") + f"?user={user.pk}",
             plan.name if plan else "none (every model refused)",
             reverse("admin:auth_user_quota_reset", args=[user.pk]),
             reverse("admin:auth_user_quota_grant", args=[user.pk]),

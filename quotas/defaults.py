@@ -2,6 +2,7 @@
 same from the migration chat/0002_seed_catalog, which keeps its own frozen copy."""
 
 from catalog.models import AIModel
+from catalog.prices import prices_seed
 
 from .models import Plan, PlanLimit
 
@@ -16,7 +17,6 @@ MODELS = [
         supports_streaming=True,
         supports_system_message=False,
         uses_max_completion_tokens=True,
-        supports_temperature=False,
         tokenizer="o200k_base",
         is_reasoning=True,
         reasoning_efforts="",
@@ -32,7 +32,6 @@ MODELS = [
         supports_streaming=True,
         supports_system_message=False,
         uses_max_completion_tokens=True,
-        supports_temperature=False,
         tokenizer="o200k_base",
         is_reasoning=True,
         reasoning_efforts="",
@@ -48,10 +47,10 @@ MODELS = [
         supports_streaming=True,
         supports_system_message=True,
         uses_max_completion_tokens=False,
-        supports_temperature=True,
         tokenizer="o200k_base",
         is_reasoning=False,
         reasoning_efforts="",
+        supports_images=True,
         display_order=30,
     ),
 ]
@@ -68,3 +67,4 @@ def defaults_seed() -> None:
     for fields in MODELS:
         model, _ = AIModel.objects.get_or_create(slug=fields["slug"], defaults=fields)
         PlanLimit.objects.get_or_create(plan=plan, model=model, defaults=LIMITS[model.slug])
+    prices_seed()

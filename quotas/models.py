@@ -57,6 +57,12 @@ def limit_constraints(prefix: str) -> list[models.BaseConstraint]:
         models.CheckConstraint(condition=Q(messages__isnull=True) | Q(messages__lte=1_000_000), name=f"{prefix}_messages_sane"),
         # A number, or unlimited ticked, or disabled: a blank number never means "unlimited" by itself.
         models.CheckConstraint(condition=Q(messages__isnull=False) | Q(unlimited=True) | Q(disabled=True), name=f"{prefix}_limit_explicit"),
+        *window_constraints(prefix),
+    ]
+
+
+def window_constraints(prefix: str) -> list[models.BaseConstraint]:
+    return [
         # Calendar windows are one day, one week or one month; months have no fixed hour count.
         models.CheckConstraint(
             condition=~Q(window_kind="calendar") | Q(window_length=1, window_unit__in=["day", "week", "month"]),
@@ -74,6 +80,16 @@ class Plan(models.Model):
     description = models.CharField(max_length=200, blank=True)
     is_default = models.BooleanField(default=False, help_text="New users get this plan.")
     calendar_time_zone = models.CharField(max_length=64, default="UTC", help_text="Where calendar windows turn over.")
+    api_access = models.BooleanField(
+        default=False, help_text="Members may create personal API keys and use the OpenAI-compatible API (/v1/), under the same limits."
+    )
+    reasoning_efforts = models.CharField(
+        max_length=100,
+        blank=True,
+        default="low,medium,high",
+        help_text="Comma-separated reasoning efforts this plan's users may pick, of those a model accepts. "
+        "Empty: none, so models that take an effort are refused.",
+    )
 
     class Meta:
         db_table = "chat_plan"
@@ -153,6 +169,100 @@ class QuotaGrant(models.Model):
         return f"+{self.messages} {self.model} for {self.user} until {self.expires_at:%Y-%m-%d}"
 
 
+class BudgetKind(models.TextChoices):
+    TOKENS = "tokens", "tokens (prompt + completion, reasoning included)"
+    DOLLARS = "dollars", "US dollars (at the catalog's prices)"
+
+
+class Budget(models.Model):
+    """Tokens or dollars per window across all models, beside the message limits: a send must pass both."""
+
+    kind = models.CharField(max_length=8, choices=BudgetKind.choices, default=BudgetKind.DOLLARS)
+    amount = models.DecimalField(max_digits=14, decimal_places=2, help_text="Tokens, or US dollars, per window.")
+    window_kind = models.CharField(max_length=16, choices=WindowKind.choices, default=WindowKind.CALENDAR)
+    window_length = models.PositiveIntegerField(default=1)
+    window_unit = models.CharField(max_length=8, choices=WindowUnit.choices, default=WindowUnit.MONTH)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def units(self) -> int:
+        """The amount in what the counters hold: tokens, or micro-dollars."""
+        return int(self.amount) if self.kind == BudgetKind.TOKENS else int(self.amount * 1_000_000)
+
+    def describe(self) -> str:
+        unit = self.window_unit + ("s" if self.window_length != 1 else "")
+        amount = f"{int(self.amount):,} tokens" if self.kind == BudgetKind.TOKENS else f"${self.amount:,.2f}"
+        return f"{amount} / {self.window_length} {unit} {self.window_kind}"
+
+
+def budget_constraints(prefix: str) -> list[models.BaseConstraint]:
+    return [
+        models.CheckConstraint(condition=Q(window_length__gte=1, window_length__lte=366), name=f"{prefix}_window_sane"),
+        models.CheckConstraint(condition=Q(amount__gte=0, amount__lte=1_000_000_000), name=f"{prefix}_amount_sane"),
+        *window_constraints(prefix),
+    ]
+
+
+class PlanBudget(Budget):
+    plan = models.OneToOneField(Plan, on_delete=models.CASCADE, related_name="budget")
+
+    class Meta:
+        constraints = budget_constraints("planbudget")
+
+    def __str__(self) -> str:
+        return f"{self.plan}: {self.describe()}"
+
+
+class BudgetOverride(Budget):
+    """Replaces the plan's budget for one user; `unlimited` lifts it."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="budget_override")
+    unlimited = models.BooleanField(default=False, help_text="No budget for this user, whatever the plan says.")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = budget_constraints("budgetoverride")
+
+    def __str__(self) -> str:
+        return f"{self.user}: {'no budget' if self.unlimited else self.describe()}"
+
+
+class BudgetCounter(models.Model):
+    """One row per user: the lock every budgeted reservation takes, and the open window's spend.
+
+    Holds both tokens and micro-dollars (in-flight reservations at their worst case, settled
+    answers at their actual use), so changing a budget's kind mid-window needs no recount.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    window_start = models.DateTimeField(null=True, blank=True)
+    window_end = models.DateTimeField(null=True, blank=True)
+    tokens = models.BigIntegerField(default=0)
+    micros = models.BigIntegerField(default=0)
+    reset_at = models.DateTimeField(null=True, blank=True)
+    resets = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            # A refund or settle can never take the spend below zero: a double refund fails here.
+            models.CheckConstraint(condition=Q(tokens__gte=0, micros__gte=0), name="budget_counter_not_negative"),
+        ]
+
+
+class Notice(models.Model):
+    """A staff notification sent once: the unique key is the dedupe (one per window, per month…)."""
+
+    key = models.CharField(max_length=200, unique=True)
+    subject = models.CharField(max_length=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.subject
+
+
 class QuotaCounter(models.Model):
     """One row per user and model: the lock every reservation takes, and the open window."""
 
@@ -194,6 +304,12 @@ class Reservation(models.Model):
     # The counter's `resets` when this was counted: a refund after a later reset gives nothing back.
     counter_resets = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField()
+    # Budget: held at the worst case while reserved, the actual use once settled, 0 once refunded.
+    tokens = models.BigIntegerField(default=0, db_default=0)
+    micros = models.BigIntegerField(default=0, db_default=0)
+    # The anchored or calendar budget window it was held in (like window_start / counter_resets).
+    budget_window_start = models.DateTimeField(null=True, blank=True)
+    budget_resets = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -218,6 +334,7 @@ class LedgerEntry(models.Model):
         OVERRIDE = "override"
         RESET = "reset"
         PLAN = "plan"
+        BUDGET = "budget"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quota_ledger")
     model = models.ForeignKey(AIModel, on_delete=models.CASCADE, null=True, blank=True)
@@ -231,6 +348,9 @@ class LedgerEntry(models.Model):
     prompt_tokens = models.PositiveIntegerField(default=0)
     completion_tokens = models.PositiveIntegerField(default=0)
     reasoning_tokens = models.PositiveIntegerField(default=0)
+    cached_tokens = models.PositiveIntegerField(default=0, db_default=0, help_text="Of the prompt, served from the provider's cache.")
+    # Settle: what the answer cost at the price in force when it was sent; reserve: the worst case held.
+    cost_micros = models.BigIntegerField(default=0, db_default=0, help_text="US$ millionths.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:

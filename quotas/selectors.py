@@ -8,12 +8,19 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 
-from catalog.models import AIModel
+from catalog.context import prompt_budget
+from catalog.models import AIModel, efforts_parse
+from catalog.prices import cost_micros, dollars, price_at
 
 from .models import (
+    Budget,
+    BudgetCounter,
+    BudgetKind,
+    BudgetOverride,
     LedgerEntry,
     Limit,
     Plan,
+    PlanBudget,
     PlanLimit,
     QuotaCounter,
     QuotaGrant,
@@ -22,7 +29,7 @@ from .models import (
     UserPlan,
     WindowKind,
 )
-from .windows import Window, calendar_window, format_reset, window_length
+from .windows import Window, anchored_window, calendar_window, format_reset, window_length
 
 FEW_LEFT = 10
 
@@ -37,6 +44,9 @@ class QuotaStatus:
     resets_at: dt.datetime | None
     disabled: bool
     describe: str
+    budget: "BudgetStatus | None" = None
+    # The budget left cannot cover this model's worst case (its whole output reserve).
+    budget_blocked: bool = False
 
     @property
     def left(self) -> int | None:
@@ -44,14 +54,17 @@ class QuotaStatus:
 
     @property
     def exhausted(self) -> bool:
-        return self.disabled or (self.left is not None and self.left == 0)
+        return self.disabled or (self.left is not None and self.left == 0) or self.budget_blocked
 
-    def as_json(self, tz: dt.tzinfo) -> dict:
+    def as_json(self, tz: dt.tzinfo, efforts: list[str] | None = None) -> dict:
         return {
             "model": self.model.slug,
             "name": self.model.name,
             "description": self.model.description,
             "is_reasoning": self.model.is_reasoning,
+            # The model's efforts the user's plan allows: the composer's choices (none: no control).
+            "efforts": [e for e in self.model.efforts if e in (efforts or [])],
+            "system_message": self.model.supports_system_message,
             "limit": self.limit,
             "used": self.used,
             "left": self.left,
@@ -61,6 +74,7 @@ class QuotaStatus:
             "resets_at": self.resets_at.isoformat() if self.resets_at else None,
             "resets_label": format_reset(self.resets_at, tz) if self.resets_at else "",
             "window": self.describe,
+            "budget": self.budget.as_json(tz, blocked=self.budget_blocked) if self.budget else None,
         }
 
 
@@ -87,13 +101,28 @@ def user_plan(user) -> Plan | None:
     return plan or Plan.objects.filter(is_default=True).first()
 
 
+def api_access_allowed(user) -> bool:
+    """Whether the user's plan lets them use the API. Fail closed: no plan, no access."""
+    plan = user_plan(user)
+    return plan is not None and plan.api_access
+
+
+# The id of the user's plan, or of the default plan when the user has none.
+PLAN_ID_SQL = f"""COALESCE((SELECT plan_id FROM {UserPlan._meta.db_table} WHERE user_id = %(user)s),
+                        (SELECT id FROM {Plan._meta.db_table} WHERE is_default))"""
+
+def efforts_allowed(user) -> list[str]:
+    """The reasoning efforts the user's plan lets them pick (of those a model accepts). No plan: none (fail closed)."""
+    plan = user_plan(user)
+    return efforts_parse(plan.reasoning_efforts) if plan else []
+
+
 # Every send asks this, so it is one round trip: per model, the user's override, else the limit of
 # the user's plan (the default plan when the user has none); unexpired grants; the plan's time zone.
 RULES_SQL = f"""
 WITH plan AS (
     SELECT id, calendar_time_zone FROM {Plan._meta.db_table}
-    WHERE id = COALESCE((SELECT plan_id FROM {UserPlan._meta.db_table} WHERE user_id = %(user)s),
-                        (SELECT id FROM {Plan._meta.db_table} WHERE is_default))
+    WHERE id = {PLAN_ID_SQL}
 )
 SELECT DISTINCT ON (l.model_id)
        l.overridden, l.model_id, l.messages, l.window_kind, l.window_length, l.window_unit, l.disabled, l.unlimited,
@@ -171,31 +200,151 @@ def window_current(limit: Limit, counter: QuotaCounter | None, rules: Rules, use
     return 0, None, None
 
 
+# The user's budget override, else their plan's budget: one round trip, asked on every send.
+BUDGET_SQL = f"""
+SELECT overridden, kind, amount, window_kind, window_length, window_unit, unlimited FROM (
+    SELECT true AS overridden, kind, amount, window_kind, window_length, window_unit, unlimited
+      FROM {BudgetOverride._meta.db_table} WHERE user_id = %(user)s
+    UNION ALL
+    SELECT false, kind, amount, window_kind, window_length, window_unit, false
+      FROM {PlanBudget._meta.db_table} WHERE plan_id = {PLAN_ID_SQL}
+) AS b ORDER BY overridden DESC LIMIT 1
+"""
+
+
+def budget_get(user) -> Budget | None:
+    """The budget that applies to the user (override, else plan), or None: no budget."""
+    with connection.cursor() as cursor:
+        cursor.execute(BUDGET_SQL, {"user": user.pk})
+        row = cursor.fetchone()
+    if row is None or row[-1]:
+        return None
+    overridden, kind, amount, window_kind, length, unit, _ = row
+    return (BudgetOverride if overridden else PlanBudget)(
+        kind=kind, amount=amount, window_kind=window_kind, window_length=length, window_unit=unit
+    )
+
+
+def budget_worst(budget: Budget, model: AIModel, *, prompt_tokens: int | None, now: dt.datetime) -> int | None:
+    """What one reply to `model` may use at most, in the budget's units; None: it has no price (dollars).
+
+    The prompt (all of the model's prompt room when unknown) plus the whole output reserve.
+    """
+    prompt = prompt_budget(model.context_window, model.max_output_tokens) if prompt_tokens is None else prompt_tokens
+    if budget.kind == BudgetKind.TOKENS:
+        return prompt + model.max_output_tokens
+    price = price_at(model.id, now)
+    return None if price is None else cost_micros(price, prompt_tokens=prompt, completion_tokens=model.max_output_tokens)
+
+
+ROLLING_SPENT_SQL = f"""
+SELECT COALESCE(sum(tokens), 0), COALESCE(sum(micros), 0), min(created_at) FROM {Reservation._meta.db_table}
+WHERE user_id = %s AND state = ANY(%s) AND created_at > %s
+"""
+
+
+def budget_current(budget: Budget, counter: BudgetCounter | None, tz: zoneinfo.ZoneInfo, user, now: dt.datetime):
+    """(spent units, window or None, resets_at) of the budget window a reply sent now would fall in."""
+    kind_of = (lambda tokens, micros: tokens) if budget.kind == BudgetKind.TOKENS else (lambda tokens, micros: micros)
+    if budget.window_kind == WindowKind.ROLLING:
+        since = now - window_length(budget)
+        if counter is not None and counter.reset_at and counter.reset_at > since:
+            since = counter.reset_at
+        with connection.cursor() as cursor:
+            cursor.execute(ROLLING_SPENT_SQL, [user.pk, [Reservation.State.RESERVED, Reservation.State.SETTLED], since])
+            tokens, micros, oldest = cursor.fetchone()
+        resets_at = oldest + window_length(budget) if oldest else None
+        return kind_of(tokens, micros), Window(now - window_length(budget), now), resets_at
+    if budget.window_kind == WindowKind.CALENDAR:
+        window = calendar_window(budget, now, tz)
+        if counter is not None and counter.window_start == window.start:
+            return kind_of(counter.tokens, counter.micros), window, window.end
+        return 0, window, window.end
+    if counter is not None and counter.window_end and counter.window_start and now < counter.window_end:
+        return kind_of(counter.tokens, counter.micros), Window(counter.window_start, counter.window_end), counter.window_end
+    return 0, anchored_window(budget, now), None
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """What the picker shows beside the message count: "$3.20 of $20.00 left this month"."""
+
+    budget: Budget
+    spent: int
+    resets_at: dt.datetime | None
+
+    @property
+    def left(self) -> int:
+        return max(self.budget.units - self.spent, 0)
+
+    def amount(self, units: int) -> str:
+        if self.budget.kind == BudgetKind.TOKENS:
+            return f"{units:,}"
+        return f"${dollars(units):,.2f}"
+
+    def text(self) -> str:
+        budget = self.budget
+        if budget.window_kind == WindowKind.CALENDAR:
+            when = {"day": "today", "week": "this week", "month": "this month"}[budget.window_unit]
+        else:
+            unit = budget.window_unit + ("s" if budget.window_length != 1 else "")
+            when = f"per {budget.window_length} {unit}"
+        # Rounded down: never show more left than there is.
+        left = self.left if budget.kind == BudgetKind.TOKENS else self.left // 10_000 * 10_000
+        noun = " tokens" if budget.kind == BudgetKind.TOKENS else ""
+        return f"{self.amount(left)} of {self.amount(budget.units)}{noun} left {when}"
+
+    def as_json(self, tz: dt.tzinfo, *, blocked: bool = False) -> dict:
+        return {
+            "kind": self.budget.kind,
+            "total": self.budget.units,
+            "spent": min(self.spent, self.budget.units),
+            "left": self.left,
+            "label": self.text(),
+            "blocked": blocked,
+            "resets_at": self.resets_at.isoformat() if self.resets_at else None,
+            "resets_label": format_reset(self.resets_at, tz) if self.resets_at else "",
+        }
+
+
+def budget_status(*, user, budget: Budget, tz: zoneinfo.ZoneInfo, now: dt.datetime) -> BudgetStatus:
+    counter = BudgetCounter.objects.filter(user=user).first()
+    spent, _, resets_at = budget_current(budget, counter, tz, user, now)
+    return BudgetStatus(budget, spent, resets_at)
+
+
 def quota_status(*, user, now: dt.datetime | None = None, model: AIModel | None = None) -> list[QuotaStatus]:
     """Per enabled model (or just `model`): the limit, what is used and when it resets. Reads only."""
     now = now or timezone.now()
     rules = rules_get(user, now, model.id if model else None)
     counters = QuotaCounter.objects.filter(user=user, **({"model": model} if model else {}))
     by_model = {c.model_id: c for c in counters}
+    budget = budget_get(user)
+    spend = budget_status(user=user, budget=budget, tz=rules.time_zone, now=now) if budget else None
     statuses = []
     for one in [model] if model else AIModel.objects.filter(enabled=True):
         limit = rules.limit_for(one.id)
+        blocked = False
+        if budget is not None and spend is not None:
+            worst = budget_worst(budget, one, prompt_tokens=0, now=now)
+            blocked = worst is None or worst > spend.left
         if limit is None or limit.disabled or limit.messages is None:
             # No rule, or disabled: not available (fail closed). Unlimited: an explicit choice.
             unlimited = limit is not None and limit.unlimited and not limit.disabled
             describe = limit.describe() if limit else "not on your plan"
-            statuses.append(QuotaStatus(one, None, 0, None, not unlimited, describe))
+            statuses.append(QuotaStatus(one, None, 0, None, not unlimited, describe, spend, blocked))
             continue
         used, _, resets_at = window_current(limit, by_model.get(one.id), rules, user, now)
         allowed = limit.messages + rules.grants.get(one.id, 0)
-        statuses.append(QuotaStatus(one, allowed, used, resets_at, False, limit.describe()))
+        statuses.append(QuotaStatus(one, allowed, used, resets_at, False, limit.describe(), spend, blocked))
     return statuses
 
 
 def quota_json(user, model: AIModel | None = None) -> list[dict]:
     """The picker's numbers, in the user's time zone."""
     tz = user_time_zone(user)
-    return [status.as_json(tz) for status in quota_status(user=user, model=model)]
+    efforts = efforts_allowed(user)
+    return [status.as_json(tz, efforts) for status in quota_status(user=user, model=model)]
 
 
 # Every reservation's ledger: one reserve, and one outcome once it is no longer reserved, matching its state.
@@ -230,16 +379,46 @@ WHERE c.window_start IS NOT NULL
 """
 
 
+# Budget counters: their tokens and micro-dollars are the holds and actual uses of their window's reservations.
+BUDGET_COUNTER_SQL = f"""
+SELECT c.user_id, c.tokens, c.micros, COALESCE(sum(r.tokens), 0), COALESCE(sum(r.micros), 0)
+FROM {BudgetCounter._meta.db_table} c
+LEFT JOIN {Reservation._meta.db_table} r
+  ON r.user_id = c.user_id AND r.budget_window_start = c.window_start AND r.budget_resets = c.resets
+ AND r.state IN ('reserved', 'settled')
+WHERE c.window_start IS NOT NULL
+GROUP BY c.user_id, c.tokens, c.micros
+HAVING c.tokens <> COALESCE(sum(r.tokens), 0) OR c.micros <> COALESCE(sum(r.micros), 0)
+"""
+
+# A refunded reply holds nothing; a settled one's cost is its settle entry's.
+RESERVATION_COST_SQL = f"""
+SELECT r.reply_id, r.state, r.micros, l.cost_micros FROM {Reservation._meta.db_table} r
+LEFT JOIN {LedgerEntry._meta.db_table} l ON l.message_id = r.reply_id AND l.kind = 'settle'
+WHERE (r.state = 'refunded' AND (r.tokens <> 0 OR r.micros <> 0)) OR (r.state = 'settled' AND r.micros <> l.cost_micros)
+"""
+
+
 def quota_check(*, now: dt.datetime | None = None) -> list[str]:
     """The quota invariants, as sentences about what breaks them (an empty list: all hold). Reads only.
 
     - every reservation has exactly one reserve entry, and one settle or refund entry once it left
       `reserved`, matching its state; every reserve entry has its reservation;
-    - every anchored or calendar counter counts exactly the reservations still counted in its window.
+    - every anchored or calendar counter counts exactly the reservations still counted in its window;
+    - every budget counter holds exactly its window's reservations' tokens and micro-dollars, a refunded
+      reservation holds nothing and a settled one costs what its settle entry says.
     """
     now = now or timezone.now()
     problems = []
     with connection.cursor() as cursor:
+        cursor.execute(BUDGET_COUNTER_SQL)
+        for user_id, tokens, micros, held_tokens, held_micros in cursor.fetchall():
+            problems.append(
+                f"user #{user_id}: the budget counter says {tokens} tokens, {micros} µ$; its window holds {held_tokens}, {held_micros}"
+            )
+        cursor.execute(RESERVATION_COST_SQL)
+        for reply_id, state, micros, cost in cursor.fetchall():
+            problems.append(f"reply #{reply_id} ({state}): holds {micros} µ$, its settle entry says {cost}")
         cursor.execute(LEDGER_MISMATCH_SQL)
         for reply_id, state, reserves, settles, refunds in cursor.fetchall():
             problems.append(f"reply #{reply_id} ({state}): {reserves} reserve, {settles} settle, {refunds} refund entries")

@@ -8,27 +8,58 @@ Every change lands in the ledger.
 """
 
 import datetime as dt
+from collections.abc import Callable
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
+from catalog.context import prompt_budget
 from catalog.models import AIModel
+from catalog.prices import cost_micros, dollars, price_at
 from live.publish import event_send, user_group
 
-from .models import LedgerEntry, Limit, Plan, QuotaCounter, QuotaGrant, QuotaOverride, Reservation, UserPlan, WindowKind
-from .selectors import QuotaStatus, quota_json, quota_status, rules_get, user_time_zone, window_current
-from .windows import anchored_window, calendar_window, format_reset
+from .models import (
+    Budget,
+    BudgetCounter,
+    BudgetKind,
+    LedgerEntry,
+    Limit,
+    Notice,
+    Plan,
+    QuotaCounter,
+    QuotaGrant,
+    QuotaOverride,
+    Reservation,
+    UserPlan,
+    WindowKind,
+)
+from .notices import notice_send_once
+from .selectors import (
+    BudgetStatus,
+    QuotaStatus,
+    budget_current,
+    budget_get,
+    quota_json,
+    quota_status,
+    rules_get,
+    user_time_zone,
+    window_current,
+)
+from .windows import anchored_window, calendar_window, format_reset, window_length
 
 
 class QuotaRefused(Exception):
     """The user may not send to this model now; `str()` says why and until when."""
 
-    def __init__(self, message: str, *, model: AIModel, resets_at: dt.datetime | None):
+    def __init__(self, message: str, *, model: AIModel, resets_at: dt.datetime | None, notice: str = ""):
         super().__init__(message)
         self.model = model
         self.resets_at = resets_at
+        # The limit reached, as a dedupe key for the staff notice (one per window); "" for no notice.
+        self.notice = notice
 
     def alternative(self, user) -> QuotaStatus | None:
         """Another model the user still has messages for, to offer instead."""
@@ -36,11 +67,19 @@ class QuotaRefused(Exception):
         return others[0] if others else None
 
 
-def _refusal(model: AIModel, limit: Limit | None, resets_at: dt.datetime | None, tz: dt.tzinfo) -> QuotaRefused:
+def _window_key(rule: Limit | Budget, resets_at: dt.datetime | None, now: dt.datetime) -> str:
+    """One key per window: its end, or for rolling windows the window-length slice of time now is in."""
+    if rule.window_kind == WindowKind.ROLLING or resets_at is None:
+        return f"r{int(now.timestamp() // window_length(rule).total_seconds())}"
+    return resets_at.isoformat()
+
+
+def _refusal(model: AIModel, limit: Limit | None, resets_at: dt.datetime | None, tz: dt.tzinfo, user=None, now=None) -> QuotaRefused:
     if limit is None or limit.disabled or (limit.messages is None and not limit.unlimited):
         return QuotaRefused(f"{model.name} is not available on your plan.", model=model, resets_at=None)
     when = f" — resets {format_reset(resets_at, tz)}" if resets_at else ""
-    return QuotaRefused(f"{model.name} limit reached{when}.", model=model, resets_at=resets_at)
+    notice = f"limit:{user.pk}:{model.id}:{_window_key(limit, resets_at, now)}" if user is not None and now is not None else ""
+    return QuotaRefused(f"{model.name} limit reached{when}.", model=model, resets_at=resets_at, notice=notice)
 
 
 _RESERVATION = Reservation._meta.db_table
@@ -52,14 +91,14 @@ _COUNTER = QuotaCounter._meta.db_table
 RESERVE_SQL = f"""
 WITH counter AS ({{counter}}),
 reservation AS (
-    INSERT INTO {_RESERVATION} (reply_id, user_id, model_id, state, window_start, counter_resets, created_at)
-    SELECT %(reply)s, %(user)s, %(model)s, %(reserved)s, window_start, resets, %(created_at)s FROM counter
+    INSERT INTO {_RESERVATION} (reply_id, user_id, model_id, state, window_start, counter_resets, created_at, tokens, micros)
+    SELECT %(reply)s, %(user)s, %(model)s, %(reserved)s, window_start, resets, %(created_at)s, 0, 0 FROM counter
     RETURNING reply_id
 ),
 ledger AS (
     INSERT INTO {_LEDGER} (user_id, model_id, kind, delta, message_id, note,
-                           prompt_tokens, completion_tokens, reasoning_tokens, created_at)
-    SELECT %(user)s, %(model)s, %(kind)s, 1, reply_id, '', 0, 0, 0, %(created_at)s FROM reservation
+                           prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, cost_micros, created_at)
+    SELECT %(user)s, %(model)s, %(kind)s, 1, reply_id, '', 0, 0, 0, 0, 0, %(created_at)s FROM reservation
 )
 SELECT window_start FROM counter
 """
@@ -94,16 +133,23 @@ RETURNING c.window_start, c.resets
 """
 
 
-def quota_reserve(*, user, model: AIModel, reply_id: int, now: dt.datetime | None = None) -> None:
-    """Count the reply `reply_id` against the user's limit for `model`, or raise QuotaRefused.
+def quota_reserve(
+    *, user, model: AIModel, reply_id: int, now: dt.datetime | None = None, prompt_tokens: int | Callable[[], int | None] | None = None
+) -> None:
+    """Count the reply `reply_id` against the user's limit for `model` and their budget, or raise QuotaRefused.
 
     Must run inside the transaction that stores the reply. Holds the (user, model)
     QuotaCounter row lock until that transaction ends: this is what stops two
     concurrent sends both taking the last slot. Anchored and calendar windows
-    take two round trips (the rules, then one statement that checks, counts and
-    records); rolling windows, which count the reservations themselves, take five.
+    take three round trips (the rules, the budget, then one statement that checks,
+    counts and records); rolling windows, which count the reservations themselves, take six.
+
+    With a token or money budget, the reply also holds its worst case (`prompt_tokens`, a number
+    or a function giving it, asked only then; the model's whole prompt room when None, plus the
+    model's output reserve) under the user's BudgetCounter row lock, taken after the counter's.
     """
     now = now or timezone.now()
+    budget = budget_get(user)
     rules = rules_get(user, now, model.id)
     limit = rules.limit_for(model.id)
     if limit is None or limit.disabled or (limit.messages is None and not limit.unlimited):
@@ -125,7 +171,7 @@ def quota_reserve(*, user, model: AIModel, reply_id: int, now: dt.datetime | Non
         locked = QuotaCounter.objects.select_for_update().get(user=user, model=model)
         used, window, resets_at = window_current(limit, locked, rules, user, now)
         if used >= limit.messages + rules.grants.get(model.id, 0):
-            raise _refusal(model, limit, resets_at, user_time_zone(user))
+            raise _refusal(model, limit, resets_at, user_time_zone(user), user, now)
         params.update(counter=locked.id, used=used + 1, start=window.start, end=window.end)
     else:
         counter = WINDOWED
@@ -142,27 +188,131 @@ def quota_reserve(*, user, model: AIModel, reply_id: int, now: dt.datetime | Non
         # Refused, the counter (if there is one) still locked: read until when.
         counter_row = QuotaCounter.objects.filter(user=user, model=model).first()
         _, _, resets_at = window_current(limit, counter_row, rules, user, now)
-        raise _refusal(model, limit, resets_at, user_time_zone(user))
+        raise _refusal(model, limit, resets_at, user_time_zone(user), user, now)
+    if budget is not None:
+        prompt = prompt_tokens() if callable(prompt_tokens) else prompt_tokens
+        _budget_hold(user=user, model=model, budget=budget, reply_id=reply_id, prompt_tokens=prompt, now=now, tz=rules.time_zone)
+
+
+def _budget_hold(*, user, model: AIModel, budget: Budget, reply_id: int, prompt_tokens: int | None, now: dt.datetime, tz) -> None:
+    """Hold the reply's worst case against the user's budget, or raise QuotaRefused.
+
+    The BudgetCounter row lock serialises the user's budgeted sends across every model and
+    process: of two sends racing for the last cent, the second sees the first's hold.
+    """
+    prompt = prompt_budget(model.context_window, model.max_output_tokens) if prompt_tokens is None else prompt_tokens
+    tokens = prompt + model.max_output_tokens
+    price = price_at(model.id, now)
+    if price is None and budget.kind == BudgetKind.DOLLARS:
+        # Fail closed: an answer of unknown price cannot be held against money.
+        raise QuotaRefused(f"{model.name} has no price yet, so it cannot be used on a money budget.", model=model, resets_at=None)
+    micros = cost_micros(price, prompt_tokens=prompt, completion_tokens=model.max_output_tokens) if price else 0
+    BudgetCounter.objects.bulk_create([BudgetCounter(user=user)], ignore_conflicts=True)
+    counter = BudgetCounter.objects.select_for_update().get(user=user)
+    spent, window, resets_at = budget_current(budget, counter, tz, user, now)
+    need = tokens if budget.kind == BudgetKind.TOKENS else micros
+    if spent + need > budget.units:
+        status = BudgetStatus(budget, spent, resets_at)
+        when = f" — resets {format_reset(resets_at, user_time_zone(user))}" if resets_at else ""
+        raise QuotaRefused(
+            f"Budget reached: {model.name} needs up to {status.amount(need)}{'' if budget.kind == BudgetKind.DOLLARS else ' tokens'}"
+            f" for a message and {status.text()}{when}.",
+            model=model,
+            resets_at=resets_at,
+            notice=f"budget:{user.pk}:{_window_key(budget, resets_at, now)}",
+        )
+    window_start = resets = None
+    if budget.window_kind != WindowKind.ROLLING:  # rolling budgets sum the reservations themselves
+        fresh = counter.window_start != window.start
+        counter.window_start, counter.window_end = window.start, window.end
+        counter.tokens = tokens + (0 if fresh else counter.tokens)
+        counter.micros = micros + (0 if fresh else counter.micros)
+        counter.save(update_fields=["window_start", "window_end", "tokens", "micros"])
+        window_start, resets = window.start, counter.resets
+    held = Reservation.objects.filter(reply_id=reply_id)
+    held.update(tokens=tokens, micros=micros, budget_window_start=window_start, budget_resets=resets)
+    LedgerEntry.objects.filter(reply_id=reply_id, kind=LedgerEntry.Kind.RESERVE).update(
+        cost_micros=micros, note=f"holds up to {tokens:,} tokens, ${dollars(micros):.6f}"
+    )
 
 
 def quota_settle(*, reply_id: int, usage: dict[str, int] | None = None) -> bool:
-    """Mark a reserved reply as spent, recording its tokens. False if it was already settled or refunded."""
+    """Mark a reserved reply as spent, recording its tokens and cost. False if it was already settled or refunded.
+
+    The cost is the reply's usage at the model's price in force when it was sent. A budget's
+    hold becomes the actual use, in the window it was held in: the rest goes back.
+    """
     usage = usage or {}
-    # No savepoint: inside a caller's transaction the two writes stand or fall with it.
+    prompt, completion = usage.get("prompt_tokens") or 0, usage.get("completion_tokens") or 0
+    cached = usage.get("cached_tokens") or 0
+    # No savepoint: inside a caller's transaction the writes stand or fall with it.
     with transaction.atomic(savepoint=False):
         reservation = _move(reply_id, Reservation.State.SETTLED)
         if reservation is None:
             return False
+        price = price_at(reservation.model_id, reservation.created_at)
+        micros = cost_micros(price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached) if price else 0
+        _budget_adjust(reservation, tokens=prompt + completion, micros=micros)
         LedgerEntry.objects.create(
             user_id=reservation.user_id,
             model_id=reservation.model_id,
             kind=LedgerEntry.Kind.SETTLE,
             reply_id=reply_id,
-            prompt_tokens=usage.get("prompt_tokens") or 0,
-            completion_tokens=usage.get("completion_tokens") or 0,
+            prompt_tokens=prompt,
+            completion_tokens=completion,
             reasoning_tokens=usage.get("reasoning_tokens") or 0,
+            cached_tokens=min(cached, prompt),
+            cost_micros=micros,
+            note="" if price else "no price for this model: cost unknown",
         )
+        if micros and settings.SPEND_ALERT_DOLLARS > 0:
+            _spend_check()
     return True
+
+
+def _budget_adjust(reservation: Reservation, *, tokens: int, micros: int) -> None:
+    """The reply now uses `tokens` and `micros` (0 for a refund): its hold moves to that, once."""
+    Reservation.objects.filter(reply_id=reservation.reply_id).update(tokens=tokens, micros=micros)
+    start, resets = reservation.budget_window_start, reservation.budget_resets
+    if start is not None and resets is not None and (tokens, micros) != (reservation.tokens, reservation.micros):
+        # Only the window it was held in, and only if no reset closed it since (like the message counter).
+        BudgetCounter.objects.filter(user_id=reservation.user_id, window_start=start, resets=resets).update(
+            tokens=F("tokens") + (tokens - reservation.tokens), micros=F("micros") + (micros - reservation.micros)
+        )
+
+
+def _spend_check(now: dt.datetime | None = None) -> None:
+    """Tell staff, once a calendar month (UTC), when the organisation's spend passes SPEND_ALERT_DOLLARS."""
+    now = now or timezone.now()
+    threshold = settings.SPEND_ALERT_DOLLARS
+    month = now.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    key = f"spend:{month:%Y-%m}:{threshold}"
+    if notice_seen(key):
+        return
+    spent = LedgerEntry.objects.filter(kind=LedgerEntry.Kind.SETTLE, created_at__gte=month).aggregate(s=Sum("cost_micros"))["s"] or 0
+    if dollars(spent) >= threshold:
+        notice_send_once(
+            key=key,
+            subject=f"Spend passed ${threshold:,.2f} this month",
+            body=f"Answers have cost ${dollars(spent):,.2f} since {month:%d %b %Y} 00:00 UTC (threshold ${threshold:,.2f}). See /usage/.",
+        )
+
+
+def notice_seen(key: str) -> bool:
+    return Notice.objects.filter(key=key).exists()
+
+
+def quota_refusal_notify(*, user, refusal: QuotaRefused) -> None:
+    """Tell staff a user reached a limit or budget, at most once per window. Call after the refused
+    transaction ended (its writes were rolled back); reaching "not on your plan" tells nobody."""
+    if not refusal.notice:
+        return
+    with transaction.atomic():
+        notice_send_once(
+            key=refusal.notice,
+            subject=f"{user.get_username()} reached a limit",
+            body=f"{user.get_username()}: {refusal}",
+        )
 
 
 def quota_refund(*, reply_id: int, reason: str) -> bool:
@@ -187,6 +337,7 @@ def quota_refund(*, reply_id: int, reason: str) -> bool:
                     resets=reservation.counter_resets,
                     used__gt=0,
                 ).update(used=F("used") - 1)
+            _budget_adjust(reservation, tokens=0, micros=0)
             LedgerEntry.objects.create(
                 user_id=reservation.user_id,
                 model_id=reservation.model_id,
@@ -202,7 +353,7 @@ def quota_refund(*, reply_id: int, reason: str) -> bool:
 
 _MOVE_SQL = f"""
 UPDATE {_RESERVATION} SET state = %s WHERE reply_id = %s AND state = %s
-RETURNING user_id, model_id, window_start, counter_resets
+RETURNING user_id, model_id, window_start, counter_resets, created_at, tokens, micros, budget_window_start, budget_resets
 """
 
 
@@ -213,7 +364,20 @@ def _move(reply_id: int, state: str) -> Reservation | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    return Reservation(reply_id=reply_id, user_id=row[0], model_id=row[1], window_start=row[2], counter_resets=row[3], state=state)
+    user_id, model_id, window_start, resets, created_at, tokens, micros, budget_window_start, budget_resets = row
+    return Reservation(
+        reply_id=reply_id,
+        user_id=user_id,
+        model_id=model_id,
+        window_start=window_start,
+        counter_resets=resets,
+        created_at=created_at,
+        tokens=tokens,
+        micros=micros,
+        budget_window_start=budget_window_start,
+        budget_resets=budget_resets,
+        state=state,
+    )
 
 
 def quota_reset(*, user, model: AIModel, actor=None, note: str = "") -> None:
@@ -269,6 +433,13 @@ def quota_override_record(*, override: QuotaOverride, actor=None, removed: bool 
         actor=actor,
         note=f"override {what}",
     )
+    quota_push(user_ids=[override.user_id])
+
+
+def budget_override_record(*, override, actor=None, removed: bool = False) -> None:
+    """Audit a budget override an admin saved or removed (the admin writes the row itself)."""
+    what = "removed" if removed else ("set to no budget" if override.unlimited else f"set to {override.describe()}")
+    LedgerEntry.objects.create(user_id=override.user_id, kind=LedgerEntry.Kind.BUDGET, actor=actor, note=f"budget override {what}")
     quota_push(user_ids=[override.user_id])
 
 

@@ -4,19 +4,22 @@ Counting rules, the same everywhere here:
 - messages = reserve entries minus refund entries (a refunded reply never
   happened, a stopped one counts), on the UTC day the entry was written;
 - tokens come from settle entries, which carry the reply's usage
-  (completion tokens include the reasoning tokens).
+  (completion tokens include the reasoning tokens);
+- spend comes from settle entries too: each carries what its answer cost at the price in
+  force when it was sent, in micro-dollars (catalog/prices.py).
 """
 
 import csv
 import datetime as dt
 import re
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from functools import wraps
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, Exists, F, Max, OuterRef, Q, Subquery, Sum, When
+from django.db.models import Case, Count, Exists, F, Max, OuterRef, Q, Subquery, Sum, When
 from django.db.models.functions import Coalesce, TruncDate
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
@@ -24,6 +27,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from catalog.models import AIModel
+from catalog.prices import dollars
 
 from .models import LedgerEntry, Plan, PlanLimit, QuotaCounter, QuotaOverride
 from .selectors import quota_status
@@ -56,6 +60,7 @@ def _totals() -> dict:
         "prompt_tokens": Sum("prompt_tokens", filter=SETTLED, default=0),
         "completion_tokens": Sum("completion_tokens", filter=SETTLED, default=0),
         "reasoning_tokens": Sum("reasoning_tokens", filter=SETTLED, default=0),
+        "cost_micros": Sum("cost_micros", filter=SETTLED, default=0),
     }
 
 
@@ -69,6 +74,38 @@ def usage_messages_by_day(*, since: dt.datetime) -> dict[tuple[dt.date, int], in
         .order_by()
     )
     return {(r["day"], r["model_id"]): r["messages"] for r in rows}
+
+
+def usage_spend_by_day(*, since: dt.datetime) -> dict[tuple[dt.date, int], int]:
+    """{(UTC day, model id): micro-dollars}, on the day each answer was settled."""
+    rows = (
+        LedgerEntry.objects.filter(SETTLED, created_at__gte=since)
+        .annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("day", "model_id")
+        .annotate(micros=Sum("cost_micros"))
+        .order_by()
+    )
+    return {(r["day"], r["model_id"]): r["micros"] for r in rows}
+
+
+def usage_top_spenders(*, since: dt.datetime, limit: int = TOP_USERS) -> list[dict]:
+    return list(
+        LedgerEntry.objects.filter(SETTLED, created_at__gte=since)
+        .values("user_id", "user__username")
+        .annotate(cost_micros=Sum("cost_micros"), answers=Count("id"))
+        .filter(cost_micros__gt=0)
+        .order_by("-cost_micros", "user__username")[:limit]
+    )
+
+
+def usage_month_projection(*, now: dt.datetime) -> dict:
+    """This calendar month's spend (UTC) so far, and where it ends at the same pace."""
+    month = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    after = (month + dt.timedelta(days=32)).replace(day=1)
+    spent = LedgerEntry.objects.filter(SETTLED, created_at__gte=month).aggregate(s=Sum("cost_micros", default=0))["s"]
+    elapsed = Decimal((now - month).total_seconds()) / Decimal((after - month).total_seconds())
+    projected = dollars(spent) / elapsed if elapsed > 0 else Decimal(0)
+    return {"month": month, "spent": dollars(spent), "projected": projected.quantize(Decimal("0.01"))}
 
 
 def usage_by_model(*, since: dt.datetime) -> dict[int, dict]:
@@ -169,23 +206,34 @@ def usage_dashboard(*, days: int, now: dt.datetime | None = None) -> dict:
     now = now or timezone.now()
     since = usage_since(days=days, now=now)
     per_day = usage_messages_by_day(since=since)
+    spend_per_day = usage_spend_by_day(since=since)
     per_model = usage_by_model(since=since)
-    active_ids = {model_id for _, model_id in per_day} | set(per_model)
+    active_ids = {model_id for _, model_id in per_day} | set(per_model) | {model_id for _, model_id in spend_per_day}
     models = [m for m in AIModel.objects.all() if m.enabled or m.id in active_ids]
     day_list = [since.date() + dt.timedelta(days=i) for i in range(days)]
     top_users = usage_top_users(since=since)
     at_limit, checked = usage_users_at_limit(now=now)
 
-    zero = {"messages": 0, "prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0}
+    spenders = usage_top_spenders(since=since)
+
+    zero = {"messages": 0, "prompt_tokens": 0, "completion_tokens": 0, "reasoning_tokens": 0, "cost_micros": 0}
     tokens = [{"model": m.slug, "name": m.name, **per_model.get(m.id, zero)} for m in models]
+    for t in tokens:
+        t["cost"] = dollars(t["cost_micros"])
+    for u in spenders:
+        u["cost"] = dollars(u["cost_micros"])
     data = {
         "days": [d.isoformat() for d in day_list],
         "models": [{"slug": m.slug, "name": m.name} for m in models],
         "messages": {m.slug: [per_day.get((d, m.id), 0) for d in day_list] for m in models},
-        "tokens": tokens,
+        # US dollars, rounded to the cent for the chart; the tables carry the same.
+        "spend": {m.slug: [round(float(dollars(spend_per_day.get((d, m.id), 0))), 2) for d in day_list] for m in models},
+        "tokens": [{k: v for k, v in t.items() if k != "cost"} for t in tokens],
         "top_users": [{"username": u["user__username"], "messages": u["messages"]} for u in top_users],
+        "top_spenders": [{"username": u["user__username"], "cost_micros": u["cost_micros"]} for u in spenders],
     }
     totals = {key: sum(t[key] for t in tokens) for key in zero}
+    totals["cost"] = dollars(totals["cost_micros"])
     return {
         "days": days,
         "since": since,
@@ -196,9 +244,19 @@ def usage_dashboard(*, days: int, now: dt.datetime | None = None) -> dict:
             {"day": d, "counts": [per_day.get((d, m.id), 0) for m in models], "total": sum(per_day.get((d, m.id), 0) for m in models)}
             for d in reversed(day_list)
         ],
+        "spend_table": [
+            {
+                "day": d,
+                "costs": [dollars(spend_per_day.get((d, m.id), 0)) for m in models],
+                "total": dollars(sum(spend_per_day.get((d, m.id), 0) for m in models)),
+            }
+            for d in reversed(day_list)
+        ],
+        "month": usage_month_projection(now=now),
         "models": models,
         "tokens": tokens,
         "top_users": top_users,
+        "spenders": spenders,
         "at_limit": at_limit,
         "at_limit_users": len({r["user_id"] for r in at_limit}),
         "checked_users": checked,
@@ -264,7 +322,7 @@ def usage_csv(request: HttpRequest) -> HttpResponse:
     filename = f"usage-{since:%Y-%m-%d}-to-{now:%Y-%m-%d}.csv"
     response = HttpResponse(content_type="text/csv; charset=utf-8", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
     writer = csv.writer(response)
-    writer.writerow(["day", "username", "model", "messages", "prompt_tokens", "completion_tokens", "reasoning_tokens"])
+    writer.writerow(["day", "username", "model", "messages", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd"])
     for row in usage_rows(since=since):
         writer.writerow(
             [
@@ -275,6 +333,7 @@ def usage_csv(request: HttpRequest) -> HttpResponse:
                 row["prompt_tokens"],
                 row["completion_tokens"],
                 row["reasoning_tokens"],
+                f"{dollars(row['cost_micros']):.6f}",
             ]
         )
     return response

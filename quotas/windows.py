@@ -11,7 +11,7 @@ import datetime as dt
 import zoneinfo
 from dataclasses import dataclass
 
-from .models import Limit
+from .models import Budget, Limit
 
 UTC = dt.UTC
 
@@ -22,12 +22,12 @@ class Window:
     end: dt.datetime
 
 
-def window_length(limit: Limit) -> dt.timedelta:
+def window_length(limit: "Limit | Budget") -> dt.timedelta:
     hours = {"hour": 1, "day": 24, "week": 24 * 7}[limit.window_unit]
     return dt.timedelta(hours=hours * limit.window_length)
 
 
-def anchored_window(limit: Limit, opened_at: dt.datetime) -> Window:
+def anchored_window(limit: "Limit | Budget", opened_at: dt.datetime) -> Window:
     if limit.window_unit == "hour":
         return Window(opened_at, opened_at + window_length(limit))
     # Whole days: close at 00:00 UTC N days after the day it opened.
@@ -36,7 +36,7 @@ def anchored_window(limit: Limit, opened_at: dt.datetime) -> Window:
     return Window(opened_at, dt.datetime.combine(day, dt.time(0), tzinfo=UTC))
 
 
-def calendar_window(limit: Limit, now: dt.datetime, tz: zoneinfo.ZoneInfo) -> Window:
+def calendar_window(limit: "Limit | Budget", now: dt.datetime, tz: zoneinfo.ZoneInfo) -> Window:
     today = now.astimezone(tz).date()
     if limit.window_unit == "day":
         first, after = today, today + dt.timedelta(days=1)

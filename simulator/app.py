@@ -57,7 +57,7 @@ class Config:
 CONFIG = Config()
 MODELS = ("o1-preview", "o1-mini", "gpt-4o")
 REASONING_PREFIXES = ("o1", "o3", "o4")
-MAX_BODY = 10 * 1024 * 1024
+MAX_BODY = 64 * 1024 * 1024  # images come as base64 data URLs
 MAX_TOKENS = 100_000
 
 # Digits are allowed in names so that ``reply_b64`` matches.
@@ -217,6 +217,14 @@ def validate(body: Any) -> tuple[str, list[dict[str, Any]]]:
             )
     if model.startswith(("o1-preview", "o1-mini")):
         for i, m in enumerate(messages):
+            parts = m.get("content") if isinstance(m.get("content"), list) else []
+            if any(isinstance(p, dict) and p.get("type") == "image_url" for p in parts):
+                raise ApiError(
+                    400,
+                    "Invalid content type. image_url is only supported by certain models.",
+                    code="invalid_value",
+                    param=f"messages[{i}].content",
+                )
             if m.get("role") == "system":
                 raise ApiError(
                     400,

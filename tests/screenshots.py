@@ -4,6 +4,7 @@ simulator; fixtures in conftest.py) in Debian's Chromium, into docs/screenshots/
 Run with `make screenshots`. Not part of `make test`: the file name does not match
 `test_*.py`, and pytest collects it only when it is named on the command line."""
 
+import io
 import json
 import re
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from django.apps import apps
 from django.db.models import F
+from PIL import Image, ImageDraw
 from playwright.sync_api import Page, expect
 
 from chat.actions import message_send
@@ -191,6 +193,96 @@ def test_few_left(live_url, browser, make_user, catalog):
         expect(last_answer(page).locator(".msg-foot")).to_be_visible()
         expect(page.get_by_role("status").filter(has_text="5 o1-preview messages left until")).to_be_visible()
         shoot(page, "few-left.png")
+
+
+def test_api_keys(live_url, browser, make_user, catalog):
+    from api.services import api_key_create
+    from quotas.models import Plan
+
+    Plan.objects.filter(is_default=True).update(api_access=True)
+    user = make_user("demo")
+    api_key_create(user=user, name="notebook experiments")
+    with browsing(browser) as page:
+        log_in(page, live_url, "demo")
+        page.goto(f"{live_url}/accounts/api-keys/")
+        page.get_by_label("Name").fill("laptop scripts")
+        page.get_by_role("button", name="Create key").click()
+        expect(page.get_by_text("copy it now")).to_be_visible()
+        shoot(page, "api-keys.png")
+
+
+def bar_chart() -> bytes:
+    """A small picture to attach: four bars on a white card."""
+    image = Image.new("RGB", (480, 300), "white")
+    draw = ImageDraw.Draw(image)
+    draw.line([(40, 260), (450, 260)], fill=(120, 120, 120), width=2)
+    for i, (height, colour) in enumerate([(120, (66, 133, 244)), (170, (66, 133, 244)), (90, (234, 67, 53)), (210, (52, 168, 83))]):
+        left = 70 + i * 95
+        draw.rectangle([left, 260 - height, left + 60, 258], fill=colour)
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+SALES = b"quarter,region,revenue\nQ1,north,120\nQ2,north,170\nQ3,north,90\nQ4,north,210\n"
+
+
+def test_attachments(live_url, browser, make_user, catalog):
+    user = make_user("ada")
+    earlier_chats(user, catalog["o1-mini"])
+    with browsing(browser) as page:
+        log_in(page, live_url, "ada")
+        page.get_by_role("button", name=re.compile("^Model:")).click()
+        page.get_by_role("option", name=re.compile("^GPT-4o")).click()
+        page.locator("#attach-input").set_input_files(
+            [
+                {"name": "q-revenue.png", "mimeType": "image/png", "buffer": bar_chart()},
+                {"name": "sales.csv", "mimeType": "text/csv", "buffer": SALES},
+            ]
+        )
+        files = page.get_by_role("list", name="Files to send")
+        expect(files).to_contain_text("sales.csv")
+        expect(files).to_contain_text("q-revenue.png")
+        expect(files).not_to_contain_text("uploading")
+        send(page, "Here are last year's revenue chart and the numbers behind it. Why did Q3 dip?")
+        expect(last_answer(page).locator(".msg-foot")).to_be_visible(timeout=20_000)
+        page.locator("#attach-input").set_input_files([{"name": "incident-notes.md", "mimeType": "text/markdown", "buffer": b"# Q3\n"}])
+        expect(files).to_contain_text("incident-notes.md")
+        expect(files).not_to_contain_text("uploading")
+        page.get_by_label("Message", exact=True).fill("Does the incident report explain it?")
+        shoot(page, "attachments.png")
+
+
+def test_model_controls(live_url, browser, make_user, catalog):
+    """A reasoning model that takes an effort: the effort beside the send button and in the footer."""
+    model, _ = apps.get_model("catalog", "AIModel").objects.update_or_create(
+        slug="o4-mini",
+        defaults=dict(
+            name="o4-mini",
+            provider_model="o4-mini",
+            description="Fast, affordable reasoning; takes images.",
+            api="responses",
+            context_window=200_000,
+            max_output_tokens=100_000,
+            supports_system_message=True,
+            tokenizer="o200k_base",
+            reasoning_efforts="low,medium,high",
+            reasoning_summaries=True,
+            enabled=True,
+            display_order=5,
+        ),
+    )
+    plan = apps.get_model("quotas", "Plan").objects.get(is_default=True)
+    apps.get_model("quotas", "PlanLimit").objects.create(plan=plan, model=model, messages=50, window_kind="anchored")
+    user = make_user("ada")
+    earlier_chats(user, catalog["o1-mini"])
+    with browsing(browser) as page:
+        log_in(page, live_url, "ada")
+        page.get_by_label("Reasoning effort").select_option("high")
+        send(page, "Why is the sky blue? [sim:reasoning] [sim:think=2] [sim:tokens=60]")
+        expect(last_answer(page).locator(".msg-meta")).to_contain_text("o4-mini · High effort", timeout=20_000)
+        last_answer(page).locator("details.reasoning summary").click()
+        shoot(page, "model-controls.png")
 
 
 def test_branches(live_url, browser, make_user, catalog):

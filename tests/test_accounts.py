@@ -360,3 +360,19 @@ def test_email_goes_to_the_console_unless_an_smtp_host_is_set():
     assert settings_value("(s.EMAIL_HOST, s.EMAIL_PORT, s.EMAIL_HOST_USER, s.EMAIL_USE_TLS, s.DEFAULT_FROM_EMAIL)", smtp) == (
         "('smtp.example.com', 2525, 'chat', True, 'chat@example.com')"
     )
+
+
+def test_reset_emails_are_limited_per_mailbox_and_per_address(settings, make_user):
+    settings.PASSWORD_RESETS_PER_MAILBOX, settings.PASSWORD_RESETS_PER_ADDRESS = 2, 4
+    make_user("bob", email="bob@example.com")
+    url = reverse("accounts-password-reset")
+    client = Client(REMOTE_ADDR="203.0.113.7")
+    for _ in range(3):  # the third looks the same to the asker, but bob's inbox gets two
+        assert b"Check your email" in client.post(url, {"email": "Bob@example.com"}, follow=True).content
+    assert [m.to for m in mail.outbox] == [["bob@example.com"]] * 2
+
+    assert client.post(url, {"email": "carol@example.com"}).status_code == 302  # the address's fourth
+    paused = client.post(url, {"email": "bob@example.com"})
+    assert paused.status_code == 429 and b"Too many reset requests" in paused.content
+    assert Client(REMOTE_ADDR="203.0.113.8").post(url, {"email": "carol@example.com"}).status_code == 302
+    assert len(mail.outbox) == 2

@@ -219,6 +219,10 @@ def test_making_another_plan_the_default_moves_the_default_to_it(catalog, staff_
             "limits-INITIAL_FORMS": 0,
             "limits-MIN_NUM_FORMS": 0,
             "limits-MAX_NUM_FORMS": 1000,
+            "budget-TOTAL_FORMS": 0,  # the plan's optional budget
+            "budget-INITIAL_FORMS": 0,
+            "budget-MIN_NUM_FORMS": 0,
+            "budget-MAX_NUM_FORMS": 1,
         },
     )
     assert response.status_code == 302
@@ -407,3 +411,30 @@ def test_a_staff_change_updates_the_users_open_tabs_at_once(catalog, make_user, 
     assert (frame["type"], frame["partial"]) == ("quota", False)
     numbers = {m["model"]: m for m in frame["models"]}["o1-mini"]
     assert (numbers["used"], numbers["limit"]) == {"reset": (0, 50), "grant": (1, 57), "plan": (1, 3)}[change]
+
+
+def test_admin_pages_have_the_sites_favicon(admin_client):
+    page = admin_client.get("/admin/").content.decode()
+    assert '<link rel="icon" href="/static/favicon.svg"' in page
+
+
+def test_a_budget_override_saved_in_the_admin_is_ledgered_and_applies_at_once(catalog, make_user, staff_client):
+    from quotas.selectors import quota_json
+
+    user = make_user()
+    response = staff_client.post(
+        "/admin/quotas/budgetoverride/add/",
+        {"user": user.id, "kind": "dollars", "amount": "20", "window_kind": "calendar", "window_length": 1, "window_unit": "month"},
+    )
+    assert response.status_code == 302
+    entry = LedgerEntry.objects.get(user=user, kind="budget")
+    assert (entry.actor.username, entry.note) == ("boss", "budget override set to $20.00 / 1 month calendar")
+    assert quota_json(user)[0]["budget"]["label"] == "$20.00 of $20.00 left this month"
+    page = staff_client.get(f"/admin/auth/user/{user.id}/change/").content.decode()
+    assert "Budget: $20.00 of $20.00 left this month, resets" in page
+
+    refused = staff_client.post(
+        "/admin/quotas/budgetoverride/add/",
+        {"user": make_user().id, "kind": "dollars", "amount": "5", "window_kind": "calendar", "window_length": 2, "window_unit": "day"},
+    )
+    assert refused.status_code == 200 and "budgetoverride_calendar_shape" in refused.content.decode()

@@ -8,6 +8,7 @@ while it runs, as a user would from another tab.
 import base64
 import logging
 import socket
+import threading
 
 import pytest
 from django.core.management import call_command
@@ -306,7 +307,7 @@ def test_the_real_tokenizer_counts_and_needs_no_network(monkeypatch):
 
     real_connect = socket.socket.connect
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    tokens._o200k_base.cache_clear()
+    monkeypatch.setattr(tokens, "_loaded", None)  # built afresh, under the guard
 
     assert tokens.count("hello world", "o200k_base") == 2
     assert tokens.count("Hello, world!", "o200k_base") == 4
@@ -316,6 +317,22 @@ def test_the_real_tokenizer_counts_and_needs_no_network(monkeypatch):
     # The estimate for unknown tokenizers never undercounts what o200k_base counts.
     for text in (paste, "漢字かな交じり文" * 500, "🙂🚀" * 1000, "deadbeef" * 1000):
         assert tokens.estimate(text) >= tokens.count(text, "o200k_base")
+
+
+def test_threads_counting_at_once_after_a_start_share_one_table(monkeypatch):
+    monkeypatch.setattr(tokens, "_loaded", None)
+    together, built = threading.Barrier(6), []
+
+    def first_count() -> None:
+        together.wait(timeout=30)
+        built.append(tokens._o200k_base())
+
+    threads = [threading.Thread(target=first_count) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(built) == 6 and len({id(table) for table in built}) == 1  # one build, not six (a second of CPU each)
 
 
 def test_pasted_base64_and_cjk_keep_prompt_and_reserve_within_the_window(simulator, catalog, make_user):

@@ -7,6 +7,7 @@ import re
 from django.apps import apps
 from playwright.sync_api import expect
 
+from chat.models import Conversation
 from tests.helpers import PASSWORD, last_answer, log_in, wait_until
 from tests.helpers import type_and_send as send
 
@@ -58,19 +59,21 @@ def test_user_text_is_shown_exactly_as_written_never_as_html(live_url, browser_p
 
 def test_an_exhausted_model_offers_a_one_click_switch_that_resends_the_text(live_url, browser_page, make_user, catalog):
     user = make_user("thrifty")
+    earlier = Conversation.objects.create(user=user, model=catalog["o1-preview"], title="Earlier on o1-preview")
     QuotaOverride = apps.get_model("quotas", "QuotaOverride")
     QuotaOverride.objects.create(
         user=user, model=catalog["o1-preview"], messages=0, window_kind="anchored", window_length=7, window_unit="day"
     )
     page = browser_page
     log_in(page, live_url, "thrifty")
+    page.goto(f"{live_url}/c/{earlier.id}/")
     page.get_by_role("button", name=re.compile("^Model:")).click()
     page.get_by_role("option", name=re.compile("o1-preview")).click(force=True)  # disabled: stays unselected
     expect(page.get_by_role("option", name=re.compile("o1-preview"))).to_have_attribute("aria-disabled", "true")
     expect(page.get_by_role("option", name=re.compile("o1-preview"))).to_contain_text("Limit reached")
     page.keyboard.press("Escape")
 
-    # The page opens on the first model, o1-preview, which this user has no messages left for.
+    # The chat was on o1-preview, which this user has no messages left for (a new chat would not start on it).
     send(page, "Which model answers this? [sim:think=0]")
 
     banner = page.get_by_role("alert").filter(has_text="limit reached")

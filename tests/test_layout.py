@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = ["live", "catalog", "accounts", "quotas", "chat", "generation"]
+LAYERS = ["live", "catalog", "accounts", "quotas", "chat", "api", "generation"]
 
 
 def module_level_imports(path: Path) -> set[str]:

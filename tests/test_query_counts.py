@@ -12,10 +12,10 @@ pytestmark = pytest.mark.django_db
 def test_sending_a_message_takes_a_fixed_number_of_queries(catalog, make_user, django_assert_num_queries):
     user = make_user()
     actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="warm up")
-    with django_assert_num_queries(11):  # a new conversation; its first reply becomes its current leaf
+    with django_assert_num_queries(11):  # a new conversation (one of them: the user's budget, none here)
         actions.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hello")
     conversation = Message.objects.filter(conversation__user=user).last().conversation
-    with django_assert_num_queries(11):  # an existing conversation
+    with django_assert_num_queries(12):  # an existing conversation
         actions.message_send(user=user, conversation_id=conversation.id, model_slug="o1-preview", text="again")
 
 
@@ -24,6 +24,6 @@ def test_finishing_a_reply_takes_a_fixed_number_of_queries(simulator, catalog, m
     reply = Message.objects.select_related("model", "conversation").get(id=reply.id)
     Message.objects.filter(id=reply.id).update(status=Message.Status.STREAMING)
     stream = generation.ReplyStream(reply, text=["An answer."])
-    with django_assert_num_queries(6):
+    with django_assert_num_queries(8):  # two of them: the price in force, the reply's cost on its reservation
         generation.reply_finish(reply=reply, stream=stream)
     assert Message.objects.get(id=reply.id).status == "done"

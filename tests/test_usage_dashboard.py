@@ -123,7 +123,7 @@ def test_the_page_hands_its_data_to_a_static_script_and_has_no_inline_code(histo
     assert "script-src 'self'" in response["Content-Security-Policy"]
     assert "/static/vendor/chart.umd.min.js" in html and "/static/js/usage.js" in html
     # Each chart has its numbers in a table too.
-    assert html.count("<canvas") == 3 and html.count("<table>") >= 3
+    assert html.count("<canvas") == 4 and html.count("<table>") >= 4
 
 
 def test_the_csv_has_a_row_per_day_user_and_model(history, staff_client):
@@ -145,11 +145,37 @@ def test_the_csv_has_a_row_per_day_user_and_model(history, staff_client):
         ("2024-09-11", "bob", "o1-mini"): (2, 30, 11, 1),
         ("2024-09-11", "bob", "gpt-4o"): (1, 0, 0, 0),
     }
-    assert list(rows[0]) == ["day", "username", "model", "messages", "prompt_tokens", "completion_tokens", "reasoning_tokens"]
+    assert list(rows[0]) == ["day", "username", "model", "messages", "prompt_tokens", "completion_tokens", "reasoning_tokens", "cost_usd"]
     # The CSV and the ledger agree on the totals.
     assert sum(int(r["messages"]) for r in rows) == sum(
         LedgerEntry.objects.filter(kind__in=["reserve", "refund"]).values_list("delta", flat=True)
     )
+
+
+def test_the_dashboard_and_the_csv_show_spend_per_model_user_and_day_with_a_month_end_projection(catalog, make_user, staff_client):
+    alice, bob = make_user("alice"), make_user("bob")
+    with time_machine.travel(dt.datetime(2026, 9, 1, 9, tzinfo=UTC)):
+        answered(alice, "o1-preview", 1_000, 10_000, 8_000)  # $0.015 + $0.60 (reasoning billed as output)
+    with time_machine.travel(dt.datetime(2026, 9, 2, 9, tzinfo=UTC)):
+        answered(bob, "o1-mini", 1_000, 10_000, 0)  # $0.003 + $0.12
+    now = dt.datetime(2026, 9, 4, 0, tzinfo=UTC)  # a tenth of September gone
+    with time_machine.travel(now):
+        response = staff_client.get("/usage/")
+        rows = list(csv.DictReader(io.StringIO(staff_client.get("/usage.csv").content.decode())))
+
+    context = response.context
+    assert context["data"]["spend"]["o1-preview"][-4:] == [0.61, 0, 0, 0]
+    assert context["data"]["spend"]["o1-mini"][-3:] == [0.12, 0, 0]
+    assert {t["model"]: str(t["cost"]) for t in context["tokens"] if t["cost"]} == {"o1-preview": "0.615", "o1-mini": "0.123"}
+    assert [(u["user__username"], str(u["cost"])) for u in context["spenders"]] == [("alice", "0.615"), ("bob", "0.123")]
+    assert str(context["totals"]["cost"]) == "0.738"
+    assert (str(context["month"]["spent"]), str(context["month"]["projected"])) == ("0.738", "7.38")
+    html = response.content.decode()
+    assert "$0.74" in html and "at this pace $7.38 by month end" in html
+    assert {(r["day"], r["username"], r["cost_usd"]) for r in rows} == {
+        ("2026-09-01", "alice", "0.615000"),
+        ("2026-09-02", "bob", "0.123000"),
+    }
 
 
 def test_days_narrows_the_period(history, staff_client):

@@ -66,6 +66,42 @@
     });
   }
 
+  const money = new Intl.NumberFormat(undefined, { style: "currency", currency: "USD" });
+
+  function drawSpend() {
+    const canvas = document.getElementById("chart-spend");
+    if (!canvas) return;
+    new Chart(canvas, {
+      type: "bar",
+      data: {
+        labels: data.days.map(dayLabel),
+        datasets: data.models.map((m, i) => ({
+          label: m.name,
+          data: data.spend[m.slug],
+          backgroundColor: colour(i),
+          stack: "spend",
+        })),
+      },
+      options: {
+        maintainAspectRatio: false,
+        interaction: { mode: "index", intersect: false },
+        scales: {
+          x: { stacked: true, grid: { display: false } },
+          y: { stacked: true, beginAtZero: true, ticks: { callback: (v) => money.format(v) } },
+        },
+        plugins: {
+          tooltip: {
+            callbacks: {
+              title: (items) => items.length ? data.days[items[0].dataIndex] + " (UTC)" : "",
+              label: (item) => `${item.dataset.label}: ${money.format(item.raw)}`,
+              footer: (items) => "Total: " + money.format(items.reduce((sum, item) => sum + item.raw, 0)),
+            },
+          },
+        },
+      },
+    });
+  }
+
   function drawTokens() {
     const canvas = document.getElementById("chart-tokens");
     if (!canvas) return;
@@ -119,6 +155,7 @@
   }
 
   drawDaily();
+  drawSpend();
   drawTokens();
   drawTopUsers();
 })();

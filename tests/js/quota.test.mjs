@@ -106,3 +106,18 @@ test("without a configured number it follows the server's few_left", () => {
   assert.equal(fewLeftNotice(model({ left: 8, few_left: true }), undefined), "8 o1-preview messages left until Tue 19 Nov 00:00");
   assert.equal(fewLeftNotice(model({ left: 8, few_left: false }), undefined), "");
 });
+
+test("a budget shows what is left of it, and when it resets, beside the message count", () => {
+  const budget = { label: "$3.20 of $20.00 left this month", blocked: false, resets_label: "Tue 1 Dec, 00:00" };
+  assert.equal(
+    quotaLine(model({ budget })),
+    "37 left · resets Tue 19 Nov 00:00 · $3.20 of $20.00 left this month (resets Tue 1 Dec, 00:00)",
+  );
+  assert.equal(quotaLine(model({ limit: null, left: null, budget: { ...budget, resets_label: "" } })), "Unlimited · $3.20 of $20.00 left this month");
+});
+
+test("a budget too small for the model's worst case says so, with its reset", () => {
+  const q = model({ exhausted: true, budget: { label: "$0.20 of $20.00 left this month", blocked: true, resets_label: "Tue 1 Dec, 00:00" } });
+  assert.equal(quotaLine(q), "Budget reached · resets Tue 1 Dec, 00:00");
+  assert.equal(modelOption(q).unavailable, true);
+});

@@ -12,7 +12,8 @@ export function updateChrome() {
   el.stopButton.hidden = !busy;
   el.stopButton.disabled = !(live && typeof live.msg.id === "number");
   el.sendButton.hidden = busy;
-  el.sendButton.disabled = !el.prompt.value.trim();
+  const files = state.attachments.length > 0;
+  el.sendButton.disabled = !el.prompt.value.trim() && !files;
   el.composer.classList.toggle("is-busy", busy);
   el.app.classList.toggle("is-empty", !hasMessages && state.loaded);
 }

@@ -1,10 +1,12 @@
 /* What the user asks for: send, regenerate, edit, continue, switch branch and stop. Each action shows at once
  * (optimistic messages) and is undone, keeping what was typed, if the server refuses
  * it; a refusal for quota offers another model in the banner. */
+import { attachmentProblem, restoreAttachments, stillUploading, takeAttachments } from "./attachments.js";
 import { autoGrow, hideBanners, promptMax, showComposerError, updateChrome } from "./chrome.js";
 import { numberFormat } from "./format.js";
 import { codePoints } from "./merge.js";
 import { boot, el } from "./page.js";
+import { effortFor } from "./controls.js";
 import { modelName, quotaFor, selectModel } from "./picker.js";
 import { switchLabel } from "./quota.js";
 import { sendAction, sendFrame } from "./socket.js";
@@ -34,6 +36,7 @@ function localMessage(role, fields) {
     thinking_ms: null,
     created_at: new Date().toISOString(),
     finished_at: null,
+    attachments: [],
     local: true,
   }, fields);
 }
@@ -47,7 +50,11 @@ function canAct() {
 }
 
 function sendMessage(text, model) {
-  if (!text.trim()) { showComposerError("Type a message first."); return false; }
+  const attached = state.attachments.filter((a) => !a.uploading);
+  if (stillUploading()) { showComposerError("Wait for the files to finish uploading."); return false; }
+  if (!text.trim() && !attached.length) { showComposerError("Type a message first."); return false; }
+  const problem = attachmentProblem(attached, model);
+  if (problem) { showComposerError(problem); return false; }
   const length = codePoints(text);
   if (length > boot.max_chars) {
     showComposerError(`The message is ${numberFormat.format(length)} characters; the limit is ${numberFormat.format(boot.max_chars)}.`);
@@ -55,16 +62,21 @@ function sendMessage(text, model) {
   }
   if (!canAct()) return false;
   hideBanners();
+  takeAttachments();
   const clientId = newClientId();
+  const effort = effortFor(model);
   // The question follows the branch on screen (docs/protocol.md, "Branches").
   const shown = state.messages[state.messages.length - 1];
   const parentId = shown && typeof shown.msg.id === "number" ? shown.msg.id : null;
-  const user = addEntry(localMessage("user", { text, model, parent_id: parentId }));
-  const reply = addEntry(localMessage("assistant", { model, model_name: modelName(model) }));
+  const user = addEntry(localMessage("user", { text, model, attachments: attached, parent_id: parentId }));
+  const reply = addEntry(localMessage("assistant", { model, model_name: modelName(model), reasoning_effort: effort || "" }));
   state.pending.set(clientId, {
-    kind: "send", clientId, text, model, conversationId: state.conversationId, locals: [user, reply], removed: [],
+    kind: "send", clientId, text, model, files: attached, conversationId: state.conversationId, locals: [user, reply], removed: [],
   });
-  sendAction({ type: "send", conversation_id: state.conversationId, parent_id: parentId, model, text, client_id: clientId });
+  const ids = attached.map((f) => f.id);
+  sendAction({
+    type: "send", conversation_id: state.conversationId, parent_id: parentId, model, effort, text, attachments: ids, client_id: clientId,
+  });
   refresh();
   keepBottom(true);
   return true;
@@ -83,7 +95,7 @@ export function regenerate(entry, model) {
     kind: "regenerate", clientId, messageId: entry.msg.id, model: chosen,
     conversationId: state.conversationId, locals: [reply], removed,
   });
-  sendAction({ type: "regenerate", message_id: entry.msg.id, model: chosen, client_id: clientId });
+  sendAction({ type: "regenerate", message_id: entry.msg.id, model: chosen, effort: effortFor(chosen), client_id: clientId });
   refresh();
   keepBottom(true);
 }
@@ -106,7 +118,7 @@ export function submitEdit(entry, text, model) {
     kind: "edit", clientId, messageId: entry.msg.id, text, model: chosen,
     conversationId: state.conversationId, locals: [user, reply], removed,
   });
-  sendAction({ type: "edit", message_id: entry.msg.id, text, model: chosen, client_id: clientId });
+  sendAction({ type: "edit", message_id: entry.msg.id, text, model: chosen, effort: effortFor(chosen), client_id: clientId });
   refresh();
   keepBottom(true);
 }
@@ -137,6 +149,7 @@ export function switchTo(messageId) {
 
 /** Undo an optimistic action the server refused; nothing typed is lost. */
 export function rollBack(action) {
+  if (action.kind === "send" && action.files.length) restoreAttachments(action.files);
   if (action.conversationId !== state.conversationId) {
     // The user has moved to another chat; still never lose what they typed.
     if (action.kind !== "regenerate" && !el.prompt.value.trim()) {
@@ -197,7 +210,7 @@ el.composer.addEventListener("submit", (event) => {
 el.prompt.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
     event.preventDefault();
-    if (!el.prompt.value.trim()) return;
+    if (!el.prompt.value.trim() && !state.attachments.length) return;
     if (liveReply() || anyPendingHere()) return; // Enter never interrupts an answer
     el.composer.requestSubmit();
   }
@@ -233,6 +246,7 @@ el.switchButton.addEventListener("click", () => {
   el.quotaBanner.hidden = true;
   if (!action || action.kind === "send") {
     const text = action ? action.text : el.prompt.value;
+    // The refused send's files were given back to the chips (rollBack): they go with it again.
     if (sendMessage(text, model) && el.prompt.value === text) {
       el.prompt.value = "";
       autoGrow(el.prompt, promptMax());

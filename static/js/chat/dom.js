@@ -27,6 +27,8 @@ const ICONS = {
   trash: '<path d="M3 6h18M8 6V4h8v2M19 6l-1 14H6L5 6"/>',
   chevron: '<path d="m9 6 6 6-6 6"/>',
   warn: '<circle cx="12" cy="12" r="9"/><path d="M12 8v4M12 16h.01"/>',
+  file: '<path d="M14 3H7a2 2 0 0 0-2 2v14a2 2 0 0 0 2 2h10a2 2 0 0 0 2-2V8Z"/><path d="M14 3v5h5M9 13h6M9 17h6"/>',
+  close: '<path d="M18 6 6 18M6 6l12 12"/>',
 };
 
 export function icon(name) {

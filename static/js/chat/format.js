@@ -24,3 +24,10 @@ export function cutNote(msg) {
   if (msg.finish_reason === "content_filter") return "The provider's content filter stopped this answer here.";
   return "This answer was cut off.";
 }
+
+const EFFORTS = { low: "Low effort", medium: "Medium effort", high: "High effort" };
+
+/** "High effort" for a reply's reasoning effort; "" when none was asked for. */
+export function effortLabel(effort) {
+  return EFFORTS[effort] || "";
+}

@@ -1,4 +1,5 @@
 /* What the server says (docs/protocol.md, "Server → browser"), one handler per frame type. */
+import { paintControls } from "./controls.js";
 import { showComposerError, showPageNotice, updateChrome } from "./chrome.js";
 import { rollBack, showQuotaBanner } from "./composer.js";
 import { LIVE, applyDelta, isNewer, keepLonger } from "./merge.js";
@@ -207,6 +208,7 @@ function onConversation(frame) {
   }
   const known = conversationById(conversation.id);
   upsertConversation(conversation, !known || known.updated_at !== conversation.updated_at);
+  if (conversation.id === state.conversationId) paintControls(); // its instructions may have changed in another tab
 }
 
 function onError(frame) {

@@ -9,7 +9,17 @@ function csrfToken() {
 
 /** POST `fields` as a form; the JSON answer, or an Error carrying the server's message. */
 export async function postForm(url, fields) {
-  const body = new URLSearchParams(fields || {});
+  return post(url, new URLSearchParams(fields || {}));
+}
+
+/** POST one file as multipart form data, in the field `file`. */
+export async function postFile(url, file) {
+  const body = new FormData();
+  body.append("file", file);
+  return post(url, body);
+}
+
+async function post(url, body) {
   const response = await fetch(url, {
     method: "POST",
     body,

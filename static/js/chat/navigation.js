@@ -2,7 +2,7 @@
  * subscription and the model follow the conversation on screen. */
 import { hideBanners } from "./chrome.js";
 import { el, setTitle, urls } from "./page.js";
-import { paintPicker, selectModel } from "./picker.js";
+import { modelWithMessagesLeft, paintPicker, selectModel } from "./picker.js";
 import { narrow, paintSidebar, setSidebar } from "./sidebar.js";
 import { sendFrame } from "./socket.js";
 import { conversationById, state } from "./state.js";
@@ -38,6 +38,7 @@ export function newChat(push) {
   if (push) history.pushState({ conversationId: null }, "", urls.home);
   paintSidebar();
   if (narrow.matches) setSidebar(false);
+  selectModel(modelWithMessagesLeft());
   paintPicker();
   if (!narrow.matches) el.prompt.focus();
 }

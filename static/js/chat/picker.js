@@ -1,5 +1,6 @@
 /* The model picker in the top bar (a listbox driven by the keyboard or the pointer),
  * the composer's quota hint and few-left notice, and the models' numbers behind them. */
+import { paintControls } from "./controls.js";
 import { h } from "./dom.js";
 import { boot, el } from "./page.js";
 import { fewLeftNotice, modelOption, modelSummary, quotaHint, quotaMarkExhausted, quotaMerge } from "./quota.js";
@@ -28,6 +29,14 @@ export function modelName(slug) {
   return q ? q.name : slug || "Model";
 }
 
+/** For a new chat: the model on screen, unless it is at its limit; then one with messages left. */
+export function modelWithMessagesLeft() {
+  const current = quotaFor(state.model);
+  if (!current || !current.exhausted) return state.model;
+  const other = state.quota.find((q) => !q.exhausted);
+  return other ? other.model : state.model;
+}
+
 export function selectModel(slug) {
   state.model = slug;
   if (state.conversationId) state.modelByConversation.set(state.conversationId, slug);
@@ -45,6 +54,7 @@ export function paintPicker() {
   if (current) el.quotaHint.append(h("span", quotaHint(current)));
   el.emptySub.textContent = modelSummary(current);
   paintFewLeft(current);
+  paintControls();
 
   // Rebuild the list only when its numbers changed: an open list is not swapped under the pointer.
   const key = JSON.stringify([state.model, state.quota]);
@@ -137,6 +147,7 @@ function closePicker(returnFocus) {
 function chooseOption(option) {
   if (!option || option.getAttribute("aria-disabled") === "true") return;
   selectModel(option.dataset.model);
+  sendFrame({ type: "pick", model: option.dataset.model }); // a new chat starts on it, also after a reload
   closePicker(true);
   el.quotaBanner.hidden = true;
 }

@@ -1,12 +1,18 @@
 /* The quota texts of the model picker, the composer hint and the quota banner, from
  * one model's numbers in a `quota` frame (docs/protocol.md). Pure: no DOM. */
 
-/** "37 left · resets Tue 19 Nov 00:00", "Limit reached", "Unlimited", … */
+/** "37 left · resets Tue 19 Nov 00:00", "Limit reached", "Unlimited", … and, with a token or
+ * money budget, what is left of it beside: "· $3.20 of $20.00 left this month (resets 1 Dec, 00:00)". */
 export function quotaLine(q) {
   if (q.disabled) return "Not available on your plan";
+  const budget = q.budget;
+  if (budget && budget.blocked) return budget.resets_label ? `Budget reached · resets ${budget.resets_label}` : "Budget reached";
   if (q.exhausted) return q.resets_label ? `Limit reached · resets ${q.resets_label}` : "Limit reached";
-  if (q.limit === null || q.limit === undefined) return "Unlimited";
-  return q.resets_label ? `${q.left} left · resets ${q.resets_label}` : `${q.left} left`;
+  let line;
+  if (q.limit === null || q.limit === undefined) line = "Unlimited";
+  else line = q.resets_label ? `${q.left} left · resets ${q.resets_label}` : `${q.left} left`;
+  if (!budget) return line;
+  return `${line} · ${budget.label}${budget.resets_label ? ` (resets ${budget.resets_label})` : ""}`;
 }
 
 /** The hint under the composer for the chosen model. */

@@ -11,11 +11,14 @@ export const state = {
   quota: boot.quota,
   model: boot.model,
   modelByConversation: new Map(), // choices made in this tab
+  effort: "", // the reasoning effort picked (static/js/chat/controls.js)
+  effortByConversation: new Map(), // efforts picked in this tab, per chat
   messages: [], // in order, as shown
   byId: new Map(), // id -> entry {msg, len, rlen, node, ...}
   loaded: !boot.conversation_id, // false until the first snapshot arrives
   pending: new Map(), // client_id -> optimistic action awaiting `sent` or `error`
   editing: null, // id of the user message being edited
+  attachments: [], // files for the next message: the server's {id, name, size, kind, url}, or {uploading: true, name}
   stick: true, // keep the newest text in view
 };
 if (state.conversationId) state.modelByConversation.set(state.conversationId, boot.model);

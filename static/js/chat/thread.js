@@ -1,8 +1,9 @@
 /* The conversation on screen (the branch shown): one node per message, painted from
  * its entry; the reasoning panel and its "Thinking… 12s" counter; editing a question;
  * the ‹1/2› versions of a message; Continue; keeping the newest text in view. */
+import { attachmentList } from "./attachments.js";
 import { copyButton, h, icon } from "./dom.js";
-import { cutNote, formatWhen, numberFormat, secondsLabel } from "./format.js";
+import { cutNote, effortLabel, formatWhen, numberFormat, secondsLabel } from "./format.js";
 import { renderMarkdown } from "./markdown.js";
 import { LIVE } from "./merge.js";
 import { el } from "./page.js";
@@ -58,9 +59,11 @@ function buildNode(entry) {
   const role = entry.msg.role;
   if (role === "user") {
     const body = h("div", { className: "bubble" });
+    const files = h("div", { className: "files-slot" });
     const actions = h("div", { className: "msg-actions" });
-    entry.parts = { body, actions };
-    entry.node = h("article", { className: "msg msg-user", "aria-label": "You said" }, [body, actions]);
+    entry.parts = { body, files, actions };
+    entry.renderedFiles = null;
+    entry.node = h("article", { className: "msg msg-user", "aria-label": "You said" }, [files, body, actions]);
   } else {
     const reasoning = h("div", { className: "reasoning-slot" });
     const body = h("div", { className: "md" });
@@ -78,15 +81,22 @@ function paint(entry) {
 }
 
 function paintUser(entry) {
-  const { body, actions: buttons } = entry.parts;
+  const { body, files, actions: buttons } = entry.parts;
   const msg = entry.msg;
+  const attached = msg.attachments || [];
+  if (entry.renderedFiles !== attached) {
+    files.replaceChildren(...(attached.length ? [attachmentList(attached)] : []));
+    entry.renderedFiles = attached;
+  }
   entry.node.classList.toggle("is-editing", state.editing === msg.id);
   if (state.editing === msg.id) {
+    body.hidden = false;
     if (!body.querySelector("textarea")) body.replaceChildren(editor(entry));
     buttons.replaceChildren();
     return;
   }
   if (body.textContent !== msg.text || body.firstChild?.nodeType !== Node.TEXT_NODE) body.textContent = msg.text;
+  body.hidden = !msg.text;
   buttons.replaceChildren();
   const switcher = versionSwitcher(msg);
   if (switcher) buttons.append(switcher);
@@ -192,7 +202,10 @@ function paintReasoning(entry) {
   details.classList.toggle("is-thinking", thinking);
   const body = details.querySelector(".reasoning-text");
   if (entry.renderedReasoning !== msg.reasoning) {
-    body.textContent = msg.reasoning || (thinking ? "" : "No reasoning summary was returned for this answer.");
+    // Summaries are markdown (OpenAI's start each part with a **bold heading**): sanitised like answers.
+    if (msg.reasoning) renderMarkdown(body, msg.reasoning);
+    else body.textContent = thinking ? "" : "No reasoning summary was returned for this answer.";
+    body.classList.toggle("is-markdown", Boolean(msg.reasoning));
     entry.renderedReasoning = msg.reasoning;
   }
   details.classList.toggle("no-summary", !msg.reasoning);
@@ -230,7 +243,7 @@ function paintAssistant(entry) {
   foot.replaceChildren();
   if (live) { foot.hidden = true; return; }
   foot.hidden = false;
-  const meta = [msg.model_name || msg.model, formatWhen(msg.finished_at || msg.created_at)];
+  const meta = [msg.model_name || msg.model, effortLabel(msg.reasoning_effort), formatWhen(msg.finished_at || msg.created_at)];
   if (msg.prompt_tokens !== null && msg.prompt_tokens !== undefined && msg.completion_tokens !== null && msg.completion_tokens !== undefined) {
     let tokens = `${numberFormat.format(msg.prompt_tokens)} in · ${numberFormat.format(msg.completion_tokens)} out`;
     if (msg.reasoning_tokens) tokens += ` (${numberFormat.format(msg.reasoning_tokens)} reasoning)`;

@@ -40,7 +40,7 @@ def build_tree(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0005_message_finish_reason"),
+        ("chat", "0007_reasoning_effort_and_instructions"),
     ]
 
     operations = [
