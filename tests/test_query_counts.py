@@ -12,10 +12,11 @@ pytestmark = pytest.mark.django_db
 def test_sending_a_message_takes_a_fixed_number_of_queries(catalog, make_user, django_assert_num_queries):
     user = make_user()
     actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="warm up")
-    with django_assert_num_queries(11):  # a new conversation (one of them: the user's budget, none here)
+    # A new conversation (four of them: the user's budget, none here; their instructions; the model remembered; its current leaf).
+    with django_assert_num_queries(14):
         actions.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hello")
     conversation = Message.objects.filter(conversation__user=user).last().conversation
-    with django_assert_num_queries(12):  # an existing conversation
+    with django_assert_num_queries(14):  # an existing conversation
         actions.message_send(user=user, conversation_id=conversation.id, model_slug="o1-preview", text="again")
 
 
