@@ -15,7 +15,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from .forms import TIME_ZONES
+from .forms import time_zone_choices
 from .models import Invite, Profile, SignupPolicy
 from .selectors import signup_policy_get
 from .services import invite_issue
@@ -24,11 +24,17 @@ User = get_user_model()
 
 
 class ProfileForm(forms.ModelForm):
-    time_zone = forms.ChoiceField(choices=[(z, z) for z in TIME_ZONES], initial="UTC")
+    time_zone = forms.ChoiceField(choices=time_zone_choices(), initial="UTC")
 
     class Meta:
         model = Profile
         fields = ("time_zone",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        field = self.fields["time_zone"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = time_zone_choices(self.instance.time_zone if self.instance.pk else "")
 
 
 class ProfileInline(admin.StackedInline):

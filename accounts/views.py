@@ -43,6 +43,7 @@ def signup_refused(request: HttpRequest, refusal: SignupRefused) -> HttpResponse
 
 class LoginView(auth_views.LoginView):
     template_name = "accounts/login.html"
+    redirect_authenticated_user = True  # someone already logged in goes on to the chat (or `next`)
 
     def get_context_data(self, **kwargs):
         return super().get_context_data(**kwargs, signup_open=signup_policy_get() == SignupPolicy.Mode.OPEN)

@@ -96,7 +96,6 @@ def efforts_parse(text: str) -> list[str]:
     return [e for e in EFFORTS if e in named]
 
 
-
 class ModelPrice(models.Model):
     """What the provider charges for a model from a moment on, in US dollars per million tokens.
 

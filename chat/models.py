@@ -19,6 +19,8 @@ class Conversation(models.Model):
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT, help_text="The model picked last in this chat.")
     reasoning_effort = models.CharField(max_length=16, blank=True, help_text="The reasoning effort picked last in this chat.")
     instructions = models.TextField(blank=True, help_text="Custom instructions for this chat, after the user's own.")
+    pinned = models.BooleanField(default=False, help_text="Listed above the others in the sidebar.")
+    archived = models.BooleanField(default=False, help_text="Hidden from the sidebar's list, under Archived.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     current_leaf = models.ForeignKey(
@@ -30,6 +32,25 @@ class Conversation(models.Model):
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
+
+
+class ShareLink(models.Model):
+    """A read-only link to a conversation, for anyone who has it, until its owner revokes it."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="share_links")
+    # secrets.token_urlsafe(32): 256 random bits, so a link cannot be guessed or enumerated.
+    token = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One live link per conversation: sharing twice gives the same link, not a second one to forget.
+            models.UniqueConstraint(fields=["conversation"], condition=Q(revoked_at__isnull=True), name="one_live_share_link"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Share link for conversation {self.conversation_id}"
 
 
 class Message(models.Model):

@@ -1,11 +1,13 @@
 """Reads. Every lookup by id checks that the row belongs to the user."""
 
+import re
+
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
 from accounts.models import Profile
 
-from .models import Attachment, Conversation, Message
+from .models import LIVE, Attachment, Conversation, Message, ShareLink
 
 
 def as_id(value: object) -> int:
@@ -36,7 +38,7 @@ def message_get_for_user(*, user, message_id: object) -> Message:
 
 
 def conversation_list(*, user, query: str = "") -> QuerySet[Conversation]:
-    conversations = Conversation.objects.filter(user=user).select_related("model").order_by("-updated_at")
+    conversations = Conversation.objects.filter(user=user).select_related("model").order_by("-pinned", "-updated_at")
     if query:
         matching = Message.objects.filter(text__icontains=query).values("conversation_id")  # any branch
         conversations = conversations.filter(Q(title__icontains=query) | Q(id__in=matching))
@@ -124,3 +126,18 @@ def instructions_for(conversation: Conversation) -> str:
     """The custom instructions a reply in this conversation is sent with: the user's own, then the chat's."""
     mine = Profile.objects.filter(user_id=conversation.user_id).values_list("instructions", flat=True).first() or ""
     return "\n\n".join(part.strip() for part in (mine, conversation.instructions) if part.strip())
+
+
+def share_link_conversation(*, token: object) -> Conversation:
+    """The conversation a live share link shows, or Http404 (also once revoked, or for any made-up token)."""
+    if not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9_-]{20,64}", token):
+        raise Http404("No such link.")
+    link = ShareLink.objects.select_related("conversation").filter(token=token, revoked_at=None).first()
+    if link is None:
+        raise Http404("No such link.")
+    return link.conversation
+
+
+def conversation_record(*, conversation: Conversation) -> list[Message]:
+    """What an export or a shared page shows: the branch on screen, without a reply still being written."""
+    return [m for m in conversation_messages(conversation=conversation) if m.status not in LIVE]

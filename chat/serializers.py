@@ -64,5 +64,7 @@ def conversation_json(conversation: Conversation) -> dict:
         "model": conversation.model.slug,
         "reasoning_effort": conversation.reasoning_effort,
         "instructions": conversation.instructions,
+        "pinned": conversation.pinned,
+        "archived": conversation.archived,
         "updated_at": conversation.updated_at.isoformat(),
     }

@@ -1,16 +1,20 @@
+import re
+
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import content_disposition_header
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from catalog.models import AIModel
 from quotas.selectors import quota_json
 
-from . import actions, files, selectors
-from .models import Conversation
+from . import actions, files, organise, selectors, transfer
+from .models import Conversation, ShareLink
 from .serializers import attachment_json, conversation_json, message_json
 
 # A number no other part of a URL holds, to find where the id goes once reversed.
@@ -71,6 +75,13 @@ def _render_chat_page(request: HttpRequest, conversation: Conversation | None, *
             "instructions": _url_template("chat-instructions"),
             "profile": reverse("accounts-profile"),
             "delete": _url_template("chat-delete"),
+            "pin": _url_template("chat-pin"),
+            "archive": _url_template("chat-archive"),
+            "share": _url_template("chat-share"),
+            "unshare": _url_template("chat-unshare"),
+            "export_md": _url_template("chat-export-markdown"),
+            "export_json": _url_template("chat-export-json"),
+            "import": reverse("chat-import"),
             "quota": reverse("chat-quota"),
             "attachments": reverse("chat-attachment-upload"),
             "attachment_remove": _url_template("chat-attachment-remove"),
@@ -171,4 +182,93 @@ def attachment_download(request: HttpRequest, attachment_id: int) -> HttpRespons
     response["Content-Disposition"] = content_disposition_header(not inline, attachment.name) or "attachment"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"
     response["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@login_required
+@require_POST
+def conversation_pin(request: HttpRequest, conversation_id: int) -> JsonResponse:
+    try:
+        conversation = organise.conversation_pin(user=request.user, conversation_id=conversation_id, pinned=request.POST.get("pinned"))
+    except actions.ActionRefused as exc:
+        return _json_error(exc)
+    return JsonResponse({"conversation": conversation_json(conversation)})
+
+
+@login_required
+@require_POST
+def conversation_archive(request: HttpRequest, conversation_id: int) -> JsonResponse:
+    try:
+        conversation = organise.conversation_archive(
+            user=request.user, conversation_id=conversation_id, archived=request.POST.get("archived")
+        )
+    except actions.ActionRefused as exc:
+        return _json_error(exc)
+    return JsonResponse({"conversation": conversation_json(conversation)})
+
+
+def _share_json(request: HttpRequest, link: ShareLink) -> dict:
+    return {"url": request.build_absolute_uri(reverse("chat-shared", args=[link.token])), "created_at": link.created_at.isoformat()}
+
+
+@login_required
+@require_POST
+def conversation_share(request: HttpRequest, conversation_id: int) -> JsonResponse:
+    link = organise.share_link_create(user=request.user, conversation_id=conversation_id)
+    return JsonResponse({"share": _share_json(request, link)})
+
+
+@login_required
+@require_POST
+def conversation_unshare(request: HttpRequest, conversation_id: int) -> JsonResponse:
+    revoked = organise.share_link_revoke(user=request.user, conversation_id=conversation_id)
+    return JsonResponse({"share": None, "revoked": revoked})
+
+
+def _export(request: HttpRequest, conversation_id: int, kind: str) -> HttpResponse:
+    conversation = selectors.conversation_get_for_user(user=request.user, conversation_id=conversation_id)
+    title = conversation.title or "New chat"
+    render_as, content_type = {"md": (transfer.export_markdown, "text/markdown"), "json": (transfer.export_json, "application/json")}[kind]
+    body = render_as(title=title, messages=selectors.conversation_record(conversation=conversation), exported_at=timezone.now())
+    response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
+    stem = re.sub(r"[^A-Za-z0-9]+", "-", title).strip("-")[:60] or "chat"
+    response["Content-Disposition"] = f'attachment; filename="{stem}.{kind}"'
+    return response
+
+
+@login_required
+@require_GET
+def conversation_export_markdown(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    return _export(request, conversation_id, "md")
+
+
+@login_required
+@require_GET
+def conversation_export_json(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    return _export(request, conversation_id, "json")
+
+
+@login_required
+@require_POST
+def conversation_import(request: HttpRequest) -> JsonResponse:
+    upload = request.FILES.get("file")
+    if upload is None:
+        return _json_error(actions.ActionRefused("invalid_import", "Choose a conversation file (exported as JSON) to import."))
+    try:
+        # One byte past the limit is enough to refuse it; a huge file is never read into memory.
+        conversation = organise.conversation_import(user=request.user, raw=upload.read(settings.IMPORT_MAX_BYTES + 1))
+    except actions.ActionRefused as exc:
+        return _json_error(exc)
+    return JsonResponse({"conversation": conversation_json(conversation)}, status=201)
+
+
+@never_cache  # a revoked link must stop working at once, for proxies and the back button too
+@require_GET
+def shared_page(request: HttpRequest, token: str) -> HttpResponse:
+    """A shared conversation, read only, for anyone with the link: no account, quota or owner shown."""
+    conversation = selectors.share_link_conversation(token=token)
+    messages = selectors.conversation_record(conversation=conversation)
+    entries = [{"message": m, "thought": transfer.thought_label(m)} for m in messages]
+    response = render(request, "chat/shared.html", {"title": conversation.title or "New chat", "entries": entries})
+    response["X-Robots-Tag"] = "noindex, nofollow"
     return response

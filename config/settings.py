@@ -305,6 +305,8 @@ WEB_DB_THREADS = env_int("WEB_DB_THREADS", 8)
 MAX_LIVE_REPLIES = env_int("MAX_LIVE_REPLIES", 3)
 # The chat page says "5 o1-preview messages left until …" once a model has this many or fewer left.
 FEW_LEFT_NOTICE = env_int("FEW_LEFT_NOTICE", 5)
+# The largest conversation file (exported JSON) an import accepts.
+IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 5_000_000)
 # Retries of transient provider errors back off from this, doubling each time.
 PROVIDER_RETRY_BASE_SECONDS = env_float("PROVIDER_RETRY_BASE_SECONDS", 0.5)
 PROVIDER_LIMIT_WINDOW_SECONDS = env_int("PROVIDER_LIMIT_WINDOW_SECONDS", 60)

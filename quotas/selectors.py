@@ -111,6 +111,7 @@ def api_access_allowed(user) -> bool:
 PLAN_ID_SQL = f"""COALESCE((SELECT plan_id FROM {UserPlan._meta.db_table} WHERE user_id = %(user)s),
                         (SELECT id FROM {Plan._meta.db_table} WHERE is_default))"""
 
+
 def efforts_allowed(user) -> list[str]:
     """The reasoning efforts the user's plan lets them pick (of those a model accepts). No plan: none (fail closed)."""
     plan = user_plan(user)

@@ -285,6 +285,69 @@ def test_model_controls(live_url, browser, make_user, catalog):
         shoot(page, "model-controls.png")
 
 
+MATH_ANSWER = r"""The sum of the first $n$ odd numbers is a perfect square:
+
+$$
+\sum_{k=1}^{n} (2k-1) = n^2
+$$
+
+**Proof by induction.** For $n = 1$ both sides are $1$. Assume it holds for $n$; then
+
+\[
+\sum_{k=1}^{n+1} (2k-1) = n^2 + (2n + 1) = (n+1)^2 .
+\]
+
+A quick check in Python:
+
+```python
+assert all(sum(2 * k - 1 for k in range(1, n + 1)) == n**2 for n in range(1, 100))
+```
+
+So the $n$-th square is the sum of the first $n$ odd numbers, e.g. $1 + 3 + 5 + 7 = 16 = 4^2$."""
+
+
+def math_chat(user, model):
+    Conversation = apps.get_model("chat", "Conversation")
+    Message = apps.get_model("chat", "Message")
+    conversation = Conversation.objects.create(user=user, title="Sum of the first n odd numbers", model=model)
+    Message.objects.create(conversation=conversation, role="user", model=model, text="Why is the sum of the first n odd numbers a square?")
+    Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        model=model,
+        text=MATH_ANSWER,
+        reasoning="Try small cases, then induct on n.",
+        thinking_ms=9_400,
+        prompt_tokens=24,
+        completion_tokens=612,
+        reasoning_tokens=384,
+    )
+    return conversation
+
+
+def test_math_and_share_page(live_url, browser, make_user, catalog):
+    user = make_user("ada")
+    earlier_chats(user, catalog["o1-mini"])
+    conversation = math_chat(user, catalog["o1-preview"])
+    with browsing(browser) as page:
+        log_in(page, live_url, "ada")
+        page.goto(f"{live_url}/c/{conversation.id}/")
+        expect(last_answer(page).locator(".katex-display")).to_have_count(2)
+        page.evaluate("document.fonts.ready")
+        shoot(page, "math.png")
+        page.get_by_role("button", name="Chat options").click()
+        page.get_by_role("menuitem", name="Share…").click()
+        expect(page.get_by_role("dialog", name="Share chat")).to_be_visible()
+        url = page.get_by_label("Share link").input_value()
+        shoot(page, "share-dialog.png")
+
+    with browsing(browser) as page:  # a visitor with the link, not logged in
+        page.goto(url)
+        expect(page.locator(".md .katex-display")).to_have_count(2)
+        page.evaluate("document.fonts.ready")
+        shoot(page, "share-page.png")
+
+
 def test_branches(live_url, browser, make_user, catalog):
     """An earlier question edited (its ‹2/2›) and the answer to it regenerated (‹2/2› too)."""
     user = make_user("ada")

@@ -70,7 +70,7 @@ def test_a_database_of_the_previous_layout_migrates_with_its_quota_data():
 
 @pytest.mark.django_db(transaction=True)
 def test_replaced_messages_of_the_previous_layout_become_versions_on_other_branches():
-    before = [("chat", "0007_reasoning_effort_and_instructions")]
+    before = [("chat", "0008_conversation_pin_archive_and_share_links")]
     executor = MigrationExecutor(connection)
     latest = executor.loader.graph.leaf_nodes()
     executor.migrate(before)

@@ -49,6 +49,7 @@ test("markdown is parsed first, then sanitised, with the libraries set up once b
   const log = [];
   const marked = {
     setOptions: (options) => log.push(["setOptions", options]),
+    use: ({ extensions }) => log.push(["use", extensions.map((e) => e.name)]),
     parse: (text) => { log.push(["parse", text]); return `<p>${text}</p>`; },
   };
   const purify = {
@@ -60,6 +61,7 @@ test("markdown is parsed first, then sanitised, with the libraries set up once b
   toSafeHtml("two");
   assert.deepEqual(log, [
     ["setOptions", MARKED_OPTIONS],
+    ["use", ["mathBlock", "mathInline"]],
     ["addHook", "afterSanitizeAttributes", openLinksApart],
     ["parse", "one"], ["sanitize", "<p>one</p>"],
     ["parse", "two"], ["sanitize", "<p>two</p>"],

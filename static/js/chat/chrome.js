@@ -3,6 +3,13 @@
 import { el } from "./page.js";
 import { anyPendingHere, liveReply, state } from "./state.js";
 
+// Other parts of the page that follow the chat on screen (organise.js's menu).
+const followers = [];
+
+export function onChromeUpdate(paint) {
+  followers.push(paint);
+}
+
 export function updateChrome() {
   const hasMessages = state.messages.length > 0;
   el.loading.hidden = state.loaded || hasMessages;
@@ -16,6 +23,7 @@ export function updateChrome() {
   el.sendButton.disabled = !el.prompt.value.trim() && !files;
   el.composer.classList.toggle("is-busy", busy);
   el.app.classList.toggle("is-empty", !hasMessages && state.loaded);
+  for (const paint of followers) paint();
 }
 
 /** Fit a textarea to its text, up to `max` pixels. */

@@ -7,9 +7,10 @@ function csrfToken() {
   return match ? decodeURIComponent(match[1]) : "";
 }
 
-/** POST `fields` as a form; the JSON answer, or an Error carrying the server's message. */
+/** POST `fields` (an object, or FormData for files) as a form; the JSON answer, or an Error carrying the server's message. */
 export async function postForm(url, fields) {
-  return post(url, new URLSearchParams(fields || {}));
+  const body = fields instanceof FormData ? fields : new URLSearchParams(fields || {});
+  return post(url, body);
 }
 
 /** POST one file as multipart form data, in the field `file`. */

@@ -6,6 +6,7 @@ import { autoGrow, promptMax, updateChrome } from "./chrome.js";
 import { abandonPending, continueAnswer, regenerate, submitEdit, switchTo } from "./composer.js";
 import { handle, onSnapshot } from "./frames.js";
 import { newChat, openConversation } from "./navigation.js";
+import { organiseStart } from "./organise.js";
 import { boot, el, urls } from "./page.js";
 import { paintPicker } from "./picker.js";
 import { narrow, paintSidebar, sidebarStart } from "./sidebar.js";
@@ -15,6 +16,7 @@ import { setMessages, threadStart } from "./thread.js";
 
 threadStart({ regenerate, submitEdit, continueAnswer, switchTo });
 sidebarStart({ open: openConversation, newChat });
+organiseStart({ open: openConversation });
 
 // The URL named a chat that is not there (or not ours): the page is a new chat, and says so.
 if (boot.notice) history.replaceState({ conversationId: null }, "", urls.home);

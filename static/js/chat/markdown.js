@@ -1,8 +1,10 @@
-/* An answer's markdown on its way into the page: marked turns it into HTML, DOMPurify
- * keeps only what is safe, highlight.js colours the code. The libraries are the
+/* An answer's markdown on its way into the page: marked turns it into HTML (formulas into
+ * placeholders, math.js), DOMPurify keeps only what is safe, then highlight.js colours the
+ * code and KaTeX typesets the placeholders' text. The libraries are the
  * vendored globals of classic <script defer> tags (static/vendor); the pure steps take
  * them as parameters, so tests can give them fakes. */
 import { copyButton, h } from "./dom.js";
+import { mathExtensions, typesetMath } from "./math.js";
 
 export const MARKED_OPTIONS = { gfm: true, breaks: false };
 
@@ -25,6 +27,7 @@ export function openLinksApart(node) {
 export function markdownPipeline({ marked, DOMPurify }) {
   if (!marked || !DOMPurify) return null;
   marked.setOptions(MARKED_OPTIONS);
+  marked.use({ extensions: mathExtensions() });
   DOMPurify.addHook("afterSanitizeAttributes", openLinksApart);
   return (text) => DOMPurify.sanitize(marked.parse(text), PURIFY);
 }
@@ -62,6 +65,7 @@ export function renderMarkdown(target, text) {
     wrap.append(table);
   }
   for (const code of target.querySelectorAll("pre > code")) decorateCode(code);
+  typesetMath(target, window.katex);
 }
 
 function decorateCode(code) {

@@ -79,14 +79,20 @@ export function paintSidebar() {
   if (press.held) { press.repaintWaiting = true; return; }
   const list = state.searchResults || state.conversations;
   const groups = [];
+  let archived = [];
   if (state.searchResults) {
     groups.push({ label: "Search results", items: list });
   } else {
-    for (const conversation of list) {
+    // Pinned chats on top; archived ones only under the Archived toggle, at the foot of the list.
+    const pinned = list.filter((c) => c.pinned && !c.archived);
+    if (pinned.length) groups.push({ label: "Pinned", items: pinned });
+    for (const conversation of list.filter((c) => !c.pinned && !c.archived)) {
       const label = groupLabel(conversation.updated_at);
       if (!groups.length || groups[groups.length - 1].label !== label) groups.push({ label, items: [] });
       groups[groups.length - 1].items.push(conversation);
     }
+    archived = list.filter((c) => c.archived);
+    if (archived.length && state.showArchived) groups.push({ label: "Archived", items: archived });
   }
   const items = new Map();
   const groupNodes = new Map();
@@ -99,7 +105,12 @@ export function paintSidebar() {
       return li;
     }));
     groupNodes.set(group.label, nodes);
-    sections.push(nodes.heading, nodes.list);
+    sections.push(...(group.label === "Archived" ? [nodes.list] : [nodes.heading, nodes.list]));
+  }
+  if (archived.length) {
+    archivedToggle.textContent = `${state.showArchived ? "Hide" : "Show"} archived (${archived.length})`;
+    archivedToggle.setAttribute("aria-expanded", state.showArchived ? "true" : "false");
+    sections.splice(sections.length - (state.showArchived ? 1 : 0), 0, archivedToggle);
   }
   placeChildren(el.groups, sections);
   painted.items = items;
@@ -107,6 +118,11 @@ export function paintSidebar() {
   el.historyEmpty.hidden = list.length > 0;
   el.historyEmpty.textContent = state.searchResults ? "No chats match your search." : "Your chats will appear here.";
 }
+
+const archivedToggle = h("button", {
+  type: "button", className: "archived-toggle", id: "history-group-archived",
+  onclick: () => { state.showArchived = !state.showArchived; paintSidebar(); },
+});
 
 /** Make `nodes` the children of `parent`, in order, moving only those out of place. */
 function placeChildren(parent, nodes) {

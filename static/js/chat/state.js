@@ -8,6 +8,7 @@ export const state = {
   conversationId: boot.conversation_id,
   conversations: boot.conversations.slice(), // newest first
   searchResults: null, // null: not searching
+  showArchived: false, // the sidebar's Archived section is open
   quota: boot.quota,
   model: boot.model,
   modelByConversation: new Map(), // choices made in this tab

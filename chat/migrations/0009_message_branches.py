@@ -40,7 +40,7 @@ def build_tree(apps, schema_editor) -> None:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0007_reasoning_effort_and_instructions"),
+        ("chat", "0008_conversation_pin_archive_and_share_links"),
     ]
 
     operations = [
