@@ -310,8 +310,11 @@ def math_chat(user, model):
     Conversation = apps.get_model("chat", "Conversation")
     Message = apps.get_model("chat", "Message")
     conversation = Conversation.objects.create(user=user, title="Sum of the first n odd numbers", model=model)
-    Message.objects.create(conversation=conversation, role="user", model=model, text="Why is the sum of the first n odd numbers a square?")
+    asked = Message.objects.create(
+        conversation=conversation, role="user", model=model, text="Why is the sum of the first n odd numbers a square?"
+    )
     Message.objects.create(
+        parent=asked,
         conversation=conversation,
         role="assistant",
         model=model,
