@@ -23,7 +23,15 @@ from quotas.services import QuotaRefused, quota_refund, quota_refusal_notify, qu
 
 from . import events, files
 from .models import LIVE, Attachment, Conversation, Message
-from .selectors import as_id, conversation_get_for_user, instructions_for, message_get_for_user
+from .selectors import (
+    as_id,
+    branch_ids,
+    branch_leaf,
+    conversation_get_for_user,
+    instructions_for,
+    message_get_for_user,
+    message_versions,
+)
 from .serializers import conversation_json
 
 log = logging.getLogger(__name__)
@@ -133,32 +141,46 @@ def _enqueue(reply: Message) -> None:
         reply.queued = False
 
 
-def _reply_start(*, user, conversation: Conversation, model: AIModel, effort: str, new_conversation: bool = False) -> Message:
-    """Store a pending reply, reserve its quota and enqueue it; inside the caller's transaction."""
+def _reply_start(
+    *, user, conversation: Conversation, parent: Message | None, model: AIModel, effort: str, new_conversation: bool = False
+) -> Message:
+    """Store a pending reply to `parent`, reserve its quota and enqueue it; inside the caller's transaction.
+
+    The reply ends the branch on screen: the conversation's current leaf.
+    """
     live = Message.objects.filter(conversation__user=user, role=Message.Role.ASSISTANT, status__in=LIVE).count()
     if live >= settings.MAX_LIVE_REPLIES:
         raise ActionRefused("busy", f"You already have {live} answers being written. Wait for one to finish or stop it.")
     reply = Message.objects.create(
-        conversation=conversation, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING, reasoning_effort=effort
+        conversation=conversation,
+        parent=parent,
+        role=Message.Role.ASSISTANT,
+        model=model,
+        status=Message.Status.PENDING,
+        reasoning_effort=effort,
     )
-    quota_reserve(user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, reply.id, model))
-    if not new_conversation:
+    quota_reserve(user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, parent, model))
+    conversation.current_leaf = reply
+    if new_conversation:
+        conversation.save(update_fields=["current_leaf"])
+    else:
         # The model (and effort) picked last stick to the conversation, which moves to the top of the list.
         conversation.model = model
         conversation.reasoning_effort = effort or conversation.reasoning_effort
-        conversation.save(update_fields=["model", "reasoning_effort", "updated_at"])
+        conversation.save(update_fields=["model", "reasoning_effort", "current_leaf", "updated_at"])
     # A new chat starts on the model picked last (chat.views); no write when it is the same.
     Profile.objects.filter(user=user).exclude(last_model=model).update(last_model=model)
     transaction.on_commit(lambda: _enqueue(reply))
     return reply
 
 
-def _prompt_tokens(conversation: Conversation, reply_id: int, model: AIModel) -> int | None:
-    """The tokens the reply's prompt will have: earlier turns' visible text, trimmed as the worker trims it.
+def _prompt_tokens(conversation: Conversation, parent: Message | None, model: AIModel) -> int | None:
+    """The tokens the reply's prompt will have: its branch's visible text, trimmed as the worker trims it.
 
     Asked only when the user has a token or money budget, to hold the reply's worst case.
     """
-    earlier = Message.objects.filter(conversation=conversation, id__lt=reply_id, replaced=False).exclude(text="")
+    ids = branch_ids(conversation_id=conversation.id, leaf_id=parent.id if parent else None)
+    earlier = Message.objects.filter(id__in=ids).exclude(text="").order_by("id")
     turns = [{"role": role, "content": text} for role, text in earlier.values_list("role", "text")]
     window, output, tokenizer = model.context_window, model.max_output_tokens, model.tokenizer
     try:
@@ -256,12 +278,16 @@ def message_send(
     history: Sequence[tuple[object, object]] = (),
     attachment_ids: object = None,
     effort: object = None,
+    parent_id: object = None,
 ) -> tuple[Message, Message]:
     """Store the user's message, its attachments and a pending reply, reserving quota, in one transaction.
 
     `history` (earlier turns as (role, text), oldest first, as an API client sends
     them) starts a new conversation holding those turns as they were said; the
     worker trims them to the window like any other conversation's.
+    The message follows `parent_id`, the last message the sending tab shows, so that the
+    model gets the branch on screen even in a tab that missed a switch; by default it
+    follows the conversation's current leaf.
     Raises ActionRefused with nothing stored when the input is bad or the quota is spent.
     """
     ids = _attachment_ids(attachment_ids)
@@ -287,10 +313,25 @@ def message_send(
         _check_fits(turn, model, instructions_for(conversation))
         if conversation_id is None:
             conversation.save()
-        earlier = Message.objects.bulk_create(Message(conversation=conversation, role=role, model=model, text=said) for role, said in turns)
-        user_message = Message.objects.create(conversation=conversation, role=Message.Role.USER, model=model, text=text)
+        parent = conversation.current_leaf_id
+        if parent_id is not None and parent_id != parent:
+            parent = message_get_for_user(user=user, message_id=parent_id).id
+            if conversation_id is None or not conversation.messages.filter(id=parent).exists():
+                raise ActionRefused("invalid", "That message is not in this conversation.")
+        earlier = []
+        for role, said in turns:  # each follows the one before: one branch
+            earlier.append(Message.objects.create(conversation=conversation, parent_id=parent, role=role, model=model, text=said))
+            parent = earlier[-1].id
+        user_message = Message.objects.create(conversation=conversation, parent_id=parent, role=Message.Role.USER, model=model, text=text)
         _attachments_link(user, attachments, user_message)
-        reply = _reply_start(user=user, conversation=conversation, model=model, effort=chosen, new_conversation=conversation_id is None)
+        reply = _reply_start(
+            user=user,
+            conversation=conversation,
+            parent=user_message,
+            model=model,
+            effort=chosen,
+            new_conversation=conversation_id is None,
+        )
         transaction.on_commit(lambda: events.messages_added(conversation, [*earlier, user_message, reply]))
     return user_message, reply
 
@@ -313,54 +354,95 @@ def title_from(text: str) -> str:
     return words if len(words) <= 60 else words[:57].rsplit(" ", 1)[0] + "…"
 
 
-def _last_turn(user, message_id: object, role: str) -> Message:
+def _message_to_branch(user, message_id: object, role: str) -> Message:
+    """The user's message of `role` to branch from; refused while an answer in its conversation is being written."""
     message = message_get_for_user(user=user, message_id=message_id)
-    last = message.conversation.messages.filter(replaced=False, role=role).last()
-    if message.role != role or last is None or last.id != message.id:
-        raise ActionRefused("not_last", "Only the last message of a conversation can be changed.")
+    if message.role != role:
+        raise ActionRefused("invalid", "Only your own messages can be edited." if role == Message.Role.USER else "That is not an answer.")
     if message.conversation.messages.filter(status__in=LIVE).exists():
         raise ActionRefused("busy", "Wait for the answer to finish, or stop it first.")
     return message
 
 
+def _with_versions(message: Message) -> Message:
+    message.versions = message_versions(message=message)
+    return message
+
+
 def reply_regenerate(*, user, message_id: object, model_slug: object = None, effort: object = None) -> Message:
-    """Answer the last user message again; the old answer is kept but hidden. Counts as a message."""
+    """Answer the same question again; the old answer stays as a version. Counts as a message."""
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
-        old = _last_turn(user, message_id, Message.Role.ASSISTANT)
+        old = _message_to_branch(user, message_id, Message.Role.ASSISTANT)
         # The old reply's model unless another is named; either way it must be enabled now.
         model = _model_get(model_slug or old.model.slug)
-        question = old.conversation.messages.filter(replaced=False, role=Message.Role.USER, id__lt=old.id).last()
+        question = old.parent if old.parent is not None and old.parent.role == Message.Role.USER else None
         if question is not None:
             _check_images(list(question.attachments.defer("data")), model)
         chosen = _effort_choose(user, model, effort, old.conversation.reasoning_effort)
-        Message.objects.filter(id=old.id).update(replaced=True)
-        reply = _reply_start(user=user, conversation=old.conversation, model=model, effort=chosen)
+        reply = _reply_start(user=user, conversation=old.conversation, parent=old.parent, model=model, effort=chosen)
         transaction.on_commit(lambda: events.messages_added(old.conversation, [reply]))
-    return reply
+    return _with_versions(reply)
 
 
 def message_edit(*, user, message_id: object, text: object, model_slug: object = None, effort: object = None) -> tuple[Message, Message]:
-    """Replace the last user message with new text and answer it, with the same files. Counts as a message."""
+    """Ask any earlier question again with new text and the same files, starting a new branch from there.
+    Counts as a message. The old question and everything after it stay, as the other version."""
     with _quota_explained(user), transaction.atomic():
         _lock_user(user)
-        old = _last_turn(user, message_id, Message.Role.USER)
+        old = _message_to_branch(user, message_id, Message.Role.USER)
         attachments = list(old.attachments.all())
         text = _clean_text(text, files_attached=bool(attachments))
         model = _model_get(model_slug or old.model.slug)
         _check_images(attachments, model)
         chosen = _effort_choose(user, model, effort, old.conversation.reasoning_effort)
         _check_fits(_user_turn(text, attachments, model), model, instructions_for(old.conversation))
-        old.conversation.messages.filter(id__gte=old.id).update(replaced=True)
-        user_message = Message.objects.create(conversation=old.conversation, role=Message.Role.USER, model=model, text=text)
-        # The edited-away message keeps its own rows, as it keeps its text.
+        user_message = Message.objects.create(
+            conversation=old.conversation, parent_id=old.parent_id, role=Message.Role.USER, model=model, text=text
+        )
+        # The other version keeps its own rows, as it keeps its text.
         for attachment in attachments:
             attachment.pk = None
             attachment.message = user_message
         user_message.attachment_list = Attachment.objects.bulk_create(attachments)
-        reply = _reply_start(user=user, conversation=old.conversation, model=model, effort=chosen)
+        reply = _reply_start(user=user, conversation=old.conversation, parent=user_message, model=model, effort=chosen)
         transaction.on_commit(lambda: events.messages_added(old.conversation, [user_message, reply]))
-    return user_message, reply
+    return _with_versions(user_message), reply
+
+
+def reply_continue(*, user, message_id: object) -> Message:
+    """Go on with an answer that was stopped or cut off, as a new answer after it. Counts as a message.
+
+    The model gets the partial answer as the last assistant turn and is asked to continue
+    (generation/reply.py, context_for); the page shows the continuation joined to it.
+    """
+    with _quota_explained(user), transaction.atomic():
+        _lock_user(user)
+        partial = _message_to_branch(user, message_id, Message.Role.ASSISTANT)
+        cut = partial.incomplete and partial.finish_reason != "content_filter"
+        if not partial.text or not (cut or partial.status == Message.Status.STOPPED):
+            raise ActionRefused("invalid", "Only an answer that was stopped or cut off can be continued.")
+        if partial.children.exists():
+            raise ActionRefused("invalid", "Only the last answer of a branch can be continued.")
+        model = _model_get(partial.model.slug)
+        effort = _effort_choose(user, model, None, partial.reasoning_effort)  # the same effort, if still allowed
+        reply = _reply_start(user=user, conversation=partial.conversation, parent=partial, model=model, effort=effort)
+        transaction.on_commit(lambda: events.messages_added(partial.conversation, [reply]))
+    return reply
+
+
+def branch_switch(*, user, message_id: object) -> Conversation:
+    """Show the branch through another version of a message, down to its newest answer."""
+    with transaction.atomic():
+        _lock_user(user)  # serialised with sends, which add to the branch on screen
+        message = message_get_for_user(user=user, message_id=message_id)
+        conversation = message.conversation
+        if conversation.messages.filter(status__in=LIVE).exists():
+            raise ActionRefused("busy", "Wait for the answer to finish, or stop it first.")
+        conversation.current_leaf_id = branch_leaf(message=message)
+        conversation.save(update_fields=["current_leaf"])  # a switch does not move the chat up the list
+        transaction.on_commit(lambda: events.branch_switched(conversation))
+    return conversation
 
 
 def reply_stop(*, user, message_id: object) -> None:

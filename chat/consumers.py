@@ -209,6 +209,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             text=frame.get("text"),
             attachment_ids=frame.get("attachments"),
             effort=frame.get("effort"),
+            parent_id=frame.get("parent_id"),
         )
         await self._follow(reply.conversation_id)
         await self._sent(frame, user_message, reply)
@@ -231,6 +232,15 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
         await self._sent(frame, user_message, reply)
         await self._done_if_ended(reply.id)
+
+    async def do_continue(self, frame: dict) -> None:
+        reply = await database_sync_to_async(actions.reply_continue)(user=self.user, message_id=frame.get("message_id"))
+        await self._sent(frame, None, reply)
+        await self._done_if_ended(reply.id)
+
+    async def do_switch(self, frame: dict) -> None:
+        conversation = await database_sync_to_async(actions.branch_switch)(user=self.user, message_id=frame.get("message_id"))
+        await self.do_subscribe({"conversation_id": conversation.id})
 
     async def do_stop(self, frame: dict) -> None:
         await database_sync_to_async(actions.reply_stop)(user=self.user, message_id=frame.get("message_id"))
@@ -308,6 +318,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def chat_messages(self, event: dict) -> None:
         await self.send_json({**event, "type": "messages"})
+
+    async def chat_branch(self, event: dict) -> None:
+        await self.send_json({**event, "type": "branch"})
 
     async def chat_conversation(self, event: dict) -> None:
         await self.send_json({**event, "type": "conversation"})

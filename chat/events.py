@@ -33,6 +33,14 @@ def messages_added(conversation: Conversation, messages: list[Message]) -> None:
     )
 
 
+def branch_switched(conversation: Conversation) -> None:
+    """Every tab on the conversation shows the branch now on screen in the one that switched."""
+    event_send(
+        conversation_group(conversation.id),
+        {"type": "chat.branch", "conversation_id": conversation.id, "leaf_id": conversation.current_leaf_id},
+    )
+
+
 def reply_status(reply: Message, status: str, detail: str = "") -> None:
     event_send(
         conversation_group(reply.conversation_id), {"type": "chat.status", "message_id": reply.id, "status": status, "detail": detail}

@@ -1,4 +1,10 @@
-"""Conversations and their messages. A reply's quota lives in quotas.Reservation, keyed by its id."""
+"""Conversations and their messages. A reply's quota lives in quotas.Reservation, keyed by its id.
+
+Messages form a tree: each points at the message it follows (`parent`). An edit
+adds a sibling user message, a regenerate a sibling answer, a continuation a child
+answer of the cut-off one; nothing is deleted. The branch on screen (and the only
+one sent to the model) runs from the root to the conversation's `current_leaf`.
+"""
 
 from django.conf import settings
 from django.db import models
@@ -17,6 +23,9 @@ class Conversation(models.Model):
     archived = models.BooleanField(default=False, help_text="Hidden from the sidebar's list, under Archived.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", help_text="The last message of the branch on screen."
+    )
 
     class Meta:
         indexes = [models.Index(fields=["user", "-updated_at"])]
@@ -57,6 +66,9 @@ class Message(models.Model):
         STOPPED = "stopped"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children", help_text="The message this one follows."
+    )
     role = models.CharField(max_length=16, choices=Role.choices)
     model = models.ForeignKey(AIModel, on_delete=models.PROTECT)
     text = models.TextField(blank=True)
@@ -65,7 +77,6 @@ class Message(models.Model):
     incomplete = models.BooleanField(default=False, help_text="The answer was cut off and is partial.")
     finish_reason = models.CharField(max_length=32, blank=True, help_text="The provider's: stop, length, content_filter…")
     reasoning_effort = models.CharField(max_length=16, blank=True, help_text="Of a reply: the effort asked of the model, if any.")
-    replaced = models.BooleanField(default=False, help_text="Regenerated or edited away; kept for usage records.")
     error = models.CharField(max_length=500, blank=True)
     prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
     completion_tokens = models.PositiveIntegerField(null=True, blank=True)
@@ -87,6 +98,8 @@ class Message(models.Model):
 
     # Not stored: False when the send could not enqueue the reply (the broker was down; chat.actions._enqueue).
     queued = True
+    # Not stored: the ids of this message's versions (it and its siblings of its role), oldest first (chat.selectors).
+    versions: list[int] | None = None
     # Not stored: the attachments, when the code that made the message has them already (chat/serializers.py).
     attachment_list: list["Attachment"] | None = None
 

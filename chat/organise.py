@@ -89,7 +89,7 @@ def conversation_import(*, user, raw: bytes) -> Conversation:
         conversation = Conversation.objects.create(
             user=user, model=model, title=parsed.title or title_from(first_question) or "Imported chat"
         )
-        Message.objects.bulk_create(
+        stored = Message.objects.bulk_create(
             Message(
                 conversation=conversation,
                 role=m.role,
@@ -100,5 +100,11 @@ def conversation_import(*, user, raw: bytes) -> Conversation:
             )
             for m in parsed.messages
         )
+        # One branch, in the file's order, shown to its end.
+        for parent, message in zip(stored[:-1], stored[1:], strict=True):
+            message.parent = parent
+        Message.objects.bulk_update(stored[1:], ["parent"])
+        conversation.current_leaf = stored[-1]
+        conversation.save(update_fields=["current_leaf"])
         transaction.on_commit(lambda: events.conversation_changed(conversation))
     return conversation

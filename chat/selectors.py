@@ -40,15 +40,61 @@ def message_get_for_user(*, user, message_id: object) -> Message:
 def conversation_list(*, user, query: str = "") -> QuerySet[Conversation]:
     conversations = Conversation.objects.filter(user=user).select_related("model").order_by("-pinned", "-updated_at")
     if query:
-        matching = Message.objects.filter(text__icontains=query, replaced=False).values("conversation_id")
+        matching = Message.objects.filter(text__icontains=query).values("conversation_id")  # any branch
         conversations = conversations.filter(Q(title__icontains=query) | Q(id__in=matching))
     return conversations
 
 
-def conversation_messages(*, conversation: Conversation) -> QuerySet[Message]:
+def _tree(conversation_id: int) -> dict[int, tuple[int | None, str]]:
+    """Every message of the conversation: id -> (parent id, role). Small rows, one query."""
+    rows = Message.objects.filter(conversation_id=conversation_id).values_list("id", "parent_id", "role")
+    return {id_: (parent, role) for id_, parent, role in rows}
+
+
+def _path(tree: dict[int, tuple[int | None, str]], leaf_id: int | None) -> list[int]:
+    ids = []
+    while leaf_id in tree:
+        ids.append(leaf_id)
+        leaf_id = tree[leaf_id][0]
+    return ids[::-1]
+
+
+def branch_ids(*, conversation_id: int, leaf_id: int | None) -> list[int]:
+    """The ids from the first message down to `leaf_id`, in order."""
+    return _path(_tree(conversation_id), leaf_id)
+
+
+def branch_leaf(*, message: Message) -> int:
+    """The end of the branch through `message`: the newest version at every step after it."""
+    children: dict[int, int] = {}
+    for id_, (parent, _) in sorted(_tree(message.conversation_id).items()):
+        if parent is not None:
+            children[parent] = id_  # ascending ids: the newest child wins
+    leaf = message.id
+    while leaf in children:
+        leaf = children[leaf]
+    return leaf
+
+
+def message_versions(*, message: Message) -> list[int]:
+    """The ids of `message` and its siblings of the same role (its versions), oldest first."""
+    siblings = Message.objects.filter(conversation_id=message.conversation_id, parent_id=message.parent_id, role=message.role)
+    return list(siblings.order_by("id").values_list("id", flat=True))
+
+
+def conversation_messages(*, conversation: Conversation) -> list[Message]:
+    """The branch on screen, each message with its `versions`."""
+    tree = _tree(conversation.id)
+    ids = _path(tree, conversation.current_leaf_id or max(tree, default=None))
+    versions: dict[tuple[int | None, str], list[int]] = {}
+    for id_, (parent, role) in sorted(tree.items()):
+        versions.setdefault((parent, role), []).append(id_)
     # The attachments' names and sizes; their bytes only when downloaded.
     attachments = Prefetch("attachments", queryset=Attachment.objects.defer("data"))
-    return conversation.messages.filter(replaced=False).select_related("model").prefetch_related(attachments)
+    messages = Message.objects.filter(id__in=ids).select_related("model").prefetch_related(attachments).order_by("id")
+    for message in messages:
+        message.versions = versions[(message.parent_id, message.role)]
+    return list(messages)
 
 
 def attachment_get_for_user(*, user, attachment_id: object) -> Attachment:
@@ -93,5 +139,5 @@ def share_link_conversation(*, token: object) -> Conversation:
 
 
 def conversation_record(*, conversation: Conversation) -> list[Message]:
-    """What an export or a shared page shows: the visible messages, without a reply still being written."""
-    return list(conversation_messages(conversation=conversation).exclude(status__in=LIVE))
+    """What an export or a shared page shows: the branch on screen, without a reply still being written."""
+    return [m for m in conversation_messages(conversation=conversation) if m.status not in LIVE]

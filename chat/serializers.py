@@ -29,9 +29,10 @@ def _attachments(message: Message) -> list[dict]:
 
 
 def message_json(message: Message) -> dict:
-    return {
+    found: dict[str, object] = {
         "id": message.id,
         "conversation_id": message.conversation_id,
+        "parent_id": message.parent_id,
         "role": message.role,
         "model": message.model.slug,
         "model_name": message.model.name,
@@ -51,6 +52,9 @@ def message_json(message: Message) -> dict:
         "finished_at": message.finished_at.isoformat() if message.finished_at else None,
         "attachments": _attachments(message),
     }
+    if message.versions is not None:  # known where they are read: snapshots and `sent` (chat.selectors)
+        found["versions"] = message.versions
+    return found
 
 
 def conversation_json(conversation: Conversation) -> dict:

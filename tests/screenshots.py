@@ -310,8 +310,11 @@ def math_chat(user, model):
     Conversation = apps.get_model("chat", "Conversation")
     Message = apps.get_model("chat", "Message")
     conversation = Conversation.objects.create(user=user, title="Sum of the first n odd numbers", model=model)
-    Message.objects.create(conversation=conversation, role="user", model=model, text="Why is the sum of the first n odd numbers a square?")
+    asked = Message.objects.create(
+        conversation=conversation, role="user", model=model, text="Why is the sum of the first n odd numbers a square?"
+    )
     Message.objects.create(
+        parent=asked,
         conversation=conversation,
         role="assistant",
         model=model,
@@ -346,3 +349,26 @@ def test_math_and_share_page(live_url, browser, make_user, catalog):
         expect(page.locator(".md .katex-display")).to_have_count(2)
         page.evaluate("document.fonts.ready")
         shoot(page, "share-page.png")
+
+
+def test_branches(live_url, browser, make_user, catalog):
+    """An earlier question edited (its ‹2/2›) and the answer to it regenerated (‹2/2› too)."""
+    user = make_user("ada")
+    earlier_chats(user, catalog["o1-mini"])
+    with browsing(browser) as page:
+        log_in(page, live_url, "ada")
+        send(page, "What is a list comprehension in Python?")
+        expect(page.locator("article.msg-assistant .msg-foot:visible")).to_have_count(1, timeout=30_000)
+        send(page, "Show a dict comprehension too.")
+        expect(page.locator("article.msg-assistant .msg-foot:visible")).to_have_count(2, timeout=30_000)
+        asked = page.locator("article.msg-user").nth(1)
+        asked.hover()
+        asked.get_by_role("button", name="Edit message").click()
+        page.get_by_label("Edit your message").fill("Show a set comprehension instead.")
+        page.get_by_role("button", name="Save & resend").click()
+        expect(last_answer(page).locator(".msg-foot")).to_be_visible(timeout=30_000)
+        last_answer(page).get_by_role("button", name="Regenerate answer").click()
+        expect(last_answer(page).get_by_role("group", name="Version 2 of 2")).to_be_visible()
+        expect(last_answer(page).locator(".msg-foot")).to_be_visible(timeout=30_000)
+        expect(page.locator("article.msg-user").nth(1).get_by_role("group", name="Version 2 of 2")).to_be_visible()
+        shoot(page, "branches.png")

@@ -26,9 +26,15 @@ def chat_with_math(user, model, *, title="Circles"):
     Conversation = apps.get_model("chat", "Conversation")
     Message = apps.get_model("chat", "Message")
     conversation = Conversation.objects.create(user=user, title=title, model=model)
-    Message.objects.create(conversation=conversation, role="user", model=model, text="What is the area of a circle?")
+    asked = Message.objects.create(conversation=conversation, role="user", model=model, text="What is the area of a circle?")
     Message.objects.create(
-        conversation=conversation, role="assistant", model=model, text=ANSWER, reasoning="Recall the formula.", thinking_ms=14_200
+        parent=asked,
+        conversation=conversation,
+        role="assistant",
+        model=model,
+        text=ANSWER,
+        reasoning="Recall the formula.",
+        thinking_ms=14_200,
     )
     return conversation
 
@@ -208,8 +214,10 @@ def test_formulas_cannot_make_links_markup_ids_or_styles(live_url, browser_page,
     Message = apps.get_model("chat", "Message")
     model = catalog["o1-mini"]
     conversation = Conversation.objects.create(user=user, title="Hostile formulas", model=model)
-    Message.objects.create(conversation=conversation, role="user", model=model, text="Show me")
-    Message.objects.create(conversation=conversation, role="assistant", model=model, text="\n\n".join([*HOSTILE_MATH, "End."]))
+    asked = Message.objects.create(conversation=conversation, role="user", model=model, text="Show me")
+    Message.objects.create(
+        parent=asked, conversation=conversation, role="assistant", model=model, text="\n\n".join([*HOSTILE_MATH, "End."])
+    )
     page = browser_page
     log_in(page, live_url, "mallory-math")
     page.goto(f"{live_url}/c/{conversation.id}/")

@@ -17,9 +17,7 @@ def stored_reply(username: str, *statuses: str, timeout: float = 20):
     Message = apps.get_model("chat", "Message")
     return wait_until(
         lambda: (
-            Message.objects.filter(role="assistant", conversation__user__username=username, replaced=False, status__in=statuses)
-            .order_by("-id")
-            .first()
+            Message.objects.filter(role="assistant", conversation__user__username=username, status__in=statuses).order_by("-id").first()
         ),
         timeout=timeout,
         what=f"an answer of {username} with status {statuses}",
@@ -105,7 +103,7 @@ def test_stop_keeps_the_partial_answer_marked_as_stopped_also_after_a_reload(liv
     expect(answer.get_by_text("You stopped this answer.")).to_be_visible()
 
 
-def test_regenerate_replaces_the_last_answer_with_a_new_one(live_url, browser_page, make_user):
+def test_regenerate_shows_a_new_answer_and_keeps_the_old_one_as_version_1_of_2(live_url, browser_page, make_user):
     make_user("picky")
     page = browser_page
     log_in(page, live_url, "picky")
@@ -125,7 +123,8 @@ def test_regenerate_replaces_the_last_answer_with_a_new_one(live_url, browser_pa
     expect(last_answer(page).locator(".msg-meta")).to_contain_text("o1-mini")
     reply = stored_reply("picky", "done")
     assert str(reply.id) != first_id and reply.model.slug == "o1-mini"
-    assert apps.get_model("chat", "Message").objects.get(id=first_id).replaced
+    expect(last_answer(page).get_by_role("group", name="Version 2 of 2")).to_be_visible()
+    assert apps.get_model("chat", "Message").objects.filter(id=first_id).exists()
 
     page.reload()
 
@@ -134,7 +133,7 @@ def test_regenerate_replaces_the_last_answer_with_a_new_one(live_url, browser_pa
     expect(last_answer(page).locator(".msg-meta")).to_contain_text("o1-mini")
 
 
-def test_editing_the_last_message_resends_it_and_drops_the_old_turn(live_url, browser_page, make_user):
+def test_editing_the_last_message_resends_it_and_shows_the_new_turn_only(live_url, browser_page, make_user):
     make_user("editor")
     page = browser_page
     log_in(page, live_url, "editor")

@@ -66,3 +66,39 @@ def test_a_database_of_the_previous_layout_migrates_with_its_quota_data():
     assert user_plan(alice).name == "Team"
     status = {s.model.slug: s for s in quota_status(user=alice)}["o1-mini"]
     assert (status.used, status.left) == (1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_replaced_messages_of_the_previous_layout_become_versions_on_other_branches():
+    before = [("chat", "0008_conversation_pin_archive_and_share_links")]
+    executor = MigrationExecutor(connection)
+    latest = executor.loader.graph.leaf_nodes()
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps
+    user = old.get_model("auth", "User").objects.create(username="bob", password="x")
+    from catalog.models import AIModel  # the catalog's tables are as they are now; only chat went back
+
+    defaults = {"name": "o1-mini", "context_window": 128_000, "max_output_tokens": 65_536}
+    mini = AIModel.objects.get_or_create(slug="o1-mini", defaults=defaults)[0].id
+    conversation = old.get_model("chat", "Conversation").objects.create(user=user, model_id=mini, title="t")
+    Message = old.get_model("chat", "Message")
+
+    def add(role: str, text: str, replaced: bool = False) -> int:
+        return Message.objects.create(conversation=conversation, role=role, model_id=mini, text=text, replaced=replaced).id
+
+    # Q1 A1, then A1 regenerated as A1b; Q2 A2, then Q2 edited to Q2b with its answer A2b.
+    q1, a1, a1b = add("user", "Q1"), add("assistant", "A1", True), add("assistant", "A1b")
+    q2, a2 = add("user", "Q2", True), add("assistant", "A2", True)
+    q2b, a2b = add("user", "Q2b"), add("assistant", "A2b")
+
+    executor = MigrationExecutor(connection)
+    executor.migrate(latest)
+
+    from chat.models import Conversation
+    from chat.models import Message as Now
+    from chat.selectors import conversation_messages
+
+    parents = dict(Now.objects.filter(conversation_id=conversation.id).values_list("id", "parent_id"))
+    assert parents == {q1: None, a1: q1, a1b: q1, q2: a1b, a2: q2, q2b: a1b, a2b: q2b}
+    shown = conversation_messages(conversation=Conversation.objects.get(id=conversation.id))
+    assert [(m.text, m.versions) for m in shown] == [("Q1", [q1]), ("A1b", [a1, a1b]), ("Q2b", [q2, q2b]), ("A2b", [a2b])]

@@ -21,8 +21,9 @@ def conversation_with_answer(user, catalog, *, title="Circle areas", thinking_ms
     Message = apps.get_model("chat", "Message")
     model = catalog["o1-preview"]
     conversation = Conversation.objects.create(user=user, title=title, model=model)
-    Message.objects.create(conversation=conversation, role="user", model=model, text="What is the area of a circle?")
+    asked = Message.objects.create(conversation=conversation, role="user", model=model, text="What is the area of a circle?")
     Message.objects.create(
+        parent=asked,
         conversation=conversation,
         role="assistant",
         model=model,

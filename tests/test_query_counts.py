@@ -12,7 +12,7 @@ pytestmark = pytest.mark.django_db
 def test_sending_a_message_takes_a_fixed_number_of_queries(catalog, make_user, django_assert_num_queries):
     user = make_user()
     actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="warm up")
-    with django_assert_num_queries(13):  # a new chat (incl. the budget, the instructions, the model remembered)
+    with django_assert_num_queries(14):  # a new chat (incl. the budget, the instructions, the model remembered, its current leaf)
         actions.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hello")
     conversation = Message.objects.filter(conversation__user=user).last().conversation
     with django_assert_num_queries(14):  # an existing conversation

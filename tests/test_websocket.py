@@ -83,6 +83,8 @@ def test_another_users_conversation_cannot_be_followed(catalog, make_user):
         {"type": "stop", "message_id": reply.id},
         {"type": "regenerate", "message_id": reply.id},
         {"type": "edit", "message_id": reply.id - 1, "text": "hijacked"},
+        {"type": "continue", "message_id": reply.id},
+        {"type": "switch", "message_id": reply.id - 1},
         {"type": "send", "conversation_id": reply.conversation_id, "model": "o1-mini", "text": "me too"},
     ]
 
@@ -102,10 +104,10 @@ def test_another_users_conversation_cannot_be_followed(catalog, make_user):
         assert answer["code"] == "not_found"
         assert "secret" not in json.dumps(answer)
     stored = Message.objects.filter(conversation_id=reply.conversation_id)
-    assert [(m.role, m.replaced) for m in stored] == [("user", False), ("assistant", False)]
+    assert [m.role for m in stored] == ["user", "assistant"]
     assert stored[0].text == "secret plans"
     untouched = Message.objects.get(id=reply.id)
-    assert untouched.status != "stopped" and not untouched.replaced
+    assert untouched.status != "stopped" and untouched.conversation.current_leaf_id == reply.id
 
 
 def test_a_flood_of_frames_closes_the_socket(catalog, make_user):

@@ -1,4 +1,4 @@
-/* What the user asks for: send, regenerate, edit and stop. Each action shows at once
+/* What the user asks for: send, regenerate, edit, continue, switch branch and stop. Each action shows at once
  * (optimistic messages) and is undone, keeping what was typed, if the server refuses
  * it; a refusal for quota offers another model in the banner. */
 import { attachmentProblem, restoreAttachments, stillUploading, takeAttachments } from "./attachments.js";
@@ -65,13 +65,18 @@ function sendMessage(text, model) {
   takeAttachments();
   const clientId = newClientId();
   const effort = effortFor(model);
-  const user = addEntry(localMessage("user", { text, model, attachments: attached }));
+  // The question follows the branch on screen (docs/protocol.md, "Branches").
+  const shown = state.messages[state.messages.length - 1];
+  const parentId = shown && typeof shown.msg.id === "number" ? shown.msg.id : null;
+  const user = addEntry(localMessage("user", { text, model, attachments: attached, parent_id: parentId }));
   const reply = addEntry(localMessage("assistant", { model, model_name: modelName(model), reasoning_effort: effort || "" }));
   state.pending.set(clientId, {
     kind: "send", clientId, text, model, files: attached, conversationId: state.conversationId, locals: [user, reply], removed: [],
   });
   const ids = attached.map((f) => f.id);
-  sendAction({ type: "send", conversation_id: state.conversationId, model, effort, text, attachments: ids, client_id: clientId });
+  sendAction({
+    type: "send", conversation_id: state.conversationId, parent_id: parentId, model, effort, text, attachments: ids, client_id: clientId,
+  });
   refresh();
   keepBottom(true);
   return true;
@@ -116,6 +121,30 @@ export function submitEdit(entry, text, model) {
   sendAction({ type: "edit", message_id: entry.msg.id, text, model: chosen, effort: effortFor(chosen), client_id: clientId });
   refresh();
   keepBottom(true);
+}
+
+/** Go on with a stopped or cut-off answer: a new answer after it, shown joined to it. */
+export function continueAnswer(entry) {
+  if (!canAct()) return;
+  hideBanners();
+  const clientId = newClientId();
+  const model = entry.msg.model;
+  const reply = addEntry(localMessage("assistant", { model, model_name: entry.msg.model_name, parent_id: entry.msg.id }));
+  state.pending.set(clientId, {
+    kind: "continue", clientId, messageId: entry.msg.id, model,
+    conversationId: state.conversationId, locals: [reply], removed: [],
+  });
+  sendAction({ type: "continue", message_id: entry.msg.id, client_id: clientId });
+  refresh();
+  keepBottom(true);
+}
+
+/** Show the branch through another version of a message; the server answers with the branch (`snapshot`). */
+export function switchTo(messageId) {
+  if (!canAct()) return;
+  if (!sendFrame({ type: "switch", message_id: messageId })) {
+    showComposerError("Not connected to the server, so the other version cannot be shown yet. Reconnecting…");
+  }
 }
 
 /** Undo an optimistic action the server refused; nothing typed is lost. */
@@ -201,7 +230,8 @@ let refused = null;
 export function showQuotaBanner(frame, action) {
   refused = { frame, action };
   el.quotaBannerText.textContent = frame.message;
-  el.switchButton.hidden = !frame.switch_to;
+  // A continuation is the same model's: another model cannot take it over.
+  el.switchButton.hidden = !frame.switch_to || action?.kind === "continue";
   el.switchButton.textContent = switchLabel(frame.switch_to, frame.switch_to && quotaFor(frame.switch_to));
   el.quotaBanner.hidden = false;
   keepBottom();

@@ -26,6 +26,7 @@ export function handle(frame) {
     case "message": return onResynced(frame);
     case "quota": return quotaUpdate(frame);
     case "conversation": return onConversation(frame);
+    case "branch": return onBranch(frame);
     case "error": return onError(frame);
     default: return undefined;
   }
@@ -191,6 +192,13 @@ function onDone(frame) {
   refresh();
 }
 
+// A tab (this one or another) switched to another branch: show it here too.
+function onBranch(frame) {
+  if (frame.conversation_id !== state.conversationId || anyPendingHere()) return;
+  const last = state.messages[state.messages.length - 1];
+  if (!last || last.msg.id !== frame.leaf_id) resubscribe();
+}
+
 // Another tab created, renamed, moved or deleted a conversation.
 function onConversation(frame) {
   const conversation = frame.conversation;
@@ -204,7 +212,7 @@ function onConversation(frame) {
 }
 
 function onError(frame) {
-  const action = ["send", "regenerate", "edit"].includes(frame.request) || frame.client_id ? takeAction(frame) : null;
+  const action = ["send", "regenerate", "edit", "continue"].includes(frame.request) || frame.client_id ? takeAction(frame) : null;
   if (action) rollBack(action);
   if (frame.code === "quota_exhausted") {
     // The banner says "limit reached": the hint and the model button say so at once too.

@@ -3,7 +3,7 @@
  * step. Markdown is rendered with the vendored marked, sanitised with DOMPurify and
  * highlighted with highlight.js before it touches the DOM (markdown.js). */
 import { autoGrow, promptMax, updateChrome } from "./chrome.js";
-import { abandonPending, regenerate, submitEdit } from "./composer.js";
+import { abandonPending, continueAnswer, regenerate, submitEdit, switchTo } from "./composer.js";
 import { handle, onSnapshot } from "./frames.js";
 import { newChat, openConversation } from "./navigation.js";
 import { organiseStart } from "./organise.js";
@@ -14,7 +14,7 @@ import { socketStart } from "./socket.js";
 import { state } from "./state.js";
 import { setMessages, threadStart } from "./thread.js";
 
-threadStart({ regenerate, submitEdit });
+threadStart({ regenerate, submitEdit, continueAnswer, switchTo });
 sidebarStart({ open: openConversation, newChat });
 organiseStart({ open: openConversation });
 

@@ -96,6 +96,8 @@ export function replaceEntry(oldEntry, msg) {
 
 export function updateMessage(entry, msg) {
   const wasLive = LIVE.has(entry.msg.status);
+  // `done` and `message` frames do not say which versions a message has; what we knew stands.
+  if (!msg.versions && entry.msg.versions) msg.versions = entry.msg.versions;
   entry.msg = msg;
   entry.len = codePoints(msg.text || "");
   entry.rlen = codePoints(msg.reasoning || "");

@@ -1,6 +1,6 @@
-/* The conversation on screen: one node per message, painted from its entry; the
- * reasoning panel and its "Thinking… 12s" counter; editing the last question;
- * keeping the newest text in view. */
+/* The conversation on screen (the branch shown): one node per message, painted from
+ * its entry; the reasoning panel and its "Thinking… 12s" counter; editing a question;
+ * the ‹1/2› versions of a message; Continue; keeping the newest text in view. */
 import { attachmentList } from "./attachments.js";
 import { copyButton, h, icon } from "./dom.js";
 import { cutNote, effortLabel, formatWhen, numberFormat, secondsLabel } from "./format.js";
@@ -8,12 +8,13 @@ import { renderMarkdown } from "./markdown.js";
 import { LIVE } from "./merge.js";
 import { el } from "./page.js";
 import { anyPendingHere, lastOf, liveReply, makeEntry, state } from "./state.js";
+import { continuable, continues, versionPosition } from "./versions.js";
 import { autoGrow, updateChrome } from "./chrome.js";
 
 const NEAR_BOTTOM_PX = 80;
 
 // What the buttons under the messages do is the composer's (composer.js); main.js hands it over.
-let actions = { regenerate() {}, submitEdit() {} };
+let actions = { regenerate() {}, submitEdit() {}, continueAnswer() {}, switchTo() {} };
 
 export function threadStart(handlers) {
   actions = handlers;
@@ -37,8 +38,12 @@ function rebuildThread() {
 /** Put every message node in order and repaint them; cheap enough for any change of shape. */
 export function refresh() {
   let previous = null;
+  let before = null;
   for (const entry of state.messages) {
     if (!entry.node) buildNode(entry);
+    // A continuation reads as the rest of the answer it continues.
+    entry.node.classList.toggle("msg-continuation", continues(entry.msg, before?.msg));
+    before = entry;
     const expected = previous ? previous.nextSibling : el.messages.firstChild;
     if (expected !== entry.node) el.messages.insertBefore(entry.node, expected);
     paint(entry);
@@ -93,14 +98,31 @@ function paintUser(entry) {
   if (body.textContent !== msg.text || body.firstChild?.nodeType !== Node.TEXT_NODE) body.textContent = msg.text;
   body.hidden = !msg.text;
   buttons.replaceChildren();
+  const switcher = versionSwitcher(msg);
+  if (switcher) buttons.append(switcher);
   buttons.append(copyButton("act", "Copy message", () => msg.text));
-  const isLastUser = lastOf("user") === entry;
-  if (isLastUser && typeof msg.id === "number" && !liveReply() && !anyPendingHere()) {
+  if (typeof msg.id === "number" && !liveReply() && !anyPendingHere()) {
     buttons.append(h("button", {
       type: "button", className: "act", "aria-label": "Edit message",
       onclick: () => startEdit(entry),
     }, [icon("edit"), h("span", { className: "btn-text", text: "Edit" })]));
   }
+}
+
+/** ‹ 1/2 ›: which version of this message the branch on screen goes through; the arrows switch branch. */
+function versionSwitcher(msg) {
+  const at = versionPosition(msg);
+  if (!at) return null;
+  const busy = Boolean(liveReply() || anyPendingHere());
+  const go = (label, text, id) => h("button", {
+    type: "button", className: "act act-version", "aria-label": label, disabled: busy || id === null,
+    onclick: () => actions.switchTo(id),
+  }, [text]);
+  return h("span", { className: "versions", role: "group", "aria-label": `Version ${at.index + 1} of ${at.count}` }, [
+    go("Previous version", "‹", at.previous),
+    h("span", { className: "versions-label", text: `${at.index + 1}/${at.count}` }),
+    go("Next version", "›", at.next),
+  ]);
 }
 
 function editor(entry) {
@@ -228,8 +250,17 @@ function paintAssistant(entry) {
     meta.push(tokens);
   }
   const buttons = h("div", { className: "msg-actions" });
+  const switcher = versionSwitcher(msg);
+  if (switcher) buttons.append(switcher);
   if (msg.text) buttons.append(copyButton("act", "Copy answer", () => msg.text));
-  if (lastOf("assistant") === entry && typeof msg.id === "number" && !anyPendingHere()) {
+  const last = lastOf("assistant") === entry && typeof msg.id === "number" && !anyPendingHere();
+  if (last && continuable(msg)) {
+    buttons.append(h("button", {
+      type: "button", className: "act act-strong", "aria-label": "Continue answer",
+      onclick: () => actions.continueAnswer(entry),
+    }, [icon("chevron"), h("span", { className: "btn-text", text: "Continue" })]));
+  }
+  if (last) {
     const failed = msg.status === "failed";
     buttons.append(h("button", {
       type: "button", className: failed ? "act act-strong" : "act", "aria-label": failed ? "Retry" : "Regenerate answer",
