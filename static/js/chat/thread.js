@@ -196,7 +196,7 @@ function paintReasoning(entry) {
   if (thinking && entry.waiting) text = entry.waiting;
   else if (thinking && !reasons) text = `Waiting for the answer… ${thinkingSeconds(msg)}s`;
   else if (thinking) text = `Thinking… ${thinkingSeconds(msg)}s`;
-  else if ((thoughtMs || 0) >= 1000) text = `Thought for ${secondsLabel(Math.round(thoughtMs / 1000))}`;
+  else if ((thoughtMs || 0) >= 500) text = `Thought for ${secondsLabel(Math.round(thoughtMs / 1000))}`; // rounds to 1 s or more, as exports say
   else text = "Reasoning";
   if (label.textContent !== text) label.textContent = text;
   details.classList.toggle("is-thinking", thinking);
