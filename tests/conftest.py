@@ -97,8 +97,10 @@ def catalog(db) -> dict:
 
 
 @pytest.fixture
-def no_live_reply_cap(settings) -> None:
-    """For tests of counting: nothing answers their replies, and the cap on replies in flight is tested elsewhere."""
+def no_live_reply_cap(settings, private_queue) -> None:
+    """For tests of counting: nothing answers their replies (their own queue: the session's worker
+    would still be generating them while the test's tables are emptied, and deadlock the flush),
+    and the cap on replies in flight is tested elsewhere."""
     settings.MAX_LIVE_REPLIES = 1_000
 
 
