@@ -16,7 +16,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import INSTRUCTIONS_MAX_CHARS, Profile
-from catalog.context import REQUEST_OVERHEAD, ContextTooLarge, Turn, context_trim, message_fits, turn_tokens
+from catalog.context import REQUEST_OVERHEAD, ContextTooLarge, Turn, context_trim, instructions_tokens, message_fits, turn_size
 from catalog.models import AIModel
 from quotas.selectors import efforts_allowed
 from quotas.services import QuotaRefused, quota_refund, quota_refusal_notify, quota_reserve
@@ -25,8 +25,8 @@ from . import events, files
 from .models import LIVE, Attachment, Conversation, Message
 from .selectors import (
     as_id,
-    branch_ids,
     branch_leaf,
+    branch_turns,
     conversation_get_for_user,
     instructions_for,
     message_get_for_user,
@@ -175,19 +175,18 @@ def _reply_start(
 
 
 def _prompt_tokens(conversation: Conversation, parent: Message | None, model: AIModel) -> int | None:
-    """The tokens the reply's prompt will have: its branch's visible text, trimmed as the worker trims it.
+    """The tokens the reply's prompt will have: its branch, files and instructions, trimmed as the worker trims them.
 
     Asked only when the user has a token or money budget, to hold the reply's worst case.
     """
-    ids = branch_ids(conversation_id=conversation.id, leaf_id=parent.id if parent else None)
-    earlier = Message.objects.filter(id__in=ids).exclude(text="").order_by("id")
-    turns = [{"role": role, "content": text} for role, text in earlier.values_list("role", "text")]
+    turns = branch_turns(conversation_id=conversation.id, leaf_id=parent.id if parent else None, model=model)
+    instructions = instructions_for(conversation)
     window, output, tokenizer = model.context_window, model.max_output_tokens, model.tokenizer
     try:
-        kept = context_trim(turns, context_window=window, max_output_tokens=output, tokenizer=tokenizer)
+        kept = context_trim(turns, context_window=window, max_output_tokens=output, tokenizer=tokenizer, instructions=instructions)
     except ContextTooLarge:
         return None  # the worker will refuse it; meanwhile hold the most a prompt can take
-    return REQUEST_OVERHEAD + sum(turn_tokens(turn["content"], tokenizer) for turn in kept)
+    return REQUEST_OVERHEAD + instructions_tokens(instructions, tokenizer) + sum(turn_size(turn, tokenizer) for turn in kept)
 
 
 def _check_fits(turn: Turn, model: AIModel, instructions: str = "") -> None:

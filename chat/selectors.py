@@ -6,7 +6,10 @@ from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
 from accounts.models import Profile
+from catalog.context import Turn
+from catalog.models import AIModel
 
+from .files import turn_for
 from .models import LIVE, Attachment, Conversation, Message, ShareLink
 
 
@@ -62,6 +65,43 @@ def _path(tree: dict[int, tuple[int | None, str]], leaf_id: int | None) -> list[
 def branch_ids(*, conversation_id: int, leaf_id: int | None) -> list[int]:
     """The ids from the first message down to `leaf_id`, in order."""
     return _path(_tree(conversation_id), leaf_id)
+
+
+# What a Continue asks, after the partial answer (chat.actions.reply_continue).
+CONTINUE_PROMPT = (
+    "Your previous answer was cut off. Continue it exactly where it stopped, without repeating anything or commenting on the break."
+)
+
+
+def branch_turns(*, conversation_id: int, leaf_id: int | None, model: AIModel) -> list[Turn]:
+    """The turns a reply after `leaf_id` is asked with, untrimmed: the branch's user text with its
+    files and its visible answers, never reasoning. Images are counted by their size; their bytes
+    are not read here. An answer and its continuations are one assistant turn; after a partial
+    answer (a Continue) the user's turn is CONTINUE_PROMPT.
+
+    The worker sends these (generation.reply.context_for); a send holds a budget for them
+    (chat.actions._prompt_tokens).
+    """
+    ids = branch_ids(conversation_id=conversation_id, leaf_id=leaf_id)
+    earlier: list[Message] = []
+    for message in (
+        Message.objects.filter(id__in=ids).exclude(role=Message.Role.ASSISTANT, text="").only("id", "role", "text").order_by("id")
+    ):
+        if earlier and message.role == Message.Role.ASSISTANT and earlier[-1].role == message.role:
+            earlier[-1].text += message.text  # a continuation joins the answer it continues
+        else:
+            earlier.append(message)
+    attached: dict[int, list[Attachment]] = {}
+    asked = [m.id for m in earlier if m.role == Message.Role.USER]
+    # The text files' bytes (their text is counted); the images' sizes only.
+    texts = Attachment.objects.filter(message_id__in=asked, kind=Attachment.Kind.TEXT)
+    images = Attachment.objects.filter(message_id__in=asked, kind=Attachment.Kind.IMAGE).defer("data")
+    for attachment in sorted([*texts, *images], key=lambda a: a.id):
+        attached.setdefault(attachment.message_id or 0, []).append(attachment)
+    turns = [turn_for(role=m.role, text=m.text, attachments=attached.get(m.id, []), model=model) for m in earlier]
+    if turns and turns[-1]["role"] == Message.Role.ASSISTANT:
+        turns.append(turn_for(role=Message.Role.USER, text=CONTINUE_PROMPT, attachments=[], model=model))
+    return turns
 
 
 def branch_leaf(*, message: Message) -> int:

@@ -1,4 +1,5 @@
 import re
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
@@ -28,6 +29,15 @@ def _url_template(name: str) -> str:
 
 def _json_error(exc: actions.ActionRefused, status: int = 400) -> JsonResponse:
     return JsonResponse(exc.as_json(), status=status)
+
+
+def _conversation_changed(change: Callable[[], Conversation]) -> JsonResponse:
+    """The answer to a change of one conversation: the conversation as it is now, or the refusal."""
+    try:
+        conversation = change()
+    except actions.ActionRefused as exc:
+        return _json_error(exc)
+    return JsonResponse({"conversation": conversation_json(conversation)})
 
 
 MISSING_CONVERSATION = "This chat does not exist or was deleted."
@@ -113,23 +123,19 @@ def conversation_search(request: HttpRequest) -> JsonResponse:
 @login_required
 @require_POST
 def conversation_rename(request: HttpRequest, conversation_id: int) -> JsonResponse:
-    try:
-        conversation = actions.conversation_rename(user=request.user, conversation_id=conversation_id, title=request.POST.get("title"))
-    except actions.ActionRefused as exc:
-        return _json_error(exc)
-    return JsonResponse({"conversation": conversation_json(conversation)})
+    return _conversation_changed(
+        lambda: actions.conversation_rename(user=request.user, conversation_id=conversation_id, title=request.POST.get("title"))
+    )
 
 
 @login_required
 @require_POST
 def conversation_instructions(request: HttpRequest, conversation_id: int) -> JsonResponse:
-    try:
-        conversation = actions.conversation_instructions_set(
+    return _conversation_changed(
+        lambda: actions.conversation_instructions_set(
             user=request.user, conversation_id=conversation_id, instructions=request.POST.get("instructions")
         )
-    except actions.ActionRefused as exc:
-        return _json_error(exc)
-    return JsonResponse({"conversation": conversation_json(conversation)})
+    )
 
 
 @login_required
@@ -188,23 +194,17 @@ def attachment_download(request: HttpRequest, attachment_id: int) -> HttpRespons
 @login_required
 @require_POST
 def conversation_pin(request: HttpRequest, conversation_id: int) -> JsonResponse:
-    try:
-        conversation = organise.conversation_pin(user=request.user, conversation_id=conversation_id, pinned=request.POST.get("pinned"))
-    except actions.ActionRefused as exc:
-        return _json_error(exc)
-    return JsonResponse({"conversation": conversation_json(conversation)})
+    return _conversation_changed(
+        lambda: organise.conversation_pin(user=request.user, conversation_id=conversation_id, pinned=request.POST.get("pinned"))
+    )
 
 
 @login_required
 @require_POST
 def conversation_archive(request: HttpRequest, conversation_id: int) -> JsonResponse:
-    try:
-        conversation = organise.conversation_archive(
-            user=request.user, conversation_id=conversation_id, archived=request.POST.get("archived")
-        )
-    except actions.ActionRefused as exc:
-        return _json_error(exc)
-    return JsonResponse({"conversation": conversation_json(conversation)})
+    return _conversation_changed(
+        lambda: organise.conversation_archive(user=request.user, conversation_id=conversation_id, archived=request.POST.get("archived"))
+    )
 
 
 def _share_json(request: HttpRequest, link: ShareLink) -> dict:

@@ -33,9 +33,8 @@ from django.utils import timezone
 from catalog.context import ContextTooLarge, Turn, context_trim, instructions_place, turn_size
 from catalog.models import AIModel
 from chat import events
-from chat.files import turn_for
 from chat.models import LIVE, Attachment, Message
-from chat.selectors import branch_ids, instructions_for
+from chat.selectors import branch_turns, instructions_for
 from live import publish
 from live.loop import run_soon
 from quotas.models import Reservation
@@ -66,12 +65,6 @@ NOTES = {
 }
 
 
-# What a Continue asks, after the partial answer (chat.actions.reply_continue).
-CONTINUE_PROMPT = (
-    "Your previous answer was cut off. Continue it exactly where it stopped, without repeating anything or commenting on the break."
-)
-
-
 class Stopped(Exception):
     """The reply was stopped, deleted or reaped while this worker wrote it."""
 
@@ -83,28 +76,10 @@ def context_for(reply: Message) -> list[Turn]:
     Instructions go as a system message where the model takes one, else at the head of the first
     user turn. A turn's images are counted by their size while trimming; only the kept ones are
     read, as data URLs. An answer and its continuations are one assistant turn; a continuation's
-    own request ends with the partial answer and CONTINUE_PROMPT as the user's turn.
+    own request ends with the partial answer and CONTINUE_PROMPT as the user's turn (chat.selectors.branch_turns).
     """
     model = reply.model
-    ids = branch_ids(conversation_id=reply.conversation_id, leaf_id=reply.parent_id)
-    earlier: list[Message] = []
-    for message in (
-        Message.objects.filter(id__in=ids).exclude(role=Message.Role.ASSISTANT, text="").only("id", "role", "text").order_by("id")
-    ):
-        if earlier and message.role == Message.Role.ASSISTANT and earlier[-1].role == message.role:
-            earlier[-1].text += message.text  # a continuation joins the answer it continues
-        else:
-            earlier.append(message)
-    attached: dict[int, list[Attachment]] = {}
-    asked = [m.id for m in earlier if m.role == Message.Role.USER]
-    # The text files' bytes (their text is counted); the images' sizes only.
-    texts = Attachment.objects.filter(message_id__in=asked, kind=Attachment.Kind.TEXT)
-    images = Attachment.objects.filter(message_id__in=asked, kind=Attachment.Kind.IMAGE).defer("data")
-    for attachment in sorted([*texts, *images], key=lambda a: a.id):
-        attached.setdefault(attachment.message_id or 0, []).append(attachment)
-    turns = [turn_for(role=m.role, text=m.text, attachments=attached.get(m.id, []), model=model) for m in earlier]
-    if turns and turns[-1]["role"] == Message.Role.ASSISTANT:
-        turns.append(turn_for(role=Message.Role.USER, text=CONTINUE_PROMPT, attachments=[], model=model))
+    turns = branch_turns(conversation_id=reply.conversation_id, leaf_id=reply.parent_id, model=model)
     instructions = instructions_for(reply.conversation)
     kept = context_trim(
         turns,

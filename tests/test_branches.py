@@ -7,7 +7,7 @@ from django.http import Http404
 
 from chat import actions, selectors
 from chat.models import Conversation, Message
-from generation.reply import CONTINUE_PROMPT
+from chat.selectors import CONTINUE_PROMPT
 from quotas.models import LedgerEntry
 from quotas.selectors import quota_status
 from tests.helpers import GroupListener, generate, handshake, quota_state, session_cookie

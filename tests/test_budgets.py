@@ -5,7 +5,6 @@ import http.server
 import json
 import os
 import threading
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -226,18 +225,12 @@ def test_staff_are_told_once_a_month_when_the_organisations_spend_passes_the_thr
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_hundred_sends_from_four_processes_for_the_last_cent_admit_exactly_one(catalog, make_user, settings, monkeypatch):
+def test_one_hundred_sends_from_four_processes_for_the_last_cent_admit_exactly_one(catalog, make_user, private_queue):
     import multiprocessing
 
-    from config.celery import app
     from tests.helpers import database_url
     from tests.racers import race
 
-    # Every send here, the racers' and this process's, goes to a queue no worker takes: a settle
-    # would give back the unused part of a hold mid-race, and the shared test stack's worker would
-    # still be generating these answers after the test has ended.
-    nobody = f"race-nobody-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setitem(app.conf, "task_default_queue", nobody)
     processes, per_process, rounds = 4, 25, int(os.environ.get("RACE_ROUNDS", "4"))
     ctx = multiprocessing.get_context("spawn")
     tasks, results, start = ctx.Queue(), ctx.Queue(), ctx.Barrier(processes)
@@ -246,7 +239,9 @@ def test_one_hundred_sends_from_four_processes_for_the_last_cent_admit_exactly_o
         "DB_POOL_MAX": "12",
         "DB_POOL_TIMEOUT": "120",
         "MAX_LIVE_REPLIES": "1000",
-        "CELERY_QUEUE": nobody,
+        # The test's own queue, which no worker takes (like this process's sends, no_live_reply_cap):
+        # a settle would give back the unused part of a hold mid-race.
+        "CELERY_QUEUE": private_queue,
     }
     racers = [ctx.Process(target=race, args=(env, tasks, results, start)) for _ in range(processes)]
     for p in racers:
@@ -309,3 +304,15 @@ def test_a_worker_settles_an_answer_while_the_same_user_is_sending(catalog, make
     finally:
         sender.join()
     assert in_time == [True] and quota_state(earlier) == "settled"
+
+
+def test_a_send_holds_room_for_the_custom_instructions_it_will_be_sent_with(catalog, make_user):
+    from accounts.models import Profile
+
+    plain, instructed = make_user(), make_user()
+    for user in (plain, instructed):
+        budget_for(user, amount="1000000", kind="tokens")
+    Profile.objects.filter(user=instructed).update(instructions="Answer in French, with sources. " * 40)
+    without = held(helpers.send(plain, "o1-mini", text="same question")).tokens
+    with_them = held(helpers.send(instructed, "o1-mini", text="same question")).tokens
+    assert with_them - without > 200  # the worker sends them, so the worst case counts them

@@ -3,7 +3,6 @@
 import datetime as dt
 import os
 import threading
-import uuid
 
 import pytest
 import time_machine
@@ -274,7 +273,7 @@ def test_one_hundred_refund_attempts_refund_once(catalog, make_user):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_one_hundred_sends_from_four_processes_for_the_last_slot_admit_exactly_one(catalog, make_user, settings):
+def test_one_hundred_sends_from_four_processes_for_the_last_slot_admit_exactly_one(catalog, make_user, private_queue):
     import multiprocessing
 
     from tests.helpers import database_url
@@ -291,7 +290,7 @@ def test_one_hundred_sends_from_four_processes_for_the_last_slot_admit_exactly_o
         "DB_POOL_MAX": "12",
         "DB_POOL_TIMEOUT": "120",  # a thread may wait its turn for a connection while the row lock serialises
         "MAX_LIVE_REPLIES": "1000",
-        "CELERY_QUEUE": f"race-nobody-{uuid.uuid4().hex[:8]}",  # no worker generates them during or after the test
+        "CELERY_QUEUE": private_queue,  # no worker generates them during or after the test
     }
     racers = [ctx.Process(target=race, args=(env, tasks, results, start)) for _ in range(processes)]
     for p in racers:
