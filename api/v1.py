@@ -10,7 +10,6 @@ database whenever they are late (they are best effort).
 
 import asyncio
 import datetime as dt
-import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -21,7 +20,7 @@ from chat import actions
 from chat.consumers import database_sync_to_async
 from chat.models import Message
 from live.listen import Subscription
-from live.publish import buffer_read, conversation_group
+from live.publish import buffer_read
 from quotas.selectors import api_access_allowed, quota_status
 
 from .protocol import ApiError, chunk_json, completion_json, completion_request, finish_reason, model_json, retry_after, sse, usage_json
@@ -106,11 +105,11 @@ async def _text_so_far(reply: Message) -> str:
 async def _follow(reply: Message) -> AsyncIterator[str | Message]:
     """The reply's new visible text as it comes ("" when a poll found nothing new), then the stored reply once it ended."""
     sent = 0
-    async with Subscription(conversation_group(reply.conversation_id)) as events:
+    async with Subscription(reply.conversation_id) as frames:
         stored: Message | None = await database_sync_to_async(_reply_get)(reply.id)
         while True:
             if stored is not None:
-                # Read after joining the group: a delta sent meanwhile arrives twice at worst, and offsets drop the copy.
+                # Read after subscribing: a delta sent meanwhile arrives twice at worst, and offsets drop the copy.
                 text = stored.text if not stored.is_live else await _text_so_far(stored)
                 if len(text) > sent:
                     yield text[sent:]
@@ -119,26 +118,21 @@ async def _follow(reply: Message) -> AsyncIterator[str | Message]:
                     yield stored
                     return
                 stored = None
-            event = await events.next(POLL_SECONDS)
-            if event is None:
+            frame = await frames.next(POLL_SECONDS)
+            if frame is None:
                 yield ""
                 stored = await database_sync_to_async(_reply_get)(reply.id)
-            elif event["type"] == "chat.delta":
-                offset, text = _delta(event, reply.id)
-                if offset is None:
+            elif frame["type"] == "delta":
+                if frame["message_id"] != reply.id:
                     continue
+                offset, text = frame["offset"], frame["text"]
                 if offset > sent:  # a delta was lost: catch up from the resume buffer
                     stored = await database_sync_to_async(_reply_get)(reply.id)
                 elif len(text) > sent - offset:
                     yield text[sent - offset :]
                     sent = offset + len(text)
-            elif event["type"] == "chat.done" and event["message"]["id"] == reply.id:
+            elif frame["type"] == "done" and frame["message"]["id"] == reply.id:
                 stored = await database_sync_to_async(_reply_get)(reply.id)
-
-
-def _delta(event: dict, reply_id: int) -> tuple[int | None, str]:
-    frame = json.loads(event["frame"])
-    return (frame["offset"], frame["text"]) if frame["message_id"] == reply_id else (None, "")
 
 
 def _failure(reply: Message) -> ApiError:

@@ -3,11 +3,13 @@
 The protocol is in docs/protocol.md.
 """
 
+import asyncio
 import functools
 import json
 import logging
 import re
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from channels.consumer import get_handler_name
@@ -19,7 +21,8 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 from django.http import Http404
 
-from live.publish import buffer_read, conversation_group, user_group
+from live.hub import hub
+from live.publish import buffer_read, user_group
 from quotas.selectors import quota_json
 
 from . import actions, selectors
@@ -42,6 +45,10 @@ def database_sync_to_async(func):
 log = logging.getLogger(__name__)
 FLOOD_BURST = 30
 FLOOD_PER_SECOND = 10.0
+# Frames of the conversation waiting for a socket that does not read them (a stalled or hostile client).
+# Past this the socket is closed; the page reconnects and resumes from a snapshot.
+OUTBOX_MAX = 5000
+BEHIND = 4008
 
 
 UNAVAILABLE = "Live updates are unavailable right now: answers still complete, and a reload shows them."
@@ -50,7 +57,14 @@ SIGNED_OUT = 4401
 
 
 class ChatConsumer(AsyncJsonWebsocketConsumer):
+    """One browser tab. Its user's events come through the channel layer; the frames of the conversation
+    it shows come from the process's hub (live/hub.py), which calls `push`, and are written in order
+    by `_write_forever`, so that a socket that stops reading holds up only itself."""
+
     closed = False
+    conversation_id: int | None = None
+    handling = 0
+    writer: asyncio.Task | None = None
 
     async def __call__(self, scope, receive, send) -> None:
         """As Channels' own, except that with Redis down the socket still opens, without live updates
@@ -76,22 +90,27 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if self.user is None or not self.user.is_authenticated:
             await self.close(code=SIGNED_OUT)
             return
-        self.conversation_id: int | None = None
+        self.outbox: deque[str] = deque()
+        self.wake = asyncio.Event()
         self.tokens = float(FLOOD_BURST)
         self.tokens_at = time.monotonic()
         self.told_unavailable = False
         await self.accept()
+        self.writer = asyncio.get_running_loop().create_task(self._write_forever())
         await self._join(user_group(self.user.id))
 
     async def disconnect(self, code: int) -> None:
         self.closed = True
-        if getattr(self, "user", None) is None or not self.user.is_authenticated:
+        if self.writer is not None:
+            self.writer.cancel()
+        if self.conversation_id:
+            hub().leave(self.conversation_id, self)
+        if getattr(self, "user", None) is None or not self.user.is_authenticated or self.channel_layer is None:
             return
-        for group in (user_group(self.user.id), *([conversation_group(self.conversation_id)] if self.conversation_id else [])):
-            try:
-                await self.channel_layer.group_discard(group, self.channel_name)
-            except Exception:  # Redis is down: its subscriptions are gone with it
-                pass
+        try:
+            await self.channel_layer.group_discard(user_group(self.user.id), self.channel_name)
+        except Exception:  # Redis is down: its subscriptions are gone with it
+            pass
 
     async def close(self, code: int | bool | None = None, reason: str | None = None) -> None:
         self.closed = True
@@ -107,9 +126,40 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         try:
             await self.channel_layer.group_add(group, self.channel_name)
         except Exception:
-            if not self.told_unavailable:
-                self.told_unavailable = True
-                await self.error("unavailable", UNAVAILABLE)
+            await self._unavailable()
+
+    async def _unavailable(self) -> None:
+        if not self.told_unavailable:
+            self.told_unavailable = True
+            await self.error("unavailable", UNAVAILABLE)
+
+    # --- frames of the conversation, from the hub ---
+
+    def push(self, text: str) -> None:
+        if len(self.outbox) >= OUTBOX_MAX:
+            if not self.closed:
+                log.warning("a socket fell %d frames behind; closing it", OUTBOX_MAX)
+                self.closed = True
+                asyncio.get_running_loop().create_task(self.base_send({"type": "websocket.close", "code": BEHIND}))
+            return
+        self.outbox.append(text)
+        self.wake.set()
+
+    def reconnected(self) -> None:
+        """Frames published while Redis was away never came: send the conversation afresh."""
+        if self.conversation_id and not self.closed:
+            asyncio.get_running_loop().create_task(self._handle(self.do_subscribe, {"conversation_id": self.conversation_id}))
+
+    async def _write_forever(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            # While a browser frame is being handled its answers go first, as they would one event at a time.
+            while self.outbox and not self.handling and not self.closed:
+                try:
+                    await self.base_send({"type": "websocket.send", "text": self.outbox.popleft()})
+                except Exception:  # the client went away; the server tells the consumer so
+                    return
 
     async def dispatch(self, message: dict) -> None:
         # Channels' own dispatch first closes stale database connections, in the
@@ -170,6 +220,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "invalid", "Unknown frame type.", request=kind if isinstance(kind, str) else None, client_id=frame.get("client_id")
             )
             return
+        await self._handle(handler, frame)
+
+    async def _handle(self, handler, frame: dict) -> None:
+        self.handling += 1
         try:
             await handler(frame)
         except actions.ActionRefused as exc:
@@ -178,6 +232,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 await self.close(code=SIGNED_OUT)
         except Http404 as exc:
             await self.error("not_found", str(exc) or "Not found.", request=frame.get("type"), client_id=frame.get("client_id"))
+        finally:
+            self.handling -= 1
+            if self.outbox:
+                self.wake.set()
 
     # --- frames from the browser ---
 
@@ -282,12 +340,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         if conversation_id == self.conversation_id:
             return
         if self.conversation_id:
-            try:
-                await self.channel_layer.group_discard(conversation_group(self.conversation_id), self.channel_name)
-            except Exception:
-                pass  # Redis is down; _join says so
+            hub().leave(self.conversation_id, self)
         self.conversation_id = conversation_id
-        await self._join(conversation_group(conversation_id))
+        try:
+            await hub().join(conversation_id, self)
+        except Exception:
+            await self._unavailable()
 
     async def _sent(self, frame: dict, user_message: Message | None, reply: Message) -> None:
         await self._send_sent(frame, user_message, reply)
@@ -305,22 +363,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             }
         )
 
-    # --- events from the channel layer ---
-
-    async def chat_delta(self, event: dict) -> None:
-        await self.send(text_data=event["frame"])  # encoded once, in the worker (live/publish.py)
-
-    async def chat_status(self, event: dict) -> None:
-        await self.send_json({**event, "type": "status"})
-
-    async def chat_done(self, event: dict) -> None:
-        await self.send_json({**event, "type": "done"})
-
-    async def chat_messages(self, event: dict) -> None:
-        await self.send_json({**event, "type": "messages"})
-
-    async def chat_branch(self, event: dict) -> None:
-        await self.send_json({**event, "type": "branch"})
+    # --- the user's events, from the channel layer ---
 
     async def chat_conversation(self, event: dict) -> None:
         await self.send_json({**event, "type": "conversation"})

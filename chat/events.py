@@ -1,7 +1,7 @@
 """What every open tab is told, through live/publish.py. Sent after commit by the callers."""
 
 from catalog.models import AIModel
-from live.publish import conversation_group, event_send, user_group
+from live.publish import event_send, frame_send, user_group
 from quotas.selectors import quota_json
 
 from .models import Conversation, Message
@@ -27,27 +27,22 @@ def quota_changed(user, model: AIModel) -> None:
 def messages_added(conversation: Conversation, messages: list[Message]) -> None:
     quota_changed(conversation.user, messages[-1].model)
     conversation_changed(conversation)
-    event_send(
-        conversation_group(conversation.id),
-        {"type": "chat.messages", "conversation": conversation_json(conversation), "messages": [message_json(m) for m in messages]},
+    frame_send(
+        conversation.id,
+        {"type": "messages", "conversation": conversation_json(conversation), "messages": [message_json(m) for m in messages]},
     )
 
 
 def branch_switched(conversation: Conversation) -> None:
     """Every tab on the conversation shows the branch now on screen in the one that switched."""
-    event_send(
-        conversation_group(conversation.id),
-        {"type": "chat.branch", "conversation_id": conversation.id, "leaf_id": conversation.current_leaf_id},
-    )
+    frame_send(conversation.id, {"type": "branch", "conversation_id": conversation.id, "leaf_id": conversation.current_leaf_id})
 
 
 def reply_status(reply: Message, status: str, detail: str = "") -> None:
-    event_send(
-        conversation_group(reply.conversation_id), {"type": "chat.status", "message_id": reply.id, "status": status, "detail": detail}
-    )
+    frame_send(reply.conversation_id, {"type": "status", "message_id": reply.id, "status": status, "detail": detail})
 
 
 def reply_done(reply: Message, *, refunded: bool) -> None:
-    event_send(conversation_group(reply.conversation_id), {"type": "chat.done", "message": message_json(reply)})
+    frame_send(reply.conversation_id, {"type": "done", "message": message_json(reply)})
     if refunded:
         quota_changed(reply.conversation.user, reply.model)

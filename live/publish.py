@@ -1,9 +1,12 @@
-"""Publishing live events: Redis pub/sub through the channel layer, plus a
-short-lived resume buffer in Redis.
+"""Publishing live events through Redis pub/sub, plus a short-lived resume buffer in Redis.
 
-Groups: `conversation_group(id)` (every tab showing a conversation) and
-`user_group(id)` (every tab of a user). Events are dicts whose "type" names a
-consumer handler (`chat.delta`, `chat.done`, …; docs/protocol.md).
+Two audiences:
+- every tab showing a conversation: `frame_send(conversation_id, frame)`. The
+  frame is the browser's own (docs/protocol.md), encoded to JSON once, here, and
+  PUBLISHed to the conversation's Redis channel; each web process's hub
+  (live/hub.py) writes that text to its sockets as it is. Deltas go this way.
+- every tab of a user: `event_send(user_group(id), event)`, through the channel
+  layer, whose events name a consumer handler (`chat.quota`, `session.ended`, …).
 
 Callers never wait. Whatever a process publishes (from request threads,
 generating threads or the live loop) goes into one queue in order; the
@@ -42,10 +45,6 @@ MAX_BATCH = 2000
 MAX_QUEUED = 100_000
 
 
-def conversation_group(conversation_id: int) -> str:
-    return f"conversation-{conversation_id}"
-
-
 def user_group(user_id: int) -> str:
     return f"user-{user_id}"
 
@@ -61,26 +60,31 @@ class Delta:
     reasoning_offset: int
     reasoning: str
 
-    @property
-    def group(self) -> str:
-        return conversation_group(self.conversation_id)
+    def frame(self) -> str:
+        """The browser's `delta` frame, encoded here once: every socket on the conversation sends this text as it is."""
+        return _encode(
+            {
+                "type": "delta",
+                "message_id": self.message_id,
+                "offset": self.offset,
+                "text": self.text,
+                "reasoning_offset": self.reasoning_offset,
+                "reasoning": self.reasoning,
+            }
+        )
 
-    def event(self) -> dict:
-        """The browser's `delta` frame, encoded here once: every socket on the group sends this text as it is."""
-        frame = {
-            "type": "delta",
-            "message_id": self.message_id,
-            "offset": self.offset,
-            "text": self.text,
-            "reasoning_offset": self.reasoning_offset,
-            "reasoning": self.reasoning,
-        }
-        return {"type": "chat.delta", "frame": json.dumps(frame, ensure_ascii=False, separators=(",", ":"))}
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Any other frame for every tab on a conversation, already encoded."""
+
+    conversation_id: int
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """Any other event, to one group."""
+    """A channel-layer event, to one group of the user's tabs."""
 
     group: str
     event: dict
@@ -100,11 +104,12 @@ class Synced:
     done: threading.Event
 
 
-Item = Delta | Event | BufferClear | Synced
+Item = Delta | Frame | Event | BufferClear | Synced
 
 _queue: deque[Item] = deque()
 _wake: asyncio.Event | None = None
 _start_lock = threading.Lock()
+_loop_thread: int | None = None
 _redis: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
 
 
@@ -114,12 +119,21 @@ def _prefix() -> str:
     return layers["default"]["CONFIG"]["prefix"]
 
 
+def _encode(frame: dict) -> str:
+    return json.dumps(frame, ensure_ascii=False, separators=(",", ":"))
+
+
+def conversation_channel(conversation_id: int) -> str:
+    """The Redis pub/sub channel of a conversation's frames (the prefix keeps installations apart)."""
+    return f"{_prefix()}:conversation:{conversation_id}"
+
+
 def _buffer_keys(message_id: int) -> tuple[str, str]:
     return f"{_prefix()}:reply:{message_id}:text", f"{_prefix()}:reply:{message_id}:reasoning"
 
 
 def group_channel(group: str) -> str:
-    """The Redis pub/sub channel the installed channel layer delivers `group` on.
+    """The Redis pub/sub channel the installed channel layer delivers a user `group` on.
 
     Asked of the layer itself (on the running loop), not rebuilt here; a test
     publishes through it to a consumer that joined with `group_add`, so a
@@ -155,10 +169,18 @@ def _submit(item: Item) -> None:
         log.warning("live updates backlog full; dropping a delta (clients will resync)")
         return
     _queue.append(item)
-    live_loop().call_soon_threadsafe(wake.set)
+    if wake.is_set():
+        return  # the sender has yet to run, and will take this too
+    loop = live_loop()
+    if threading.get_ident() == _loop_thread:
+        wake.set()  # a generating reply on the live loop itself: no wake-up through the loop's self-pipe
+    else:
+        loop.call_soon_threadsafe(wake.set)
 
 
 async def _send_forever(wake: asyncio.Event) -> None:
+    global _loop_thread
+    _loop_thread = threading.get_ident()
     while True:
         await wake.wait()
         wake.clear()
@@ -185,8 +207,8 @@ def merged(batch: list[Item]) -> list[Item]:
                 out[at] = replace(first, text=first.text + item.text, reasoning=first.reasoning + item.reasoning)
                 continue
             open_delta[item.message_id] = len(out)
-        elif isinstance(item, Event):
-            open_delta = {m: i for m, i in open_delta.items() if getattr(out[i], "group", None) != item.group}
+        elif isinstance(item, Frame):
+            open_delta = {m: i for m, i in open_delta.items() if getattr(out[i], "conversation_id", None) != item.conversation_id}
         out.append(item)
     return out
 
@@ -206,7 +228,9 @@ async def _send_batch(batch: list[Item]) -> None:
                     if item.reasoning:
                         pipe.append(reasoning_key, item.reasoning.encode())
                         pipe.expire(reasoning_key, BUFFER_TTL)
-                    pipe.publish(group_channel(item.group), layer.serialize(item.event()))
+                    pipe.publish(conversation_channel(item.conversation_id), item.frame())
+                elif isinstance(item, Frame):
+                    pipe.publish(conversation_channel(item.conversation_id), item.text)
                 elif isinstance(item, Event):
                     pipe.publish(group_channel(item.group), layer.serialize(item.event))
             await pipe.execute()
@@ -218,6 +242,11 @@ async def _send_batch(batch: list[Item]) -> None:
 
 def delta_send(delta: Delta) -> None:
     _submit(delta)
+
+
+def frame_send(conversation_id: int, frame: dict) -> None:
+    """`frame` (the browser's, docs/protocol.md) to every tab on the conversation."""
+    _submit(Frame(conversation_id, _encode(frame)))
 
 
 def event_send(group: str, event: dict) -> None:

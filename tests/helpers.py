@@ -3,7 +3,6 @@ product's processes, waiting on conditions, sending through the real actions,
 and talking to the WebSocket and the browser as a user would."""
 
 import asyncio
-import concurrent.futures
 import json
 import os
 import socket
@@ -16,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import connection
 from django.test import Client
@@ -157,38 +155,40 @@ def quota_state(reply) -> str:
 # --- Live events ---------------------------------------------------------------------
 
 
-class GroupListener:
-    """Receives what the browser would on a conversation's group.
+class ConversationListener:
+    """Receives the frames every tab showing a conversation gets, through the hub as a socket does.
 
-    Pub/sub subscriptions belong to one event loop, so the listener runs in a
-    thread with a loop of its own for as long as the test lasts.
+    The hub belongs to one event loop, so the listener's runs in a thread of its own
+    for as long as the test lasts.
     """
 
     def __init__(self, conversation_id: int):
-        self.group = publish.conversation_group(conversation_id)
+        from live.hub import hub
+
+        self.conversation_id = conversation_id
         self.received: list[dict] = []
         self.marker_seen = threading.Event()
         self.loop = asyncio.new_event_loop()
-        subscribed = concurrent.futures.Future()
-        threading.Thread(target=self.loop.run_until_complete, args=(self._listen(subscribed),), daemon=True).start()
-        subscribed.result(timeout=5)
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
 
-    async def _listen(self, subscribed: concurrent.futures.Future) -> None:
-        self.layer = get_channel_layer()
-        channel = await self.layer.new_channel()
-        await self.layer.group_add(self.group, channel)
-        subscribed.set_result(True)
-        while True:
-            event = await self.layer.receive(channel)
-            if event["type"] == "test.marker":
-                self.marker_seen.set()
-            else:
-                self.received.append(event)
+        async def join() -> None:
+            await hub().join(conversation_id, self)
 
-    def events(self) -> list[dict]:
-        """Everything sent to the group so far: a marker sent after the fanout's queue is empty comes last."""
-        assert publish.flush()
-        asyncio.run_coroutine_threadsafe(self.layer.group_send(self.group, {"type": "test.marker"}), self.loop).result(5)
+        asyncio.run_coroutine_threadsafe(join(), self.loop).result(timeout=5)
+
+    def push(self, text: str) -> None:
+        frame = json.loads(text)
+        if frame["type"] == "test.marker":
+            self.marker_seen.set()
+        else:
+            self.received.append(frame)
+
+    def reconnected(self) -> None:
+        pass
+
+    def frames(self) -> list[dict]:
+        """Everything sent to the conversation so far: a marker published after it comes last."""
+        publish.frame_send(self.conversation_id, {"type": "test.marker"})
         assert self.marker_seen.wait(5)
         return list(self.received)
 

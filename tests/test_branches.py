@@ -10,7 +10,7 @@ from chat.models import Conversation, Message
 from chat.selectors import CONTINUE_PROMPT
 from quotas.models import LedgerEntry
 from quotas.selectors import quota_status
-from tests.helpers import GroupListener, generate, handshake, quota_state, session_cookie
+from tests.helpers import ConversationListener, generate, handshake, quota_state, session_cookie
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("private_queue")]
 
@@ -204,11 +204,11 @@ def test_a_switch_tells_every_tab_on_the_conversation(simulator, catalog, make_u
     user = make_user()
     a1 = ask(user, "Q1")
     generate(actions.reply_regenerate(user=user, message_id=a1.id))
-    listener = GroupListener(a1.conversation_id)
+    listener = ConversationListener(a1.conversation_id)
 
     actions.branch_switch(user=user, message_id=a1.id)
 
-    assert {"type": "chat.branch", "conversation_id": a1.conversation_id, "leaf_id": a1.id} in listener.events()
+    assert {"type": "branch", "conversation_id": a1.conversation_id, "leaf_id": a1.id} in listener.frames()
 
 
 def test_over_the_socket_a_switch_answers_with_the_branch_and_continue_with_the_new_reply(simulator, catalog, make_user):

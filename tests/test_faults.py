@@ -17,7 +17,7 @@ from generation import alerts
 from generation import reply as generation
 from generation.limiter import capacity_acquire
 from quotas.models import LedgerEntry
-from tests.helpers import GroupListener, quota_state, start_worker, stop, subprocess_env, wait_until
+from tests.helpers import ConversationListener, quota_state, start_worker, stop, subprocess_env, wait_until
 
 # Replies are generated in this process, and their checkpoints are written from another thread, which
 # must see the rows: each test commits for real, and what it enqueues no worker takes.
@@ -42,7 +42,7 @@ def generate(reply: Message) -> Message:
 def test_a_rate_limit_waits_for_retry_after_and_tells_the_user_it_waits(simulator, catalog, make_user):
     user = make_user()
     reply = send(user, "busy [sim:fault=429] [sim:retry_after=1] [sim:fault_times=1] [sim:think=0]")
-    listener = GroupListener(reply.conversation_id)
+    listener = ConversationListener(reply.conversation_id)
     started = time.monotonic()
 
     reply = generate(reply)
@@ -50,7 +50,7 @@ def test_a_rate_limit_waits_for_retry_after_and_tells_the_user_it_waits(simulato
     assert time.monotonic() - started >= 1.0
     assert reply.status == "done" and reply.text.startswith("You said: busy")
     assert len(simulator.requests()) == 2
-    statuses = [e for e in listener.events() if e["type"] == "chat.status"]
+    statuses = [e for e in listener.frames() if e["type"] == "status"]
     assert statuses[0]["detail"] == "Waiting for capacity…"
 
 
@@ -132,12 +132,12 @@ def test_a_reply_over_the_org_limit_waits_for_capacity_instead_of_failing(simula
     wait_until(lambda: 3 - time.time() % 3 > 1.5, timeout=5)  # not at the edge of a window
     capacity_acquire(model_slug=model.slug, rpm=1, tpm=None, tokens=1)  # someone else took this window's request
     reply = send(user, "patience [sim:think=0]")
-    listener = GroupListener(reply.conversation_id)
+    listener = ConversationListener(reply.conversation_id)
 
     reply = generate(reply)
 
     assert reply.status == "done"
-    assert [e["detail"] for e in listener.events() if e["type"] == "chat.status"] == ["Waiting for capacity…"]
+    assert [e["detail"] for e in listener.frames() if e["type"] == "status"] == ["Waiting for capacity…"]
 
 
 def test_a_user_may_not_have_more_than_three_answers_in_flight(catalog, make_user):

@@ -1,5 +1,6 @@
 """Live publishing: a backlog is sent as fewer, larger deltas that the browser assembles the same
-way, and what we publish reaches a consumer that joined the group through the channel layer."""
+way; a conversation's frames reach the sockets that joined it through the hub, as published, in
+order; a user's events reach a consumer that joined the user's group through the channel layer."""
 
 import asyncio
 import json
@@ -8,7 +9,8 @@ from channels.layers import get_channel_layer
 
 from live import publish
 from live.loop import run_soon
-from live.publish import Delta, Event, merged
+from live.publish import Delta, Frame, merged
+from tests.helpers import ConversationListener
 
 
 def delta(message_id: int, offset: int, text: str, conversation_id: int = 1) -> Delta:
@@ -20,41 +22,71 @@ def test_consecutive_deltas_of_a_reply_are_joined_at_the_first_offset():
     assert [(d.message_id, d.offset, d.text) for d in merged(batch)] == [(7, 0, "Hello!"), (8, 0, "Other")]
 
 
-def test_a_delta_after_another_event_of_its_conversation_is_not_moved_before_it():
-    waiting = Event("conversation-1", {"type": "chat.status", "message_id": 7, "status": "waiting"})
+def test_a_delta_after_another_frame_of_its_conversation_is_not_moved_before_it():
+    waiting = Frame(1, '{"type":"status","message_id":7,"status":"waiting"}')
     out = merged([delta(7, 0, "a"), waiting, delta(7, 1, "b")])
-    assert [getattr(item, "text", None) for item in out] == ["a", None, "b"]
+    assert [getattr(item, "text", None) for item in out] == ["a", waiting.text, "b"]
 
 
-def test_an_event_to_another_group_does_not_stop_the_joining():
-    other = Event("conversation-2", {"type": "chat.status", "message_id": 9, "status": "waiting"})
+def test_a_frame_to_another_conversation_does_not_stop_the_joining():
+    other = Frame(2, '{"type":"status","message_id":9,"status":"waiting"}')
     out = merged([delta(7, 0, "a"), other, delta(7, 1, "b")])
-    assert [getattr(item, "text", None) for item in out] == ["ab", None]
+    assert [getattr(item, "text", None) for item in out] == ["ab", other.text]
 
 
-def test_what_we_publish_reaches_a_channel_that_joined_the_group_through_the_installed_channel_layer(settings):
+def test_a_conversations_frames_reach_every_listener_that_joined_it_in_the_order_published():
+    first, second, elsewhere = ConversationListener(424242), ConversationListener(424242), ConversationListener(424243)
+    publish.frame_send(424242, {"type": "status", "message_id": 1, "status": "waiting", "detail": ""})
+    for offset, word in [(0, "Hello"), (5, " there"), (11, "!")]:
+        publish.delta_send(delta(1, offset, word, 424242))
+    publish.frame_send(424242, {"type": "done", "message": {"id": 1}})
+    for listener in (first, second):
+        frames = listener.frames()
+        kinds = [f["type"] for f in frames]
+        assert kinds[0] == "status" and kinds[-1] == "done" and set(kinds[1:-1]) == {"delta"}  # deltas queued together may be joined
+        assert "".join(f["text"] for f in frames[1:-1]) == "Hello there!"
+    assert elsewhere.frames() == []
+
+
+def test_a_listener_that_left_gets_nothing_more():
+    from live.hub import hub
+
+    listener = ConversationListener(424244)
+    publish.frame_send(424244, {"type": "status", "message_id": 1, "status": "waiting", "detail": ""})
+    assert [f["type"] for f in listener.frames()] == ["status"]
+
+    async def leave() -> None:
+        hub().leave(424244, listener)
+
+    asyncio.run_coroutine_threadsafe(leave(), listener.loop).result(5)
+    stayed = ConversationListener(424244)
+    publish.frame_send(424244, {"type": "status", "message_id": 1, "status": "thinking", "detail": ""})
+    assert [f["status"] for f in stayed.frames()] == ["thinking"]
+    assert [f["status"] for f in listener.received] == ["waiting"]
+
+
+def test_what_we_publish_to_a_user_reaches_a_channel_that_joined_the_group_through_the_installed_channel_layer(settings):
     """Fails if channels_redis changes how it names a group's pub/sub channel."""
     settings.CHANNEL_LAYERS["default"]["CONFIG"]["prefix"] = "test-contract"
-    group = publish.conversation_group(424242)
+    group = publish.user_group(424242)
 
     async def listen() -> dict:
         layer = get_channel_layer()
         channel = await layer.new_channel()
         await layer.group_add(group, channel)
-        publish.event_send(group, {"type": "chat.status", "message_id": 1, "status": "waiting", "detail": ""})
-        publish.delta_send(delta(1, 0, "hi", 424242))
-        first = await asyncio.wait_for(layer.receive(channel), 10)
-        second = await asyncio.wait_for(layer.receive(channel), 10)
+        publish.event_send(group, {"type": "chat.quota", "models": [], "partial": True})
+        received = await asyncio.wait_for(layer.receive(channel), 10)
         await layer.group_discard(group, channel)
-        return {"first": first, "second": second}
+        return received
 
-    received = run_soon(listen()).result(20)
-    assert received["first"]["type"] == "chat.status"
-    assert received["second"]["type"] == "chat.delta"
-    assert json.loads(received["second"]["frame"]) == {
+    assert run_soon(listen()).result(20) == {"type": "chat.quota", "models": [], "partial": True}
+
+
+def test_a_delta_frame_is_the_browsers_json():
+    assert json.loads(delta(1, 5, "hi").frame()) == {
         "type": "delta",
         "message_id": 1,
-        "offset": 0,
+        "offset": 5,
         "text": "hi",
         "reasoning_offset": 0,
         "reasoning": "",

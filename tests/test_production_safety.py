@@ -42,6 +42,13 @@ def test_two_installations_on_one_redis_do_not_see_each_others_live_events(simul
             seen_a = []
             while "conversation" not in seen_a or "quota" not in seen_a:
                 seen_a.append(json.loads(a.recv(timeout=10))["type"])
+            conversation_id = Conversation.objects.get(user=user).id
+            b.send(json.dumps({"type": "subscribe", "conversation_id": conversation_id}))  # B shows the same chat
+            assert json.loads(b.recv(timeout=10))["type"] == "snapshot"
+            a.send(json.dumps({"type": "send", "conversation_id": conversation_id, "model": "o1-mini", "text": "again", "client_id": "c2"}))
+            seen_a = []
+            while "messages" not in seen_a:  # the chat's own frame, to every tab showing it on A
+                seen_a.append(json.loads(a.recv(timeout=10))["type"])
             for _ in range(2):  # two round trips on B after A got its events: anything crossing has arrived
                 b.send(json.dumps({"type": "ping"}))
             seen_b = [json.loads(b.recv(timeout=10))["type"] for _ in range(2)]

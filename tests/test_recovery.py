@@ -110,6 +110,25 @@ def test_a_redis_restart_mid_answer_loses_no_text_and_everything_reconnects(stac
     assert text == Message.objects.get(id=new_reply).text != ""
 
 
+def test_a_socket_open_through_a_redis_restart_is_sent_its_chat_afresh_and_streams_again(stack_on_private_redis, make_user):
+    url, redis_server = stack_on_private_redis
+    user = make_user()
+    with ws(url, user) as socket:
+        first = send(socket, "before [sim:think=0]")
+        before, _ = receive_until_done(socket, first)
+        conversation_id = Message.objects.get(id=first).conversation_id
+        redis_server.kill()
+        redis_server.start()  # whatever was published meanwhile is lost: the page is sent its chat again
+        frame = json.loads(socket.recv(timeout=30))
+        while frame["type"] != "snapshot":
+            frame = json.loads(socket.recv(timeout=30))
+        assert frame["conversation"]["id"] == conversation_id
+        assert frame["messages"][-1]["text"] == before != ""
+        second = send(socket, "after [sim:think=0]", conversation_id)
+        text, _ = receive_until_done(socket, second)  # streamed, not only `done`: the subscription is back
+    assert text == Message.objects.get(id=second).text != ""
+
+
 def test_a_pool_whose_connections_all_died_hands_out_a_new_one_within_its_timeout():
     """After a PostgreSQL restart every idle pooled connection is dead. psycopg's pool alone
     tries them one by one with a growing pause (1, 2, 4, 8 s), so eight of them outlast

@@ -1,0 +1,207 @@
+"""Conversation frames from Redis straight to the sockets of this process.
+
+Whatever a conversation's tabs are told (deltas, `done`, statuses, new messages)
+is encoded once, as the browser's frame, by whoever publishes it, and PUBLISHed
+to the conversation's own Redis channel (live/publish.py). Each web process
+holds one subscriber connection per event loop, here: a socket showing a
+conversation joins its channel, and every frame on it is handed to the socket
+as the text it is. No channel-layer envelope, no decoding, no dispatch through
+a consumer's inbox: reading Redis is one callback per socket read, parsed by
+hiredis, however many frames it carries.
+
+The subscriber is a plain asyncio protocol. Redis may go away: every listener is
+then told (`reconnected`, once the hub is back) so that it can fetch what it
+missed, and joins fail until Redis answers again, which the caller reports.
+"""
+
+import asyncio
+import logging
+import ssl
+from typing import Protocol
+
+import hiredis
+from django.conf import settings
+from redis.asyncio.connection import parse_url
+
+from .publish import conversation_channel
+
+log = logging.getLogger(__name__)
+CONFIRM_SECONDS = 5.0
+RECONNECT_SECONDS = 1.0
+
+
+class Listener(Protocol):
+    def push(self, text: str) -> None:
+        """A frame of the conversation; must not block."""
+
+    def reconnected(self) -> None:
+        """Redis was lost and is back: frames published meanwhile never came."""
+
+
+def _command(*parts: bytes) -> bytes:
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
+    return b"".join(out)
+
+
+class _Subscriber(asyncio.Protocol):
+    """One subscriber connection: SUBSCRIBE/UNSUBSCRIBE out, pushed messages in."""
+
+    def __init__(self, hub: "Hub"):
+        self.hub = hub
+        self.reader = hiredis.Reader()
+        self.transport: asyncio.WriteTransport | None = None
+        self.authenticating = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while (reply := self.reader.gets()) is not False:
+            if isinstance(reply, hiredis.ReplyError):
+                log.warning("live updates: Redis refused the subscriber: %s", reply)
+                assert self.transport is not None
+                self.transport.close()
+                return
+            if self.authenticating:  # +OK to AUTH
+                self.authenticating -= 1
+                continue
+            kind, channel = reply[0], reply[1]
+            if kind == b"message":
+                self.hub.deliver(channel, reply[2])
+            elif kind == b"subscribe":
+                self.hub.confirmed(channel)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.hub.lost(self)
+
+    def send(self, *parts: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(_command(*parts))
+
+
+class Hub:
+    """The conversations this process's sockets show, and one Redis subscription for all of them."""
+
+    def __init__(self) -> None:
+        self.listeners: dict[bytes, set[Listener]] = {}
+        self.confirmations: dict[bytes, asyncio.Future] = {}
+        self.subscriber: _Subscriber | None = None
+        self.connecting: asyncio.Task | None = None
+
+    async def join(self, conversation_id: int, listener: Listener) -> None:
+        """Hand `listener` the conversation's frames. Returns once Redis has confirmed the subscription,
+        so that whatever is published from then on reaches it; raises when Redis cannot be reached."""
+        channel = conversation_channel(conversation_id).encode()
+        self.listeners.setdefault(channel, set()).add(listener)
+        try:
+            subscriber = await self._subscriber()
+            confirmation = self.confirmations.get(channel)
+            if confirmation is None:
+                confirmation = self.confirmations[channel] = asyncio.get_running_loop().create_future()
+                subscriber.send(b"SUBSCRIBE", channel)
+            await asyncio.wait_for(asyncio.shield(confirmation), CONFIRM_SECONDS)
+        except BaseException:
+            self.leave(conversation_id, listener)
+            raise
+
+    def leave(self, conversation_id: int, listener: Listener) -> None:
+        channel = conversation_channel(conversation_id).encode()
+        listeners = self.listeners.get(channel)
+        if listeners is None:
+            return
+        listeners.discard(listener)
+        if listeners:
+            return
+        del self.listeners[channel]
+        confirmation = self.confirmations.pop(channel, None)
+        if confirmation is not None and not confirmation.done():
+            confirmation.cancel()
+        if self.subscriber is not None and self.subscriber.transport is not None:
+            self.subscriber.send(b"UNSUBSCRIBE", channel)
+
+    # --- from the subscriber connection ---
+
+    def deliver(self, channel: bytes, data: bytes) -> None:
+        listeners = self.listeners.get(channel)
+        if listeners:
+            text = data.decode()
+            for listener in tuple(listeners):
+                listener.push(text)
+
+    def confirmed(self, channel: bytes) -> None:
+        confirmation = self.confirmations.get(channel)
+        if confirmation is not None and not confirmation.done():
+            confirmation.set_result(None)
+
+    def lost(self, subscriber: _Subscriber) -> None:
+        if subscriber is not self.subscriber:
+            return
+        self.subscriber = None
+        for confirmation in self.confirmations.values():
+            if not confirmation.done():
+                confirmation.set_exception(ConnectionError("Redis closed the live updates connection"))
+        self.confirmations.clear()
+        if self.listeners:
+            log.warning("live updates: lost Redis; reconnecting")
+            asyncio.get_running_loop().create_task(self._resubscribe())
+
+    # --- the connection ---
+
+    async def _subscriber(self) -> _Subscriber:
+        if self.subscriber is not None:
+            return self.subscriber
+        if self.connecting is None:
+            self.connecting = asyncio.get_running_loop().create_task(self._connect())
+        try:
+            return await asyncio.shield(self.connecting)
+        finally:
+            if self.connecting is not None and self.connecting.done():
+                self.connecting = None
+
+    async def _connect(self) -> _Subscriber:
+        options = parse_url(settings.REDIS_URL)
+        loop = asyncio.get_running_loop()
+        subscriber = _Subscriber(self)
+        async with asyncio.timeout(CONFIRM_SECONDS):
+            if "path" in options:
+                await loop.create_unix_connection(lambda: subscriber, options["path"])
+            else:
+                context = ssl.create_default_context() if settings.REDIS_URL.startswith("rediss:") else None
+                await loop.create_connection(lambda: subscriber, options.get("host", "localhost"), options.get("port", 6379), ssl=context)
+        if options.get("password"):
+            credentials = [options.get("username") or "", options["password"]]
+            subscriber.authenticating += 1
+            subscriber.send(b"AUTH", *(part.encode() for part in credentials if part))
+        self.subscriber = subscriber
+        return subscriber
+
+    async def _resubscribe(self) -> None:
+        """Back after losing Redis: subscribe again to every channel with a listener, then tell them."""
+        while self.listeners and self.subscriber is None:
+            await asyncio.sleep(RECONNECT_SECONDS)
+            try:
+                subscriber = await self._subscriber()
+            except (OSError, TimeoutError) as exc:
+                log.warning("live updates: Redis still unreachable: %r", exc)
+                continue
+            for channel in self.listeners:
+                self.confirmations[channel] = asyncio.get_running_loop().create_future()
+                subscriber.send(b"SUBSCRIBE", channel)
+            log.warning("live updates: Redis is back")
+            for listeners in list(self.listeners.values()):
+                for listener in tuple(listeners):
+                    listener.reconnected()
+
+
+_hubs: dict[asyncio.AbstractEventLoop, Hub] = {}
+
+
+def hub() -> Hub:
+    """This event loop's hub (a connection belongs to one loop)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _hubs:
+        _hubs[loop] = Hub()
+    return _hubs[loop]
