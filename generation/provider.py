@@ -1,5 +1,6 @@
 """The openai SDK behind one small interface. No ORM in here."""
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -112,35 +113,74 @@ def _reasoning_of(delta: dict) -> str:
     return delta.get("reasoning_content") or delta.get("reasoning") or ""
 
 
+DRAIN_SECONDS = 1.0
 DONE: dict = {}  # what _sse_data yields for `[DONE]`, the stream's last event
 
 
-async def _sse_data(lines: AsyncIterator[str]) -> AsyncIterator[dict]:
-    """The JSON payload of each server-sent event; `DONE` for `[DONE]`, then nothing more."""
-    data: list[str] = []
-    async for line in lines:
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip(" "))
-        elif not line and data:
-            payload = "\n".join(data)
-            data = []
-            if payload == "[DONE]":
+async def _sse_data(raw: AsyncIterator[bytes]) -> AsyncIterator[dict]:
+    """The JSON payload of each server-sent event; `DONE` for `[DONE]`, then nothing more.
+
+    Read from the response's bytes, split by hand: the SDK's line iterator
+    decodes and splits through layers of async generators per read, which cost
+    more than the JSON (docs/benchmarks.md, "Why the code is as it is").
+    """
+    pending, final = b"", False
+    pieces = aiter(raw)
+    while not final:
+        piece = await anext(pieces, None)
+        final = piece is None
+        pending += piece or b""
+        if b"\n\n" not in pending and b"\r" not in pending:
+            continue
+        blocks, pending = _complete_blocks(pending, final=final)
+        for block in blocks:
+            data = [line[5:].lstrip(b" ") for line in block.split(b"\n") if line.startswith(b"data:")]
+            if not data:
+                continue
+            payload = b"\n".join(data)
+            if payload == b"[DONE]":
                 yield DONE
+                await _drain(pieces)
                 return
-            try:
-                event = json.loads(payload)
-            except ValueError:
-                raise ProviderError("The model provider sent a malformed answer.", permanent=False, kind="server") from None
-            if isinstance(event, dict) and event.get("error"):
-                error = event["error"]
-                message = error.get("message") if isinstance(error, dict) else None
-                raise ProviderError(
-                    "The model provider had an error while answering.",
-                    permanent=False,
-                    kind="server",
-                    detail=f"error event in the stream: {message or error}"[:1000],
-                )
-            yield event
+            yield _event(payload)
+
+
+async def _drain(pieces: AsyncIterator[bytes]) -> None:
+    """Read what follows `[DONE]` (the end of the chunked body), so that the connection goes back to the
+    pool: a response closed unread closes its connection, and the next reply would pay a new TCP and TLS
+    handshake before its request. A server that keeps the stream open gets DRAIN_SECONDS."""
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _ in pieces:
+                pass
+    except TimeoutError:
+        pass
+
+
+def _complete_blocks(pending: bytes, *, final: bool) -> tuple[list[bytes], bytes]:
+    """The complete events in `pending`, and what is left of it."""
+    if b"\r" in pending:  # the SSE spec allows CRLF and CR line endings too; a CR at the end may be half a CRLF
+        held = b"\r" if pending.endswith(b"\r") and not final else b""
+        pending = pending[: len(pending) - len(held)].replace(b"\r\n", b"\n").replace(b"\r", b"\n") + held
+    *blocks, rest = pending.split(b"\n\n")
+    return blocks, rest
+
+
+def _event(payload: bytes) -> dict:
+    try:
+        event = json.loads(payload)
+    except ValueError:
+        raise ProviderError("The model provider sent a malformed answer.", permanent=False, kind="server") from None
+    if isinstance(event, dict) and event.get("error"):
+        error = event["error"]
+        message = error.get("message") if isinstance(error, dict) else None
+        raise ProviderError(
+            "The model provider had an error while answering.",
+            permanent=False,
+            kind="server",
+            detail=f"error event in the stream: {message or error}"[:1000],
+        )
+    return event
 
 
 def _code(exc: openai.APIStatusError) -> str:
@@ -219,10 +259,10 @@ async def stream_chat(spec: ModelSpec, messages: list[dict]) -> AsyncIterator[Ch
             return
         finish, usage = "", {}
         async with completions.with_streaming_response.create(**request_params(spec, messages)) as response:
-            async for event in _sse_data(response.iter_lines()):
-                if event is DONE:
+            async for event in _sse_data(response.http_response.aiter_bytes()):
+                if event is DONE:  # the last event: the loop goes on only to read the body to its end
                     finish = finish or "stop"
-                    break
+                    continue
                 if event.get("usage"):
                     usage = _usage(event["usage"])
                 if not event.get("choices"):
@@ -306,7 +346,7 @@ async def stream_responses(spec: ModelSpec, turns: list[dict]) -> AsyncIterator[
     try:
         finish, usage = "", {}
         async with client().responses.with_streaming_response.create(**responses_params(spec, turns)) as response:
-            async for event in _sse_data(response.iter_lines()):
+            async for event in _sse_data(response.http_response.aiter_bytes()):
                 kind = event.get("type")
                 if kind == "response.output_text.delta":
                     yield Chunk(text=event.get("delta") or "")
