@@ -16,13 +16,11 @@ missed, and joins fail until Redis answers again, which the caller reports.
 
 import asyncio
 import logging
-import ssl
 from typing import Protocol
 
 import hiredis
-from django.conf import settings
-from redis.asyncio.connection import parse_url
 
+from . import wire
 from .publish import conversation_channel
 
 log = logging.getLogger(__name__)
@@ -36,13 +34,6 @@ class Listener(Protocol):
 
     def reconnected(self) -> None:
         """Redis was lost and is back: frames published meanwhile never came."""
-
-
-def _command(*parts: bytes) -> bytes:
-    out = [b"*%d\r\n" % len(parts)]
-    for part in parts:
-        out.append(b"$%d\r\n%s\r\n" % (len(part), part))
-    return b"".join(out)
 
 
 class _Subscriber(asyncio.Protocol):
@@ -79,7 +70,7 @@ class _Subscriber(asyncio.Protocol):
 
     def send(self, *parts: bytes) -> None:
         assert self.transport is not None
-        self.transport.write(_command(*parts))
+        self.transport.write(wire.command(*parts))
 
 
 class Hub:
@@ -162,19 +153,12 @@ class Hub:
                 self.connecting = None
 
     async def _connect(self) -> _Subscriber:
-        options = parse_url(settings.REDIS_URL)
-        loop = asyncio.get_running_loop()
         subscriber = _Subscriber(self)
-        async with asyncio.timeout(CONFIRM_SECONDS):
-            if "path" in options:
-                await loop.create_unix_connection(lambda: subscriber, options["path"])
-            else:
-                context = ssl.create_default_context() if settings.REDIS_URL.startswith("rediss:") else None
-                await loop.create_connection(lambda: subscriber, options.get("host", "localhost"), options.get("port", 6379), ssl=context)
-        if options.get("password"):
-            credentials = [options.get("username") or "", options["password"]]
+        await wire.connect(subscriber)
+        for greeting in wire.greeting(select=False):
             subscriber.authenticating += 1
-            subscriber.send(b"AUTH", *(part.encode() for part in credentials if part))
+            assert subscriber.transport is not None
+            subscriber.transport.write(greeting)
         self.subscriber = subscriber
         return subscriber
 

@@ -36,9 +36,10 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 
 from .loop import live_loop
+from .wire import Pipeline, command
 
 log = logging.getLogger(__name__)
-BUFFER_TTL = 3600
+BUFFER_TTL = b"3600"  # seconds
 MAX_BATCH = 2000
 # Beyond this (Redis unreachable for a while) new deltas are dropped;
 # the text is safe in Postgres and clients resync from there.
@@ -110,6 +111,7 @@ _queue: deque[Item] = deque()
 _wake: asyncio.Event | None = None
 _start_lock = threading.Lock()
 _loop_thread: int | None = None
+_publisher: Pipeline | None = None
 _redis: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
 
 
@@ -128,8 +130,8 @@ def conversation_channel(conversation_id: int) -> str:
     return f"{_prefix()}:conversation:{conversation_id}"
 
 
-def _buffer_keys(message_id: int) -> tuple[str, str]:
-    return f"{_prefix()}:reply:{message_id}:text", f"{_prefix()}:reply:{message_id}:reasoning"
+def _buffer_keys(message_id: int) -> tuple[bytes, bytes]:
+    return f"{_prefix()}:reply:{message_id}:text".encode(), f"{_prefix()}:reply:{message_id}:reasoning".encode()
 
 
 def group_channel(group: str) -> str:
@@ -214,30 +216,38 @@ def merged(batch: list[Item]) -> list[Item]:
 
 
 async def _send_batch(batch: list[Item]) -> None:
+    """The batch in one write to Redis (live/wire.py): per reply, its resume buffer appended and its frame published."""
     layer = get_channel_layer()
+    commands: list[bytes] = []
     try:
-        async with redis_client().pipeline(transaction=False) as pipe:
-            for item in merged(batch):
-                if isinstance(item, BufferClear):
-                    pipe.delete(*_buffer_keys(item.message_id))
-                elif isinstance(item, Delta):
-                    text_key, reasoning_key = _buffer_keys(item.message_id)
-                    if item.text:
-                        pipe.append(text_key, item.text.encode())
-                        pipe.expire(text_key, BUFFER_TTL)
-                    if item.reasoning:
-                        pipe.append(reasoning_key, item.reasoning.encode())
-                        pipe.expire(reasoning_key, BUFFER_TTL)
-                    pipe.publish(conversation_channel(item.conversation_id), item.frame())
-                elif isinstance(item, Frame):
-                    pipe.publish(conversation_channel(item.conversation_id), item.text)
-                elif isinstance(item, Event):
-                    pipe.publish(group_channel(item.group), layer.serialize(item.event))
-            await pipe.execute()
+        for item in merged(batch):
+            if isinstance(item, BufferClear):
+                commands.append(command(b"DEL", *_buffer_keys(item.message_id)))
+            elif isinstance(item, Delta):
+                text_key, reasoning_key = _buffer_keys(item.message_id)
+                for key, value in ((text_key, item.text), (reasoning_key, item.reasoning)):
+                    if value:
+                        commands.append(command(b"APPEND", key, value.encode()))
+                        commands.append(command(b"EXPIRE", key, BUFFER_TTL))
+                commands.append(command(b"PUBLISH", conversation_channel(item.conversation_id).encode(), item.frame().encode()))
+            elif isinstance(item, Frame):
+                commands.append(command(b"PUBLISH", conversation_channel(item.conversation_id).encode(), item.text.encode()))
+            elif isinstance(item, Event):
+                commands.append(command(b"PUBLISH", group_channel(item.group).encode(), layer.serialize(item.event)))
+        if commands:
+            await (await _pipeline()).execute(b"".join(commands), len(commands))
     finally:
         for item in batch:
             if isinstance(item, Synced):
                 item.done.set()
+
+
+async def _pipeline() -> Pipeline:
+    """The live loop's connection for publishing, opened again after Redis was lost."""
+    global _publisher
+    if _publisher is None or not _publisher.usable:
+        _publisher = await Pipeline.open()
+    return _publisher
 
 
 def delta_send(delta: Delta) -> None:

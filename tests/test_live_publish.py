@@ -91,3 +91,16 @@ def test_a_delta_frame_is_the_browsers_json():
         "reasoning_offset": 0,
         "reasoning": "",
     }
+
+
+def test_the_resume_buffer_is_kept_in_the_database_that_redis_url_names(settings, monkeypatch):
+    """The publisher speaks Redis itself (live/wire.py): it must SELECT the URL's database, where readers look."""
+    settings.REDIS_URL = settings.REDIS_URL.rsplit("/", 1)[0] + "/7"
+    monkeypatch.setattr(publish, "_publisher", None)  # connections for this URL, not the session's
+    monkeypatch.setattr(publish, "_redis", {})
+    publish.delta_send(delta(424250, 0, "kept", 424250))
+    assert publish.flush()
+    assert run_soon(publish.buffer_read(424250)).result(5) == ("kept", "")
+    publish.buffer_clear(424250)
+    assert publish.flush()
+    assert run_soon(publish.buffer_read(424250)).result(5) is None
