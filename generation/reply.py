@@ -50,6 +50,8 @@ LEASE = dt.timedelta(seconds=60)
 MAX_ATTEMPTS = 4
 # How often the watcher asks which live replies were stopped or deleted: Stop takes effect within this.
 STOP_POLL_SECONDS = 0.25
+# Deltas are coalesced for STREAM_FLUSH_SECONDS, or until this much text waits (a fast model's burst).
+FLUSH_CHARS = 2048
 # Failures of every reply in this many seconds after which staff are alerted, whatever the cause.
 REPEATED_FAILURES = 5
 # What staff see in the admin banner for errors only they can fix.
@@ -115,7 +117,9 @@ def model_spec(model: AIModel, effort: str = "") -> provider.ModelSpec:
 class ReplyStream:
     """Coalesces deltas for the browser, and is what the watcher and the checkpoints see of a live reply.
 
-    While a reply streams, `add` and `flush` run on the live loop and
+    The first words go out at once; after them, text waits at most
+    STREAM_FLUSH_SECONDS (a timer sends it if no chunk comes) or until FLUSH_CHARS wait.
+    While a reply streams, `add` and `flush` run on the live loop (under `lock`) and
     Checkpoints reads `text` from its thread (joining a list another thread
     appends to is safe under the GIL). `stop_now` may come from any thread.
     """
@@ -134,6 +138,10 @@ class ReplyStream:
     finish_reason: str = ""
     stopped: threading.Event = field(default_factory=threading.Event)
     attempt: concurrent.futures.Future | None = None
+    timer: bool = False  # a flush is scheduled on the live loop
+    # The live loop adds and flushes; the reply's thread flushes at the end, possibly while a stopped
+    # request's last chunk is still being added.
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def has_output(self) -> bool:
@@ -141,6 +149,10 @@ class ReplyStream:
         return bool(self.pending_text) or any(self.text)
 
     def add(self, chunk: provider.Chunk) -> None:
+        with self.lock:
+            self._add(chunk)
+
+    def _add(self, chunk: provider.Chunk) -> None:
         now = time.monotonic()
         if chunk.usage:
             self.usage = chunk.usage
@@ -151,10 +163,23 @@ class ReplyStream:
             self.last_flush = 0.0  # the first words go out at once
         self.pending_text += chunk.text
         self.pending_reasoning += chunk.reasoning
-        if now - self.last_flush >= settings.STREAM_FLUSH_SECONDS:
-            self.flush(now)
+        due = self.last_flush + settings.STREAM_FLUSH_SECONDS
+        if now >= due or len(self.pending_text) + len(self.pending_reasoning) >= FLUSH_CHARS:
+            self._flush(now)
+        elif not self.timer:
+            # What waits goes out when its window closes, not when (if ever) the next chunk comes.
+            self.timer = True
+            asyncio.get_running_loop().call_later(due - now, self._window_closed)
+
+    def _window_closed(self) -> None:
+        self.timer = False
+        self.flush()  # nothing, if a chunk or the end flushed it meanwhile
 
     def flush(self, now: float | None = None) -> None:
+        with self.lock:
+            self._flush(now)
+
+    def _flush(self, now: float | None) -> None:
         if not (self.pending_text or self.pending_reasoning):
             return
         text, reasoning = self.pending_text, self.pending_reasoning

@@ -10,7 +10,7 @@ from channels.layers import get_channel_layer
 from live import publish
 from live.loop import run_soon
 from live.publish import Delta, Frame, merged
-from tests.helpers import ConversationListener
+from tests.helpers import ConversationListener, wait_until
 
 
 def delta(message_id: int, offset: int, text: str, conversation_id: int = 1) -> Delta:
@@ -104,3 +104,22 @@ def test_the_resume_buffer_is_kept_in_the_database_that_redis_url_names(settings
     publish.buffer_clear(424250)
     assert publish.flush()
     assert run_soon(publish.buffer_read(424250)).result(5) is None
+
+
+def test_text_waiting_for_its_window_goes_out_when_the_window_closes_though_no_chunk_follows():
+    """A model that pauses mid-answer: the words before the pause are not held until it resumes."""
+    from types import SimpleNamespace
+
+    from generation.provider import Chunk
+    from generation.reply import ReplyStream
+
+    listener = ConversationListener(424260)
+    stream = ReplyStream(SimpleNamespace(id=424260, conversation_id=424260))  # type: ignore[arg-type]
+
+    async def two_chunks_then_a_pause() -> None:
+        stream.add(Chunk(text="Hello"))  # the first words: at once
+        stream.add(Chunk(text=" world"))  # inside the coalescing window: waits for it to close
+
+    run_soon(two_chunks_then_a_pause()).result(5)
+    wait_until(lambda: len(listener.received) == 2, timeout=5, what="the held words")
+    assert [(f["offset"], f["text"]) for f in listener.received] == [(0, "Hello"), (5, " world")]
