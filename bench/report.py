@@ -492,6 +492,29 @@ def quota_section(results: dict) -> list[str]:
     return out
 
 
+def micro_section(results: dict) -> list[str]:
+    row = results.get("micro")
+    if not row:
+        return []
+    runs = row["us_per_delta"]
+    med = {name: sorted(values)[len(values) // 2] for name, values in runs.items()}
+    return [
+        "## 4. Publishing one streamed delta",
+        "",
+        f"`bench/micro.py`: the worker's `live.publish._send_batch` (a batch of {row['replies_per_batch']} replies' deltas, as when",
+        "that many stream, in one hand-packed write: live/wire.py) and, beside it, the same commands (APPEND, EXPIRE, PUBLISH",
+        f"per delta) through redis-py's asyncio pipeline; {row['batches']} batches per run, the two ways interleaved in one",
+        "process against the local Redis; CPU of that process per delta.",
+        "",
+        "| way | µs CPU per delta, each run | median |",
+        "| --- | --- | --- |",
+        *(f"| {name} | {', '.join(f'{v:.1f}' for v in values)} | **{med[name]:.1f}** |" for name, values in runs.items()),
+        "",
+        f"Ours costs {med['ours'] / med['redis-py']:.2f}× redis-py's pipeline for the same commands.",
+        "",
+    ]
+
+
 def profile_section(results: dict) -> list[str]:
     profiles = results.get("profiles") or {}
     out = ["## Profiles", ""]
@@ -681,6 +704,7 @@ def render(results: dict) -> str:
     out += stream_section(results)
     out += responses_section(results)
     out += quota_section(results)
+    out += micro_section(results)
     if "profiles" in results:
         out += profile_section(results)
         out += obstacles_section(results)

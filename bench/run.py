@@ -624,7 +624,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="short runs, for trying the harness")
     parser.add_argument("--no-daphne", action="store_true", help="skip the daphne comparison")
-    parser.add_argument("--skip", default="", help="comma-separated figures to skip: ttft,stream,responses,quota")
+    parser.add_argument("--skip", default="", help="comma-separated figures to skip: ttft,stream,responses,quota,micro")
     parser.add_argument("--steps", default="50,200,500", help="simultaneous chats per streaming step")
     parser.add_argument("--levels", default="1,10,50", help="active chats per TTFT level")
     parser.add_argument("--responses", type=int, default=50, help="streams through a Responses API model (0: none)")
@@ -765,6 +765,12 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
         # would weigh on every later send's count of live replies.
         with db_connect(db_url, autocommit=True) as conn:
             conn.execute("UPDATE chat_message SET status = 'stopped' WHERE status = 'pending'")
+
+    if "micro" not in skip:
+        say("publishing a delta: ours against redis-py")
+        micro_out = outdir / "micro.json"
+        subprocess.run([PY, str(ROOT / "bench" / "micro.py"), "--out", str(micro_out)], cwd=ROOT, env=env, check=True)
+        results["micro"] = json.loads(micro_out.read_text())
 
     stack = Stack(outdir / "logs")
     sampler = None
