@@ -231,3 +231,42 @@ def test_a_reply_that_ends_before_the_socket_follows_its_chat_still_reports_done
     kinds = [f["type"] for f in frames]
     assert kinds.index("sent") < kinds.index("done")
     assert frames[-1]["message"]["status"] == "failed"
+
+
+def test_a_socket_that_stops_reading_is_closed_once_its_frames_pile_up_and_holds_up_no_other():
+    """The hub hands every socket its frames without waiting for any; one that never reads is bounded."""
+    import asyncio
+    from collections import deque
+
+    from chat.consumers import BEHIND, OUTBOX_MAX, ChatConsumer
+
+    sent: list[dict] = []
+
+    async def pile_up() -> None:
+        stalled, reading = ChatConsumer(), ChatConsumer()
+        for consumer in (stalled, reading):
+            consumer.outbox, consumer.wake = deque(), asyncio.Event()
+
+        async def never_returns(message: dict) -> None:
+            if message["type"] == "websocket.close":
+                sent.append(message)
+                return
+            await asyncio.Event().wait()  # a client whose TCP window stays shut
+
+        async def reads(message: dict) -> None:
+            sent.append(message)
+
+        stalled.base_send, reading.base_send = never_returns, reads
+        writers = [asyncio.create_task(c._write_forever()) for c in (stalled, reading)]
+        for i in range(OUTBOX_MAX + 10):
+            stalled.push(f'{{"n":{i}}}')
+            reading.push(f'{{"n":{i}}}')
+            await asyncio.sleep(0)  # the writers run, as they would between reads of Redis
+        for writer in writers:
+            writer.cancel()
+        assert stalled.closed and len(stalled.outbox) <= OUTBOX_MAX
+
+    asyncio.run(pile_up())
+    closes = [m for m in sent if m["type"] == "websocket.close"]
+    assert closes == [{"type": "websocket.close", "code": BEHIND}]
+    assert sum(1 for m in sent if m["type"] == "websocket.send") == OUTBOX_MAX + 10, "the reading socket got every frame"
