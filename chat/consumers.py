@@ -260,6 +260,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     async def do_send(self, frame: dict) -> None:
         conversation_id = frame.get("conversation_id")
+        subscribed = self._subscribed_to(conversation_id)
         user_message, reply = await database_sync_to_async(actions.message_send)(
             user=self.user,
             conversation_id=conversation_id,
@@ -271,14 +272,16 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
         await self._follow(reply.conversation_id)
         await self._sent(frame, user_message, reply)
-        await self._done_if_ended(reply.id)
+        if not subscribed:
+            await self._done_if_ended(reply.id)
 
     async def do_regenerate(self, frame: dict) -> None:
         reply = await database_sync_to_async(actions.reply_regenerate)(
             user=self.user, message_id=frame.get("message_id"), model_slug=frame.get("model"), effort=frame.get("effort")
         )
         await self._sent(frame, None, reply)
-        await self._done_if_ended(reply.id)
+        if not self._subscribed_to(reply.conversation_id):
+            await self._done_if_ended(reply.id)
 
     async def do_edit(self, frame: dict) -> None:
         user_message, reply = await database_sync_to_async(actions.message_edit)(
@@ -289,12 +292,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             effort=frame.get("effort"),
         )
         await self._sent(frame, user_message, reply)
-        await self._done_if_ended(reply.id)
+        if not self._subscribed_to(reply.conversation_id):
+            await self._done_if_ended(reply.id)
 
     async def do_continue(self, frame: dict) -> None:
         reply = await database_sync_to_async(actions.reply_continue)(user=self.user, message_id=frame.get("message_id"))
         await self._sent(frame, None, reply)
-        await self._done_if_ended(reply.id)
+        if not self._subscribed_to(reply.conversation_id):
+            await self._done_if_ended(reply.id)
 
     async def do_switch(self, frame: dict) -> None:
         conversation = await database_sync_to_async(actions.branch_switch)(user=self.user, message_id=frame.get("message_id"))
@@ -321,6 +326,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
 
     def _message_snapshot(self, message_id: object) -> dict:
         return message_json(selectors.message_get_for_user(user=self.user, message_id=message_id))
+
+    def _subscribed_to(self, conversation_id: object) -> bool:
+        """This socket already gets the conversation's frames (asked before a send, which may open another
+        conversation), so it cannot miss the reply's `done`: no need to read the reply back."""
+        return self.conversation_id is not None and conversation_id == self.conversation_id and not self.told_unavailable
 
     async def _done_if_ended(self, reply_id: int) -> None:
         """A reply can end before this socket joined its conversation's group (the task was enqueued at
