@@ -120,7 +120,10 @@ class Hub:
         if listeners:
             text = data.decode()
             for listener in tuple(listeners):
-                listener.push(text)
+                try:
+                    listener.push(text)
+                except Exception:  # one listener's bug must not close the connection every socket shares
+                    log.exception("live updates: a listener failed")
 
     def confirmed(self, channel: bytes) -> None:
         confirmation = self.confirmations.get(channel)
@@ -172,8 +175,9 @@ class Hub:
                 log.warning("live updates: Redis still unreachable: %r", exc)
                 continue
             for channel in self.listeners:
-                self.confirmations[channel] = asyncio.get_running_loop().create_future()
-                subscriber.send(b"SUBSCRIBE", channel)
+                if channel not in self.confirmations:  # else a join since the loss has subscribed it
+                    self.confirmations[channel] = asyncio.get_running_loop().create_future()
+                    subscriber.send(b"SUBSCRIBE", channel)
             log.warning("live updates: Redis is back")
             for listeners in list(self.listeners.values()):
                 for listener in tuple(listeners):
