@@ -159,7 +159,9 @@ def _reply_start(
         status=Message.Status.PENDING,
         reasoning_effort=effort,
     )
-    quota_reserve(user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, parent, model))
+    reply.counted = quota_reserve(
+        user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, parent, model)
+    )
     conversation.current_leaf = reply
     if new_conversation:
         conversation.save(update_fields=["current_leaf"])
