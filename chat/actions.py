@@ -8,10 +8,11 @@ import datetime as dt
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import Http404
 from django.utils import timezone
 
@@ -141,16 +142,16 @@ def _enqueue(reply: Message) -> None:
         reply.queued = False
 
 
-def _reply_start(
-    *, user, conversation: Conversation, parent: Message | None, model: AIModel, effort: str, new_conversation: bool = False
-) -> Message:
-    """Store a pending reply to `parent`, reserve its quota and enqueue it; inside the caller's transaction.
-
-    The reply ends the branch on screen: the conversation's current leaf.
-    """
+def _live_cap_check(user) -> None:
+    """Refuse a reply past the user's cap on answers being written; under the user's lock (_lock_user)."""
     live = Message.objects.filter(conversation__user=user, role=Message.Role.ASSISTANT, status__in=LIVE).count()
     if live >= settings.MAX_LIVE_REPLIES:
         raise ActionRefused("busy", f"You already have {live} answers being written. Wait for one to finish or stop it.")
+
+
+def _reply_start(*, user, conversation: Conversation, parent: Message | None, model: AIModel, effort: str) -> Message:
+    """Store a pending reply to `parent`, reserve its quota and enqueue it; inside the caller's transaction."""
+    _live_cap_check(user)
     reply = Message.objects.create(
         conversation=conversation,
         parent=parent,
@@ -159,29 +160,34 @@ def _reply_start(
         status=Message.Status.PENDING,
         reasoning_effort=effort,
     )
+    _reply_count(user=user, conversation=conversation, reply=reply)
+    # A new chat starts on the model picked last (chat.views); no write when it is the same.
+    Profile.objects.filter(user=user).exclude(last_model=model).update(last_model=model)
+    return reply
+
+
+def _reply_count(*, user, conversation: Conversation, reply: Message, new_conversation: bool = False) -> None:
+    """Reserve the stored reply's quota, end the branch on screen with it (the conversation's current
+    leaf) and enqueue it after commit; inside the caller's transaction."""
+    parent, model = reply.parent_id, reply.model
     reply.counted = quota_reserve(
         user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, parent, model)
     )
     conversation.current_leaf = reply
-    if new_conversation:
-        conversation.save(update_fields=["current_leaf"])
-    else:
+    if not new_conversation:  # a new one was stored with its current leaf
         # The model (and effort) picked last stick to the conversation, which moves to the top of the list.
         conversation.model = model
-        conversation.reasoning_effort = effort or conversation.reasoning_effort
+        conversation.reasoning_effort = reply.reasoning_effort or conversation.reasoning_effort
         conversation.save(update_fields=["model", "reasoning_effort", "current_leaf", "updated_at"])
-    # A new chat starts on the model picked last (chat.views); no write when it is the same.
-    Profile.objects.filter(user=user).exclude(last_model=model).update(last_model=model)
     transaction.on_commit(lambda: _enqueue(reply))
-    return reply
 
 
-def _prompt_tokens(conversation: Conversation, parent: Message | None, model: AIModel) -> int | None:
+def _prompt_tokens(conversation: Conversation, parent_id: int | None, model: AIModel) -> int | None:
     """The tokens the reply's prompt will have: its branch, files and instructions, trimmed as the worker trims them.
 
     Asked only when the user has a token or money budget, to hold the reply's worst case.
     """
-    turns = branch_turns(conversation_id=conversation.id, leaf_id=parent.id if parent else None, model=model)
+    turns = branch_turns(conversation_id=conversation.id, leaf_id=parent_id, model=model)
     instructions = instructions_for(conversation)
     window, output, tokenizer = model.context_window, model.max_output_tokens, model.tokenizer
     try:
@@ -255,19 +261,52 @@ def _attachments_link(user, attachments: list[Attachment], message: Message) -> 
     message.attachment_list = attachments
 
 
-def _lock_user(user) -> None:
+@dataclass(frozen=True)
+class _Locked:
+    """What the statement that locks the user also read: their own custom instructions, and ids for new messages."""
+
+    instructions: str
+    message_ids: list[int]
+
+
+_USER = get_user_model()._meta.db_table
+_PROFILE = Profile._meta.db_table
+
+# FOR NO KEY UPDATE, not FOR UPDATE: it serialises this user's sends (and waits for a deactivation
+# or password change) but lets the foreign-key checks of a worker settling one of their answers
+# (ledger entry → auth_user, FOR KEY SHARE) through. With FOR UPDATE the settle, holding the budget
+# counter, waited on this lock while this send waited on the budget counter: a deadlock.
+# In the same round trip: a send remembers its model (chat.views starts a new chat on it; no write when
+# it is the same, and the transaction's rollback forgets it if the send is refused), reads the user's
+# instructions, and takes ids for the messages it stores (so a reply names its question before either is stored).
+_LOCK_SQL = f"""
+WITH locked AS (
+    SELECT id FROM {_USER} WHERE id = %(user)s AND is_active AND password = %(password)s FOR NO KEY UPDATE
+),
+remembered AS (
+    UPDATE {_PROFILE} SET last_model_id = %(model)s FROM locked
+    WHERE user_id = locked.id AND %(model)s::bigint IS NOT NULL AND last_model_id IS DISTINCT FROM %(model)s
+)
+SELECT COALESCE((SELECT instructions FROM {_PROFILE} WHERE user_id = locked.id), ''),
+       ARRAY(SELECT nextval(pg_get_serial_sequence('{Message._meta.db_table}', 'id')) FROM generate_series(1, %(ids)s))
+FROM locked
+"""
+
+
+def _lock_user(user, *, model: AIModel | None = None, message_ids: int = 0) -> _Locked:
     """Serialise one user's sends, so the cap on live replies cannot be raced past.
 
     Also refuses a user deactivated, or whose password changed, since their socket
     opened: the row must still be active and carry the password hash it had then.
+    With `model`, remember it as the one the user picked last.
     """
-    # FOR NO KEY UPDATE, not FOR UPDATE: it serialises this user's sends (and waits for a deactivation
-    # or password change) but lets the foreign-key checks of a worker settling one of their answers
-    # (ledger entry → auth_user, FOR KEY SHARE) through. With FOR UPDATE the settle, holding the budget
-    # counter, waited on this lock while this send waited on the budget counter: a deadlock.
-    locked = get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk, is_active=True, password=user.password).exists()
-    if not locked:
+    params = {"user": user.pk, "password": user.password, "model": model.id if model else None, "ids": message_ids}
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
+    return _Locked(*row)
 
 
 def message_send(
@@ -301,7 +340,7 @@ def message_send(
     _check_images(attachments, model)
     turn = _user_turn(text, attachments, model)
     with _quota_explained(user), transaction.atomic():
-        _lock_user(user)
+        locked = _lock_user(user, model=model, message_ids=len(turns) + 2)
         if conversation_id is None:
             first = next((said for role, said in turns if role == Message.Role.USER), text)
             title = title_from(first) if first.strip() else title_from(", ".join(a.name for a in attachments))
@@ -311,28 +350,36 @@ def message_send(
             conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
             conversation.user = user  # known: the announcement after commit need not fetch it again
             chosen = _effort_choose(user, model, effort, conversation.reasoning_effort)
-        _check_fits(turn, model, instructions_for(conversation))
-        if conversation_id is None:
-            conversation.save()
+        _check_fits(turn, model, instructions_for(conversation, mine=locked.instructions))
         parent = conversation.current_leaf_id
         if parent_id is not None and parent_id != parent:
             parent = message_get_for_user(user=user, message_id=parent_id).id
             if conversation_id is None or not conversation.messages.filter(id=parent).exists():
                 raise ActionRefused("invalid", "That message is not in this conversation.")
-        earlier = []
-        for role, said in turns:  # each follows the one before: one branch
-            earlier.append(Message.objects.create(conversation=conversation, parent_id=parent, role=role, model=model, text=said))
-            parent = earlier[-1].id
-        user_message = Message.objects.create(conversation=conversation, parent_id=parent, role=Message.Role.USER, model=model, text=text)
-        _attachments_link(user, attachments, user_message)
-        reply = _reply_start(
-            user=user,
+        # Each message follows the one before (one branch): the earlier turns, the user's, the reply.
+        said = [*turns, (Message.Role.USER, text)]
+        new_ids = iter(locked.message_ids)
+        messages = []
+        for role, words in said:
+            messages.append(Message(id=next(new_ids), conversation=conversation, parent_id=parent, role=role, model=model, text=words))
+            parent = messages[-1].id
+        reply = Message(
+            id=next(new_ids),
             conversation=conversation,
-            parent=user_message,
+            parent_id=parent,
+            role=Message.Role.ASSISTANT,
             model=model,
-            effort=chosen,
-            new_conversation=conversation_id is None,
+            status=Message.Status.PENDING,
+            reasoning_effort=chosen,
         )
+        if conversation_id is None:
+            # Its current leaf is the reply stored next: the constraint is checked at commit.
+            conversation.current_leaf_id = reply.id
+            conversation.save()
+        _live_cap_check(user)
+        *earlier, user_message, reply = Message.objects.bulk_create([*messages, reply])
+        _attachments_link(user, attachments, user_message)
+        _reply_count(user=user, conversation=conversation, reply=reply, new_conversation=conversation_id is None)
         transaction.on_commit(lambda: events.messages_added(conversation, [*earlier, user_message, reply]))
     return user_message, reply
 
