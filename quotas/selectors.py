@@ -208,7 +208,10 @@ ORDER BY l.model_id, l.overridden DESC
 def rules_get(user, now: dt.datetime, model_id: int | None = None) -> Rules:
     with connection.cursor() as cursor:
         cursor.execute(RULES_SQL, {"user": user.pk, "now": now, "model": model_id})
-        rows = cursor.fetchall()
+        return _rules(cursor.fetchall())
+
+
+def _rules(rows: list[tuple]) -> Rules:
     limits: dict[int, Limit] = {}
     grants: dict[int, int] = {}
     for overridden, model, messages, kind, length, unit, disabled, unlimited, granted, _, _ in rows:
@@ -281,13 +284,34 @@ def budget_get(user) -> Budget | None:
     """The budget that applies to the user (override, else plan), or None: no budget."""
     with connection.cursor() as cursor:
         cursor.execute(BUDGET_SQL, {"user": user.pk})
-        row = cursor.fetchone()
-    if row is None or row[-1]:
+        return _budget(cursor.fetchone())
+
+
+def _budget(row: tuple | None) -> Budget | None:
+    if row is None or row[1] is None or row[-1]:  # no budget, or explicitly none
         return None
     overridden, kind, amount, window_kind, length, unit, _ = row
     return (BudgetOverride if overridden else PlanBudget)(
         kind=kind, amount=amount, window_kind=window_kind, window_length=length, window_unit=unit
     )
+
+
+# A reservation asks both, so in one round trip: the user's rules for one model (RULES_SQL, at most
+# one row) and their budget (BUDGET_SQL); either side all NULL when there is none.
+RULES_AND_BUDGET_SQL = f"""
+SELECT r.*, b.* FROM (SELECT) AS one
+LEFT JOIN ({RULES_SQL}) AS r ON true
+LEFT JOIN ({BUDGET_SQL}) AS b ON true
+"""
+
+
+def rules_and_budget_get(user, now: dt.datetime, model_id: int) -> tuple[Rules, Budget | None]:
+    """rules_get(user, now, model_id) and budget_get(user), in one query."""
+    with connection.cursor() as cursor:
+        cursor.execute(RULES_AND_BUDGET_SQL, {"user": user.pk, "now": now, "model": model_id})
+        row = cursor.fetchone()
+    rules, budget = row[:11], row[11:]
+    return _rules([rules] if rules[1] is not None else []), _budget(budget)
 
 
 def budget_worst(budget: Budget, model: AIModel, *, prompt_tokens: int | None, now: dt.datetime) -> int | None:

@@ -42,10 +42,9 @@ from .selectors import (
     Counted,
     QuotaStatus,
     budget_current,
-    budget_get,
     quota_json,
     quota_status,
-    rules_get,
+    rules_and_budget_get,
     user_time_zone,
     window_current,
 )
@@ -143,8 +142,8 @@ def quota_reserve(
     Must run inside the transaction that stores the reply. Holds the (user, model)
     QuotaCounter row lock until that transaction ends: this is what stops two
     concurrent sends both taking the last slot. Anchored and calendar windows
-    take three round trips (the rules, the budget, then one statement that checks,
-    counts and records); rolling windows, which count the reservations themselves, take six.
+    take two round trips (the rules and the budget, then one statement that checks,
+    counts and records); rolling windows, which count the reservations themselves, take five.
 
     With a token or money budget, the reply also holds its worst case (`prompt_tokens`, a number
     or a function giving it, asked only then; the model's whole prompt room when None, plus the
@@ -154,8 +153,7 @@ def quota_reserve(
     (an anchored or calendar window, no budget): the announcement after commit need not read it again.
     """
     now = now or timezone.now()
-    budget = budget_get(user)
-    rules = rules_get(user, now, model.id)
+    rules, budget = rules_and_budget_get(user, now, model.id)
     limit = rules.limit_for(model.id)
     if limit is None or limit.disabled or (limit.messages is None and not limit.unlimited):
         # Fail closed: no rule for this model, or no number and not explicitly unlimited.
