@@ -69,11 +69,18 @@ def _clean_text(text: object, *, files_attached: bool = False) -> str:
 
 def _model_get(slug: object) -> AIModel:
     """An enabled model; anything else (not text, a NUL byte PostgreSQL would refuse, unknown, disabled) is refused."""
-    usable = isinstance(slug, str) and len(slug) <= 64 and "\x00" not in slug
-    model = AIModel.objects.filter(slug=slug, enabled=True).first() if usable else None
+    model = AIModel.objects.filter(slug=slug, enabled=True).first() if _model_slug_usable(slug) else None
     if model is None:
-        raise ActionRefused("unknown_model", f"There is no model called {str(slug)[:60]!r}.")
+        raise _unknown_model(slug)
     return model
+
+
+def _model_slug_usable(slug: object) -> bool:
+    return isinstance(slug, str) and len(slug) <= 64 and "\x00" not in slug
+
+
+def _unknown_model(slug: object) -> ActionRefused:
+    return ActionRefused("unknown_model", f"There is no model called {str(slug)[:60]!r}.")
 
 
 def _effort_choose(user, model: AIModel, requested: object, remembered: str = "") -> str:
@@ -263,50 +270,60 @@ def _attachments_link(user, attachments: list[Attachment], message: Message) -> 
 
 @dataclass(frozen=True)
 class _Locked:
-    """What the statement that locks the user also read: their own custom instructions, and ids for new messages."""
+    """What the statement that locks the user also read: their own custom instructions, ids for new
+    messages, and the enabled model named (None: no such model, or none named)."""
 
     instructions: str
     message_ids: list[int]
+    model: AIModel | None
 
 
 _USER = get_user_model()._meta.db_table
 _PROFILE = Profile._meta.db_table
+_MODEL_FIELDS = [f.attname for f in AIModel._meta.concrete_fields]
 
 # FOR NO KEY UPDATE, not FOR UPDATE: it serialises this user's sends (and waits for a deactivation
 # or password change) but lets the foreign-key checks of a worker settling one of their answers
 # (ledger entry → auth_user, FOR KEY SHARE) through. With FOR UPDATE the settle, holding the budget
 # counter, waited on this lock while this send waited on the budget counter: a deadlock.
-# In the same round trip: a send remembers its model (chat.views starts a new chat on it; no write when
-# it is the same, and the transaction's rollback forgets it if the send is refused), reads the user's
-# instructions, and takes ids for the messages it stores (so a reply names its question before either is stored).
+# In the same round trip a send reads the model it names (enabled, as it is now), remembers it as the
+# one picked last (chat.views starts a new chat on it; no write when it is the same, and the rollback
+# forgets it when the send is refused), reads the user's instructions, and takes ids for the messages
+# it stores (so a reply names its question before either is stored).
 _LOCK_SQL = f"""
 WITH locked AS (
     SELECT id FROM {_USER} WHERE id = %(user)s AND is_active AND password = %(password)s FOR NO KEY UPDATE
 ),
+model AS (
+    SELECT {", ".join(_MODEL_FIELDS)} FROM {AIModel._meta.db_table} WHERE slug = %(slug)s AND enabled
+),
 remembered AS (
-    UPDATE {_PROFILE} SET last_model_id = %(model)s FROM locked
-    WHERE user_id = locked.id AND %(model)s::bigint IS NOT NULL AND last_model_id IS DISTINCT FROM %(model)s
+    UPDATE {_PROFILE} SET last_model_id = model.id FROM locked, model
+    WHERE user_id = locked.id AND last_model_id IS DISTINCT FROM model.id
 )
 SELECT COALESCE((SELECT instructions FROM {_PROFILE} WHERE user_id = locked.id), ''),
-       ARRAY(SELECT nextval(pg_get_serial_sequence('{Message._meta.db_table}', 'id')) FROM generate_series(1, %(ids)s))
-FROM locked
+       ARRAY(SELECT nextval(pg_get_serial_sequence('{Message._meta.db_table}', 'id')) FROM generate_series(1, %(ids)s)),
+       model.*
+FROM locked LEFT JOIN model ON true
 """
 
 
-def _lock_user(user, *, model: AIModel | None = None, message_ids: int = 0) -> _Locked:
+def _lock_user(user, *, model_slug: str | None = None, message_ids: int = 0) -> _Locked:
     """Serialise one user's sends, so the cap on live replies cannot be raced past.
 
     Also refuses a user deactivated, or whose password changed, since their socket
     opened: the row must still be active and carry the password hash it had then.
-    With `model`, remember it as the one the user picked last.
+    With `model_slug`, read that model and remember it as the one the user picked last.
     """
-    params = {"user": user.pk, "password": user.password, "model": model.id if model else None, "ids": message_ids}
+    params = {"user": user.pk, "password": user.password, "slug": model_slug, "ids": message_ids}
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_SQL, params)
         row = cursor.fetchone()
     if row is None:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
-    return _Locked(*row)
+    instructions, ids, *model = row
+    found = AIModel.from_db(connection.alias, _MODEL_FIELDS, model) if model[0] is not None else None
+    return _Locked(instructions, ids, found)
 
 
 def message_send(
@@ -335,12 +352,16 @@ def message_send(
     turns = [(_clean_role(role), _clean_text(said)) for role, said in history]
     if turns and conversation_id is not None:
         raise ActionRefused("invalid", "Earlier turns can only start a new conversation.")
-    model = _model_get(model_slug)
+    if not _model_slug_usable(model_slug):
+        raise _unknown_model(model_slug)
     attachments = _attachments_unsent(user, ids)
-    _check_images(attachments, model)
-    turn = _user_turn(text, attachments, model)
     with _quota_explained(user), transaction.atomic():
-        locked = _lock_user(user, model=model, message_ids=len(turns) + 2)
+        locked = _lock_user(user, model_slug=str(model_slug), message_ids=len(turns) + 2)
+        model = locked.model
+        if model is None:
+            raise _unknown_model(model_slug)
+        _check_images(attachments, model)
+        turn = _user_turn(text, attachments, model)
         if conversation_id is None:
             first = next((said for role, said in turns if role == Message.Role.USER), text)
             title = title_from(first) if first.strip() else title_from(", ".join(a.name for a in attachments))
