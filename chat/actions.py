@@ -281,6 +281,7 @@ class _Locked:
 _USER = get_user_model()._meta.db_table
 _PROFILE = Profile._meta.db_table
 _MODEL_FIELDS = [f.attname for f in AIModel._meta.concrete_fields]
+_PROFILE_FIELDS = [f.attname for f in Profile._meta.concrete_fields]
 
 # FOR NO KEY UPDATE, not FOR UPDATE: it serialises this user's sends (and waits for a deactivation
 # or password change) but lets the foreign-key checks of a worker settling one of their answers
@@ -288,8 +289,8 @@ _MODEL_FIELDS = [f.attname for f in AIModel._meta.concrete_fields]
 # counter, waited on this lock while this send waited on the budget counter: a deadlock.
 # In the same round trip a send reads the model it names (enabled, as it is now), remembers it as the
 # one picked last (chat.views starts a new chat on it; no write when it is the same, and the rollback
-# forgets it when the send is refused), reads the user's instructions, and takes ids for the messages
-# it stores (so a reply names its question before either is stored).
+# forgets it when the send is refused), reads the user's profile (instructions, time zone), and takes
+# ids for the messages it stores (so a reply names its question before either is stored).
 _LOCK_SQL = f"""
 WITH locked AS (
     SELECT id FROM {_USER} WHERE id = %(user)s AND is_active AND password = %(password)s FOR NO KEY UPDATE
@@ -301,10 +302,11 @@ remembered AS (
     UPDATE {_PROFILE} SET last_model_id = model.id FROM locked, model
     WHERE user_id = locked.id AND last_model_id IS DISTINCT FROM model.id
 )
-SELECT COALESCE((SELECT instructions FROM {_PROFILE} WHERE user_id = locked.id), ''),
-       ARRAY(SELECT nextval(pg_get_serial_sequence('{Message._meta.db_table}', 'id')) FROM generate_series(1, %(ids)s)),
-       model.*
-FROM locked LEFT JOIN model ON true
+SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('{Message._meta.db_table}', 'id')) FROM generate_series(1, %(ids)s)),
+       model.*, profile.*
+FROM locked
+LEFT JOIN model ON true
+LEFT JOIN (SELECT {", ".join(_PROFILE_FIELDS)} FROM {_PROFILE}) AS profile ON profile.user_id = locked.id
 """
 
 
@@ -321,9 +323,15 @@ def _lock_user(user, *, model_slug: str | None = None, message_ids: int = 0) -> 
         row = cursor.fetchone()
     if row is None:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
-    instructions, ids, *model = row
+    ids, model, profile = row[0], row[1 : len(_MODEL_FIELDS) + 1], row[len(_MODEL_FIELDS) + 1 :]
     found = AIModel.from_db(connection.alias, _MODEL_FIELDS, model) if model[0] is not None else None
-    return _Locked(instructions, ids, found)
+    if profile[0] is None:
+        return _Locked("", ids, found)
+    # Read fresh under the lock: the announcement after commit takes the user's time zone from it.
+    user.profile = Profile.from_db(connection.alias, _PROFILE_FIELDS, profile)
+    if found is not None:
+        user.profile.last_model_id = found.id  # as `remembered` left it
+    return _Locked(user.profile.instructions, ids, found)
 
 
 def message_send(
