@@ -8,10 +8,11 @@ import datetime as dt
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import Http404
 from django.utils import timezone
 
@@ -68,11 +69,18 @@ def _clean_text(text: object, *, files_attached: bool = False) -> str:
 
 def _model_get(slug: object) -> AIModel:
     """An enabled model; anything else (not text, a NUL byte PostgreSQL would refuse, unknown, disabled) is refused."""
-    usable = isinstance(slug, str) and len(slug) <= 64 and "\x00" not in slug
-    model = AIModel.objects.filter(slug=slug, enabled=True).first() if usable else None
+    model = AIModel.objects.filter(slug=slug, enabled=True).first() if _model_slug_usable(slug) else None
     if model is None:
-        raise ActionRefused("unknown_model", f"There is no model called {str(slug)[:60]!r}.")
+        raise _unknown_model(slug)
     return model
+
+
+def _model_slug_usable(slug: object) -> bool:
+    return isinstance(slug, str) and len(slug) <= 64 and "\x00" not in slug
+
+
+def _unknown_model(slug: object) -> ActionRefused:
+    return ActionRefused("unknown_model", f"There is no model called {str(slug)[:60]!r}.")
 
 
 def _effort_choose(user, model: AIModel, requested: object, remembered: str = "") -> str:
@@ -141,16 +149,16 @@ def _enqueue(reply: Message) -> None:
         reply.queued = False
 
 
-def _reply_start(
-    *, user, conversation: Conversation, parent: Message | None, model: AIModel, effort: str, new_conversation: bool = False
-) -> Message:
-    """Store a pending reply to `parent`, reserve its quota and enqueue it; inside the caller's transaction.
-
-    The reply ends the branch on screen: the conversation's current leaf.
-    """
+def _live_cap_check(user) -> None:
+    """Refuse a reply past the user's cap on answers being written; under the user's lock (_lock_user)."""
     live = Message.objects.filter(conversation__user=user, role=Message.Role.ASSISTANT, status__in=LIVE).count()
     if live >= settings.MAX_LIVE_REPLIES:
         raise ActionRefused("busy", f"You already have {live} answers being written. Wait for one to finish or stop it.")
+
+
+def _reply_start(*, user, conversation: Conversation, parent: Message | None, model: AIModel, effort: str) -> Message:
+    """Store a pending reply to `parent`, reserve its quota and enqueue it; inside the caller's transaction."""
+    _live_cap_check(user)
     reply = Message.objects.create(
         conversation=conversation,
         parent=parent,
@@ -159,27 +167,34 @@ def _reply_start(
         status=Message.Status.PENDING,
         reasoning_effort=effort,
     )
-    quota_reserve(user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, parent, model))
-    conversation.current_leaf = reply
-    if new_conversation:
-        conversation.save(update_fields=["current_leaf"])
-    else:
-        # The model (and effort) picked last stick to the conversation, which moves to the top of the list.
-        conversation.model = model
-        conversation.reasoning_effort = effort or conversation.reasoning_effort
-        conversation.save(update_fields=["model", "reasoning_effort", "current_leaf", "updated_at"])
+    _reply_count(user=user, conversation=conversation, reply=reply)
     # A new chat starts on the model picked last (chat.views); no write when it is the same.
     Profile.objects.filter(user=user).exclude(last_model=model).update(last_model=model)
-    transaction.on_commit(lambda: _enqueue(reply))
     return reply
 
 
-def _prompt_tokens(conversation: Conversation, parent: Message | None, model: AIModel) -> int | None:
+def _reply_count(*, user, conversation: Conversation, reply: Message, new_conversation: bool = False) -> None:
+    """Reserve the stored reply's quota, end the branch on screen with it (the conversation's current
+    leaf) and enqueue it after commit; inside the caller's transaction."""
+    parent, model = reply.parent_id, reply.model
+    reply.counted = quota_reserve(
+        user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, parent, model)
+    )
+    conversation.current_leaf = reply
+    if not new_conversation:  # a new one was stored with its current leaf
+        # The model (and effort) picked last stick to the conversation, which moves to the top of the list.
+        conversation.model = model
+        conversation.reasoning_effort = reply.reasoning_effort or conversation.reasoning_effort
+        conversation.save(update_fields=["model", "reasoning_effort", "current_leaf", "updated_at"])
+    transaction.on_commit(lambda: _enqueue(reply))
+
+
+def _prompt_tokens(conversation: Conversation, parent_id: int | None, model: AIModel) -> int | None:
     """The tokens the reply's prompt will have: its branch, files and instructions, trimmed as the worker trims them.
 
     Asked only when the user has a token or money budget, to hold the reply's worst case.
     """
-    turns = branch_turns(conversation_id=conversation.id, leaf_id=parent.id if parent else None, model=model)
+    turns = branch_turns(conversation_id=conversation.id, leaf_id=parent_id, model=model)
     instructions = instructions_for(conversation)
     window, output, tokenizer = model.context_window, model.max_output_tokens, model.tokenizer
     try:
@@ -253,19 +268,70 @@ def _attachments_link(user, attachments: list[Attachment], message: Message) -> 
     message.attachment_list = attachments
 
 
-def _lock_user(user) -> None:
+@dataclass(frozen=True)
+class _Locked:
+    """What the statement that locks the user also read: their own custom instructions, ids for new
+    messages, and the enabled model named (None: no such model, or none named)."""
+
+    instructions: str
+    message_ids: list[int]
+    model: AIModel | None
+
+
+_USER = get_user_model()._meta.db_table
+_PROFILE = Profile._meta.db_table
+_MODEL_FIELDS = [f.attname for f in AIModel._meta.concrete_fields]
+_PROFILE_FIELDS = [f.attname for f in Profile._meta.concrete_fields]
+
+# FOR NO KEY UPDATE, not FOR UPDATE: it serialises this user's sends (and waits for a deactivation
+# or password change) but lets the foreign-key checks of a worker settling one of their answers
+# (ledger entry → auth_user, FOR KEY SHARE) through. With FOR UPDATE the settle, holding the budget
+# counter, waited on this lock while this send waited on the budget counter: a deadlock.
+# In the same round trip a send reads the model it names (enabled, as it is now), remembers it as the
+# one picked last (chat.views starts a new chat on it; no write when it is the same, and the rollback
+# forgets it when the send is refused), reads the user's profile (instructions, time zone), and takes
+# ids for the messages it stores (so a reply names its question before either is stored).
+_LOCK_SQL = f"""
+WITH locked AS (
+    SELECT id FROM {_USER} WHERE id = %(user)s AND is_active AND password = %(password)s FOR NO KEY UPDATE
+),
+model AS (
+    SELECT {", ".join(_MODEL_FIELDS)} FROM {AIModel._meta.db_table} WHERE slug = %(slug)s AND enabled
+),
+remembered AS (
+    UPDATE {_PROFILE} SET last_model_id = model.id FROM locked, model
+    WHERE user_id = locked.id AND last_model_id IS DISTINCT FROM model.id
+)
+SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('{Message._meta.db_table}', 'id')) FROM generate_series(1, %(ids)s)),
+       model.*, profile.*
+FROM locked
+LEFT JOIN model ON true
+LEFT JOIN (SELECT {", ".join(_PROFILE_FIELDS)} FROM {_PROFILE}) AS profile ON profile.user_id = locked.id
+"""
+
+
+def _lock_user(user, *, model_slug: str | None = None, message_ids: int = 0) -> _Locked:
     """Serialise one user's sends, so the cap on live replies cannot be raced past.
 
     Also refuses a user deactivated, or whose password changed, since their socket
     opened: the row must still be active and carry the password hash it had then.
+    With `model_slug`, read that model and remember it as the one the user picked last.
     """
-    # FOR NO KEY UPDATE, not FOR UPDATE: it serialises this user's sends (and waits for a deactivation
-    # or password change) but lets the foreign-key checks of a worker settling one of their answers
-    # (ledger entry → auth_user, FOR KEY SHARE) through. With FOR UPDATE the settle, holding the budget
-    # counter, waited on this lock while this send waited on the budget counter: a deadlock.
-    locked = get_user_model().objects.select_for_update(no_key=True).filter(pk=user.pk, is_active=True, password=user.password).exists()
-    if not locked:
+    params = {"user": user.pk, "password": user.password, "slug": model_slug, "ids": message_ids}
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_SQL, params)
+        row = cursor.fetchone()
+    if row is None:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
+    ids, model, profile = row[0], row[1 : len(_MODEL_FIELDS) + 1], row[len(_MODEL_FIELDS) + 1 :]
+    found = AIModel.from_db(connection.alias, _MODEL_FIELDS, model) if model[0] is not None else None
+    if profile[0] is None:
+        return _Locked("", ids, found)
+    # Read fresh under the lock: the announcement after commit takes the user's time zone from it.
+    user.profile = Profile.from_db(connection.alias, _PROFILE_FIELDS, profile)
+    if found is not None:
+        user.profile.last_model_id = found.id  # as `remembered` left it
+    return _Locked(user.profile.instructions, ids, found)
 
 
 def message_send(
@@ -294,12 +360,16 @@ def message_send(
     turns = [(_clean_role(role), _clean_text(said)) for role, said in history]
     if turns and conversation_id is not None:
         raise ActionRefused("invalid", "Earlier turns can only start a new conversation.")
-    model = _model_get(model_slug)
+    if not _model_slug_usable(model_slug):
+        raise _unknown_model(model_slug)
     attachments = _attachments_unsent(user, ids)
-    _check_images(attachments, model)
-    turn = _user_turn(text, attachments, model)
     with _quota_explained(user), transaction.atomic():
-        _lock_user(user)
+        locked = _lock_user(user, model_slug=str(model_slug), message_ids=len(turns) + 2)
+        model = locked.model
+        if model is None:
+            raise _unknown_model(model_slug)
+        _check_images(attachments, model)
+        turn = _user_turn(text, attachments, model)
         if conversation_id is None:
             first = next((said for role, said in turns if role == Message.Role.USER), text)
             title = title_from(first) if first.strip() else title_from(", ".join(a.name for a in attachments))
@@ -309,28 +379,36 @@ def message_send(
             conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
             conversation.user = user  # known: the announcement after commit need not fetch it again
             chosen = _effort_choose(user, model, effort, conversation.reasoning_effort)
-        _check_fits(turn, model, instructions_for(conversation))
-        if conversation_id is None:
-            conversation.save()
+        _check_fits(turn, model, instructions_for(conversation, mine=locked.instructions))
         parent = conversation.current_leaf_id
         if parent_id is not None and parent_id != parent:
             parent = message_get_for_user(user=user, message_id=parent_id).id
             if conversation_id is None or not conversation.messages.filter(id=parent).exists():
                 raise ActionRefused("invalid", "That message is not in this conversation.")
-        earlier = []
-        for role, said in turns:  # each follows the one before: one branch
-            earlier.append(Message.objects.create(conversation=conversation, parent_id=parent, role=role, model=model, text=said))
-            parent = earlier[-1].id
-        user_message = Message.objects.create(conversation=conversation, parent_id=parent, role=Message.Role.USER, model=model, text=text)
-        _attachments_link(user, attachments, user_message)
-        reply = _reply_start(
-            user=user,
+        # Each message follows the one before (one branch): the earlier turns, the user's, the reply.
+        said = [*turns, (Message.Role.USER, text)]
+        new_ids = iter(locked.message_ids)
+        messages = []
+        for role, words in said:
+            messages.append(Message(id=next(new_ids), conversation=conversation, parent_id=parent, role=role, model=model, text=words))
+            parent = messages[-1].id
+        reply = Message(
+            id=next(new_ids),
             conversation=conversation,
-            parent=user_message,
+            parent_id=parent,
+            role=Message.Role.ASSISTANT,
             model=model,
-            effort=chosen,
-            new_conversation=conversation_id is None,
+            status=Message.Status.PENDING,
+            reasoning_effort=chosen,
         )
+        if conversation_id is None:
+            # Its current leaf is the reply stored next: the constraint is checked at commit.
+            conversation.current_leaf_id = reply.id
+            conversation.save()
+        _live_cap_check(user)
+        *earlier, user_message, reply = Message.objects.bulk_create([*messages, reply])
+        _attachments_link(user, attachments, user_message)
+        _reply_count(user=user, conversation=conversation, reply=reply, new_conversation=conversation_id is None)
         transaction.on_commit(lambda: events.messages_added(conversation, [*earlier, user_message, reply]))
     return user_message, reply
 

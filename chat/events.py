@@ -2,7 +2,7 @@
 
 from catalog.models import AIModel
 from live.publish import event_send, frame_send, user_group
-from quotas.selectors import quota_json
+from quotas.selectors import Counted, quota_json
 
 from .models import Conversation, Message
 from .serializers import conversation_json, message_json
@@ -19,13 +19,15 @@ def conversation_deleted(*, user_id: int, snapshot: dict) -> None:
     event_send(user_group(user_id), {"type": "chat.conversation", "conversation": snapshot, "deleted": True})
 
 
-def quota_changed(user, model: AIModel) -> None:
-    """Every tab of the user updates `model` in its picker; computed once, here, not per tab."""
-    event_send(user_group(user.id), {"type": "chat.quota", "models": quota_json(user, model), "partial": True})
+def quota_changed(user, model: AIModel, counted: Counted | None = None) -> None:
+    """Every tab of the user updates `model` in its picker; computed once, here, not per tab,
+    or known already from the reservation that just `counted` a reply."""
+    models = counted.as_json(user) if counted else quota_json(user, model)
+    event_send(user_group(user.id), {"type": "chat.quota", "models": models, "partial": True})
 
 
 def messages_added(conversation: Conversation, messages: list[Message]) -> None:
-    quota_changed(conversation.user, messages[-1].model)
+    quota_changed(conversation.user, messages[-1].model, messages[-1].counted)
     conversation_changed(conversation)
     frame_send(
         conversation.id,

@@ -6,11 +6,16 @@ answer of the cut-off one; nothing is deleted. The branch on screen (and the onl
 one sent to the model) runs from the root to the conversation's `current_leaf`.
 """
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
 from catalog.models import AIModel
+
+if TYPE_CHECKING:
+    from quotas.selectors import Counted
 
 
 class Conversation(models.Model):
@@ -102,6 +107,8 @@ class Message(models.Model):
     versions: list[int] | None = None
     # Not stored: the attachments, when the code that made the message has them already (chat/serializers.py).
     attachment_list: list["Attachment"] | None = None
+    # Not stored: of a reply just sent, what the picker shows for its model, when its reservation said (chat/events.py).
+    counted: "Counted | None" = None
 
     def __str__(self) -> str:
         return f"{self.role} #{self.pk} ({self.status})"

@@ -162,9 +162,11 @@ def user_instructions(*, user) -> str:
     return Profile.objects.filter(user=user).values_list("instructions", flat=True).first() or ""
 
 
-def instructions_for(conversation: Conversation) -> str:
-    """The custom instructions a reply in this conversation is sent with: the user's own, then the chat's."""
-    mine = Profile.objects.filter(user_id=conversation.user_id).values_list("instructions", flat=True).first() or ""
+def instructions_for(conversation: Conversation, *, mine: str | None = None) -> str:
+    """The custom instructions a reply in this conversation is sent with: the user's own (`mine`, when
+    read already), then the chat's."""
+    if mine is None:
+        mine = Profile.objects.filter(user_id=conversation.user_id).values_list("instructions", flat=True).first() or ""
     return "\n\n".join(part.strip() for part in (mine, conversation.instructions) if part.strip())
 
 

@@ -91,6 +91,8 @@ class Rules:
     limits: dict[int, Limit]
     grants: dict[int, int]
     time_zone: zoneinfo.ZoneInfo
+    # The reasoning efforts the plan allows (efforts_allowed); none without a limit.
+    efforts: list[str]
 
     def limit_for(self, model_id: int) -> Limit | None:
         return self.limits.get(model_id)
@@ -179,17 +181,18 @@ def efforts_allowed(user) -> list[str]:
 
 
 # Every send asks this, so it is one round trip: per model, the user's override, else the limit of
-# the plan that applies to the user (PLAN_ID_SQL); unexpired grants; the plan's time zone.
+# the plan that applies to the user (PLAN_ID_SQL); unexpired grants; the plan's time zone and efforts.
 RULES_SQL = f"""
 WITH plan AS (
-    SELECT id, calendar_time_zone FROM {Plan._meta.db_table}
+    SELECT id, calendar_time_zone, reasoning_efforts FROM {Plan._meta.db_table}
     WHERE id = {PLAN_ID_SQL}
 )
 SELECT DISTINCT ON (l.model_id)
        l.overridden, l.model_id, l.messages, l.window_kind, l.window_length, l.window_unit, l.disabled, l.unlimited,
        (SELECT COALESCE(SUM(g.messages), 0) FROM {QuotaGrant._meta.db_table} g
          WHERE g.user_id = %(user)s AND g.model_id = l.model_id AND g.expires_at > %(now)s),
-       COALESCE((SELECT calendar_time_zone FROM plan), 'UTC')
+       COALESCE((SELECT calendar_time_zone FROM plan), 'UTC'),
+       COALESCE((SELECT reasoning_efforts FROM plan), '')
 FROM (
     SELECT true AS overridden, model_id, messages, window_kind, window_length, window_unit, disabled, unlimited
       FROM {QuotaOverride._meta.db_table} WHERE user_id = %(user)s
@@ -205,10 +208,13 @@ ORDER BY l.model_id, l.overridden DESC
 def rules_get(user, now: dt.datetime, model_id: int | None = None) -> Rules:
     with connection.cursor() as cursor:
         cursor.execute(RULES_SQL, {"user": user.pk, "now": now, "model": model_id})
-        rows = cursor.fetchall()
+        return _rules(cursor.fetchall())
+
+
+def _rules(rows: list[tuple]) -> Rules:
     limits: dict[int, Limit] = {}
     grants: dict[int, int] = {}
-    for overridden, model, messages, kind, length, unit, disabled, unlimited, granted, _ in rows:
+    for overridden, model, messages, kind, length, unit, disabled, unlimited, granted, _, _ in rows:
         limits[model] = (QuotaOverride if overridden else PlanLimit)(
             model_id=model,
             messages=messages,
@@ -219,8 +225,9 @@ def rules_get(user, now: dt.datetime, model_id: int | None = None) -> Rules:
             unlimited=unlimited,
         )
         grants[model] = granted
-    # Without limits, no calendar window needs the plan's time zone.
-    return Rules(limits, grants, zoneinfo.ZoneInfo(rows[0][-1] if rows else "UTC"))
+    # Without limits, no calendar window needs the plan's time zone, and no model is offered efforts.
+    time_zone, efforts = (rows[0][-2], rows[0][-1]) if rows else ("UTC", "")
+    return Rules(limits, grants, zoneinfo.ZoneInfo(time_zone), efforts_parse(efforts))
 
 
 ROLLING_USED_SQL = f"""
@@ -277,13 +284,34 @@ def budget_get(user) -> Budget | None:
     """The budget that applies to the user (override, else plan), or None: no budget."""
     with connection.cursor() as cursor:
         cursor.execute(BUDGET_SQL, {"user": user.pk})
-        row = cursor.fetchone()
-    if row is None or row[-1]:
+        return _budget(cursor.fetchone())
+
+
+def _budget(row: tuple | None) -> Budget | None:
+    if row is None or row[1] is None or row[-1]:  # no budget, or explicitly none
         return None
     overridden, kind, amount, window_kind, length, unit, _ = row
     return (BudgetOverride if overridden else PlanBudget)(
         kind=kind, amount=amount, window_kind=window_kind, window_length=length, window_unit=unit
     )
+
+
+# A reservation asks both, so in one round trip: the user's rules for one model (RULES_SQL, at most
+# one row) and their budget (BUDGET_SQL); either side all NULL when there is none.
+RULES_AND_BUDGET_SQL = f"""
+SELECT r.*, b.* FROM (SELECT) AS one
+LEFT JOIN ({RULES_SQL}) AS r ON true
+LEFT JOIN ({BUDGET_SQL}) AS b ON true
+"""
+
+
+def rules_and_budget_get(user, now: dt.datetime, model_id: int) -> tuple[Rules, Budget | None]:
+    """rules_get(user, now, model_id) and budget_get(user), in one query."""
+    with connection.cursor() as cursor:
+        cursor.execute(RULES_AND_BUDGET_SQL, {"user": user.pk, "now": now, "model": model_id})
+        row = cursor.fetchone()
+    rules, budget = row[:11], row[11:]
+    return _rules([rules] if rules[1] is not None else []), _budget(budget)
 
 
 def budget_worst(budget: Budget, model: AIModel, *, prompt_tokens: int | None, now: dt.datetime) -> int | None:
@@ -399,6 +427,18 @@ def quota_status(*, user, now: dt.datetime | None = None, model: AIModel | None 
         allowed = limit.messages + rules.grants.get(one.id, 0)
         statuses.append(QuotaStatus(one, allowed, used, resets_at, False, limit.describe(), spend, blocked))
     return statuses
+
+
+@dataclass(frozen=True)
+class Counted:
+    """What the picker shows for the model a reservation just counted, known without reading it back."""
+
+    status: QuotaStatus
+    efforts: list[str]
+
+    def as_json(self, user) -> list[dict]:
+        """As quota_json(user, model) would give it."""
+        return [self.status.as_json(user_time_zone(user), self.efforts)]
 
 
 def quota_json(user, model: AIModel | None = None) -> list[dict]:

@@ -39,12 +39,12 @@ from .models import (
 from .notices import notice_send_once
 from .selectors import (
     BudgetStatus,
+    Counted,
     QuotaStatus,
     budget_current,
-    budget_get,
     quota_json,
     quota_status,
-    rules_get,
+    rules_and_budget_get,
     user_time_zone,
     window_current,
 )
@@ -100,17 +100,18 @@ ledger AS (
                            prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, cost_micros, created_at)
     SELECT %(user)s, %(model)s, %(kind)s, 1, reply_id, '', 0, 0, 0, 0, 0, %(created_at)s FROM reservation
 )
-SELECT window_start FROM counter
+SELECT window_start, used, window_end FROM counter
 """
 
 # No limit: nothing to count against.
-UNLIMITED = "SELECT NULL::timestamptz AS window_start, NULL::integer AS resets"
+UNLIMITED = "SELECT NULL::timestamptz AS window_start, NULL::integer AS resets, NULL::integer AS used, NULL::timestamptz AS window_end"
 
 # Rolling windows count the reservations themselves, under the counter lock taken beforehand, so
 # the reservation keeps no window start: a refund has no counter to give back to.
 ROLLING = f"""
 UPDATE {_COUNTER} SET window_start = %(start)s, window_end = %(end)s, used = %(used)s
-WHERE id = %(counter)s RETURNING NULL::timestamptz AS window_start, NULL::integer AS resets
+WHERE id = %(counter)s
+RETURNING NULL::timestamptz AS window_start, NULL::integer AS resets, NULL::integer AS used, NULL::timestamptz AS window_end
 """
 
 # Anchored and calendar windows: check and count in one statement. ON CONFLICT locks the user's
@@ -129,28 +130,30 @@ ON CONFLICT (user_id, model_id) DO UPDATE SET
     window_start = CASE WHEN {_OPEN} THEN c.window_start ELSE %(start)s END,
     window_end = CASE WHEN {_OPEN} THEN c.window_end ELSE %(end)s END
 WHERE CASE WHEN {_SAME} THEN c.used < %(allowed)s ELSE true END
-RETURNING c.window_start, c.resets
+RETURNING c.window_start, c.resets, c.used, c.window_end
 """
 
 
 def quota_reserve(
     *, user, model: AIModel, reply_id: int, now: dt.datetime | None = None, prompt_tokens: int | Callable[[], int | None] | None = None
-) -> None:
+) -> Counted | None:
     """Count the reply `reply_id` against the user's limit for `model` and their budget, or raise QuotaRefused.
 
     Must run inside the transaction that stores the reply. Holds the (user, model)
     QuotaCounter row lock until that transaction ends: this is what stops two
     concurrent sends both taking the last slot. Anchored and calendar windows
-    take three round trips (the rules, the budget, then one statement that checks,
-    counts and records); rolling windows, which count the reservations themselves, take six.
+    take two round trips (the rules and the budget, then one statement that checks,
+    counts and records); rolling windows, which count the reservations themselves, take five.
 
     With a token or money budget, the reply also holds its worst case (`prompt_tokens`, a number
     or a function giving it, asked only then; the model's whole prompt room when None, plus the
     model's output reserve) under the user's BudgetCounter row lock, taken after the counter's.
+
+    Returns what the picker now shows for `model` when the statement that counted it says it all
+    (an anchored or calendar window, no budget): the announcement after commit need not read it again.
     """
     now = now or timezone.now()
-    budget = budget_get(user)
-    rules = rules_get(user, now, model.id)
+    rules, budget = rules_and_budget_get(user, now, model.id)
     limit = rules.limit_for(model.id)
     if limit is None or limit.disabled or (limit.messages is None and not limit.unlimited):
         # Fail closed: no rule for this model, or no number and not explicitly unlimited.
@@ -192,6 +195,15 @@ def quota_reserve(
     if budget is not None:
         prompt = prompt_tokens() if callable(prompt_tokens) else prompt_tokens
         _budget_hold(user=user, model=model, budget=budget, reply_id=reply_id, prompt_tokens=prompt, now=now, tz=rules.time_zone)
+        return None
+    if counter != WINDOWED or limit.messages is None:
+        return None
+    _, used, window_end = counted
+    allowed = limit.messages + rules.grants.get(model.id, 0)
+    # As quota_status (window_current) gives it: the counter's window is the one now is in; an anchored
+    # one ends when the counter says, a calendar one at the end of now's window, in the plan's time zone.
+    resets_at = window_end if limit.window_kind == WindowKind.ANCHORED else window.end
+    return Counted(QuotaStatus(model, allowed, used, resets_at, False, limit.describe()), rules.efforts)
 
 
 def _budget_hold(*, user, model: AIModel, budget: Budget, reply_id: int, prompt_tokens: int | None, now: dt.datetime, tz) -> None:

@@ -244,6 +244,15 @@ def test_a_new_chat_starts_on_the_model_used_last(simulator, catalog, make_user)
     assert model_for_new_chat(user=user, quota=quota_json(user)) == "o1-preview"
 
 
+def test_a_refused_send_leaves_the_model_used_last_as_it_was(catalog, make_user, private_queue):
+    user = make_user()
+    actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="hi")
+    PlanLimit.objects.filter(model__slug="o1-preview").update(disabled=True)
+    with pytest.raises(actions.ActionRefused):
+        actions.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hi")
+    assert model_for_new_chat(user=user, quota=quota_json(user)) == "o1-mini"
+
+
 def test_a_picked_model_is_remembered_without_a_send(catalog, make_user):
     user = make_user()
     actions.model_pick(user=user, model_slug="gpt-4o")

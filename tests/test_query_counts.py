@@ -12,10 +12,12 @@ pytestmark = pytest.mark.django_db
 def test_sending_a_message_takes_a_fixed_number_of_queries(catalog, make_user, django_assert_num_queries):
     user = make_user()
     actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="warm up")
-    with django_assert_num_queries(14):  # a new chat (incl. the budget, the instructions, the model remembered, its current leaf)
+    # The user's lock (with the model, remembered, the instructions, the messages' ids); the chat (with its
+    # current leaf); the live replies; the messages; the rules and the budget; the reservation.
+    with django_assert_num_queries(8):  # a new chat (incl. the savepoint and its release)
         actions.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hello")
     conversation = Message.objects.filter(conversation__user=user).last().conversation
-    with django_assert_num_queries(14):  # an existing conversation
+    with django_assert_num_queries(9):  # an existing conversation: read it, and move it up the list after
         actions.message_send(user=user, conversation_id=conversation.id, model_slug="o1-preview", text="again")
 
 

@@ -178,6 +178,22 @@ def test_a_grant_adds_messages_until_it_expires(catalog, make_user):
         refused(user, "o1-mini")
 
 
+def test_a_send_announces_the_numbers_the_picker_would_read(catalog, make_user):
+    """The reservation's own statement gives the picker's numbers for the model: no reading them back."""
+    plan = Plan.objects.create(name="Efforts", calendar_time_zone="Europe/Berlin", reasoning_efforts="low,high")
+    PlanLimit.objects.create(plan=plan, model=catalog["o1-preview"], messages=5, window_kind="calendar", window_unit="week")
+    PlanLimit.objects.create(plan=plan, model=catalog["o1-mini"], messages=5, window_kind="anchored", window_length=1, window_unit="day")
+    user = make_user()
+    services.plan_set(user=user, plan=plan)
+    with time_machine.travel(at(2026, 6, 1, 9, 0), tick=False):
+        services.quota_grant(user=user, model=catalog["o1-mini"], messages=2, expires_at=at(2026, 6, 3, 0, 0))
+        for model in ("o1-preview", "o1-mini", "o1-mini"):
+            reply = send(user, model)
+            assert reply.counted is not None
+            assert reply.counted.as_json(user) == quota_json(user, catalog[model])
+        assert quota_json(user, catalog["o1-mini"])[0]["left"] == 5
+
+
 def test_a_disabled_or_unlisted_model_is_refused_and_unlimited_is_explicit(catalog, make_user):
     plan = Plan.objects.create(name="Narrow")
     PlanLimit.objects.create(plan=plan, model=catalog["o1-preview"], disabled=True)
