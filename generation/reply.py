@@ -469,12 +469,17 @@ def reply_finish(*, reply: Message, stream: ReplyStream) -> None:
         finished_at=timezone.now(),
         lease_expires_at=None,
     )
+    stored: dict | None = None  # what the row now holds, when this run wrote it
     with transaction.atomic():
         ending = _ending(stream, Message.Status.DONE)
         finished = Message.objects.filter(id=reply.id, status=Message.Status.STREAMING).update(**values, **ending)
-        if not finished:
+        if finished:
+            stored = {**values, **ending}
+        else:
             # Stopped by the user meanwhile (or deleted with its conversation): keep what was written.
-            Message.objects.filter(id=reply.id, status=Message.Status.STOPPED).update(**values, **_ending(stream, Message.Status.STOPPED))
+            stopped = _ending(stream, Message.Status.STOPPED)
+            if Message.objects.filter(id=reply.id, status=Message.Status.STOPPED).update(**values, **stopped):
+                stored = {**values, **stopped}
         if stream.has_output and ending["status"] != Message.Status.FAILED:
             quota_settle(reply_id=reply.id, usage=usage)
             refunded = False
@@ -483,11 +488,19 @@ def reply_finish(*, reply: Message, stream: ReplyStream) -> None:
             refunded = quota_refund(reply_id=reply.id, reason=why)
     if ending["status"] == Message.Status.FAILED and finished:
         _log_failure(reply, kind=stream.finish_reason, detail=ending["error"])
-    _announce_end(reply, refunded=refunded)
+    _announce_end(reply, refunded=refunded, stored=stored)
 
 
-def _announce_end(reply: Message, *, refunded: bool) -> None:
+def _announce_end(reply: Message, *, refunded: bool, stored: dict | None) -> None:
+    """Every tab gets the reply as stored. `stored`: the values this run's update wrote to its row,
+    over the row as claimed (what else a reply has does not change while it streams); None when
+    this run's update found it ended or deleted, so the row is read."""
     publish.buffer_clear(reply.id)
+    if stored is not None:
+        for name, value in stored.items():
+            setattr(reply, name, value)
+        events.reply_done(reply, refunded=refunded)
+        return
     ended = Message.objects.select_related("model", "conversation__user").filter(id=reply.id).first()
     if ended is not None:  # None: deleted with its conversation; no tab shows it
         events.reply_done(ended, refunded=refunded)
@@ -511,20 +524,21 @@ def reply_fail(
     live = Message.objects.filter(id=reply.id, status__in=[*LIVE, Message.Status.STOPPED])
     if lease_expired_before:
         live = live.filter(lease_expires_at__lt=lease_expired_before)
+    values = dict(
+        status=Message.Status.FAILED,
+        text=text,
+        reasoning="".join(stream.reasoning),
+        incomplete=bool(text),
+        error=error[:500],
+        thinking_ms=stream.thinking_ms,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+        prompt_tokens=stream.usage.get("prompt_tokens"),
+        completion_tokens=stream.usage.get("completion_tokens"),
+        reasoning_tokens=stream.usage.get("reasoning_tokens"),
+    )
     with transaction.atomic():
-        ended = live.update(
-            status=Message.Status.FAILED,
-            text=text,
-            reasoning="".join(stream.reasoning),
-            incomplete=bool(text),
-            error=error[:500],
-            thinking_ms=stream.thinking_ms,
-            finished_at=timezone.now(),
-            lease_expires_at=None,
-            prompt_tokens=stream.usage.get("prompt_tokens"),
-            completion_tokens=stream.usage.get("completion_tokens"),
-            reasoning_tokens=stream.usage.get("reasoning_tokens"),
-        )
+        ended = live.update(**values)
         if not ended and Message.objects.filter(id=reply.id).exists():
             return  # ended meanwhile by someone else, who settled or refunded it
         # Ended here, or deleted with its conversation: the reservation still needs its one outcome.
@@ -534,7 +548,7 @@ def reply_fail(
         else:
             refunded = quota_refund(reply_id=reply.id, reason=error)
     _log_failure(reply, kind=kind, detail=detail or error)
-    _announce_end(reply, refunded=refunded)
+    _announce_end(reply, refunded=refunded, stored=values if ended else None)
 
 
 def _log_failure(reply: Message, *, kind: str, detail: str) -> None:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from catalog.context import prompt_budget
 from catalog.models import AIModel
-from catalog.prices import cost_micros, dollars, price_at
+from catalog.prices import Price, cost_micros, dollars, price_at, price_sql
 from live.publish import event_send, user_group
 
 from .models import (
@@ -247,10 +247,10 @@ def quota_settle(*, reply_id: int, usage: dict[str, int] | None = None) -> bool:
     cached = usage.get("cached_tokens") or 0
     # No savepoint: inside a caller's transaction the writes stand or fall with it.
     with transaction.atomic(savepoint=False):
-        reservation = _move(reply_id, Reservation.State.SETTLED)
-        if reservation is None:
+        moved = _move(reply_id, Reservation.State.SETTLED, with_price=True)
+        if moved is None:
             return False
-        price = price_at(reservation.model_id, reservation.created_at)
+        reservation, price = moved
         micros = cost_micros(price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached) if price else 0
         _budget_adjust(reservation, tokens=prompt + completion, micros=micros)
         LedgerEntry.objects.create(
@@ -323,9 +323,10 @@ def quota_refund(*, reply_id: int, reason: str) -> bool:
     """
     try:
         with transaction.atomic():
-            reservation = _move(reply_id, Reservation.State.REFUNDED)
-            if reservation is None:
+            moved = _move(reply_id, Reservation.State.REFUNDED)
+            if moved is None:
                 return False
+            reservation, _ = moved
             if reservation.window_start is not None and reservation.counter_resets is not None:
                 # Only the window the reply was counted in gets the slot back. An admin reset since
                 # the reservation closed that window, even when the next one has the same start
@@ -356,16 +357,25 @@ UPDATE {_RESERVATION} SET state = %s WHERE reply_id = %s AND state = %s
 RETURNING user_id, model_id, window_start, counter_resets, created_at, tokens, micros, budget_window_start, budget_resets
 """
 
+# A settle also needs the price in force when the reply was sent: read in the same round trip.
+_MOVE_PRICED_SQL = f"""
+WITH moved AS ({_MOVE_SQL})
+SELECT moved.*, price.* FROM moved LEFT JOIN LATERAL ({price_sql("moved.model_id", "moved.created_at")}) price ON true
+"""
 
-def _move(reply_id: int, state: str) -> Reservation | None:
-    """Compare-and-set the reply's reservation from reserved to `state`, in one statement."""
+
+def _move(reply_id: int, state: str, *, with_price: bool = False) -> tuple[Reservation, Price | None] | None:
+    """Compare-and-set the reply's reservation from reserved to `state`, in one statement.
+
+    With `with_price`, also the model's price in force when the reservation was made (else None).
+    """
     with connection.cursor() as cursor:
-        cursor.execute(_MOVE_SQL, [state, reply_id, Reservation.State.RESERVED])
+        cursor.execute(_MOVE_PRICED_SQL if with_price else _MOVE_SQL, [state, reply_id, Reservation.State.RESERVED])
         row = cursor.fetchone()
     if row is None:
         return None
-    user_id, model_id, window_start, resets, created_at, tokens, micros, budget_window_start, budget_resets = row
-    return Reservation(
+    user_id, model_id, window_start, resets, created_at, tokens, micros, budget_window_start, budget_resets = row[:9]
+    reservation = Reservation(
         reply_id=reply_id,
         user_id=user_id,
         model_id=model_id,
@@ -378,6 +388,8 @@ def _move(reply_id: int, state: str) -> Reservation | None:
         budget_resets=budget_resets,
         state=state,
     )
+    prices = row[9:]
+    return reservation, (Price(*prices) if prices and prices[0] is not None else None)
 
 
 def quota_reset(*, user, model: AIModel, actor=None, note: str = "") -> None:
