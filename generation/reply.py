@@ -393,7 +393,9 @@ def _generate(reply: Message, spec: provider.ModelSpec, turns: list[Turn], strea
 def _capacity_wait(reply: Message, turns: list[Turn], stream: ReplyStream, deadline: float) -> None:
     """Wait, telling the user so, until the organisation's provider limits have room."""
     model = reply.model
-    tokens = sum(turn_size(t, model.tokenizer) for t in turns) + model.max_output_tokens
+    tokens = 0
+    if model.rpm_limit or model.tpm_limit:  # else nothing is counted: spare tokenizing the whole context again
+        tokens = sum(turn_size(t, model.tokenizer) for t in turns) + model.max_output_tokens
     told = False
     while wait := capacity_acquire(model_slug=model.slug, rpm=model.rpm_limit, tpm=model.tpm_limit, tokens=tokens):
         if not told:
