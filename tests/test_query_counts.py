@@ -2,6 +2,7 @@
 
 import pytest
 
+from accounts.models import Profile
 from chat import actions
 from chat.models import Message
 from generation import reply as generation
@@ -37,3 +38,18 @@ def test_generating_a_reply_takes_a_fixed_number_of_queries(simulator, catalog, 
     with django_assert_num_queries(2 + 6):
         generation.reply_generate(message_id=reply.id)
     assert Message.objects.get(id=reply.id).status == "done"
+
+
+def test_the_claim_reads_the_reply_its_model_and_chat_as_the_orm_does(catalog, make_user):
+    user = make_user()
+    Profile.objects.filter(user=user).update(instructions="Be brief.")
+    _, reply = actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="hi")
+
+    claimed, instructions = generation._claim(reply.id)
+
+    stored = Message.objects.select_related("model", "conversation").get(id=reply.id)
+    for got, want in [(claimed, stored), (claimed.model, stored.model), (claimed.conversation, stored.conversation)]:
+        fields = type(want)._meta.concrete_fields
+        assert [getattr(got, f.attname) for f in fields] == [getattr(want, f.attname) for f in fields]
+    assert (claimed.status, instructions) == ("streaming", "Be brief.")
+    assert generation._claim(reply.id) is None, "claimed once"
