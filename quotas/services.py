@@ -252,27 +252,48 @@ def quota_settle(*, reply_id: int, usage: dict[str, int] | None = None) -> bool:
             return False
         reservation, price = moved
         micros = cost_micros(price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached) if price else 0
-        _budget_adjust(reservation, tokens=prompt + completion, micros=micros)
-        LedgerEntry.objects.create(
-            user_id=reservation.user_id,
-            model_id=reservation.model_id,
-            kind=LedgerEntry.Kind.SETTLE,
-            reply_id=reply_id,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            reasoning_tokens=usage.get("reasoning_tokens") or 0,
-            cached_tokens=min(cached, prompt),
-            cost_micros=micros,
-            note="" if price else "no price for this model: cost unknown",
-        )
+        _budget_counter_adjust(reservation, tokens=prompt + completion, micros=micros)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _SETTLE_SQL,
+                {
+                    "reply": reply_id,
+                    "user": reservation.user_id,
+                    "model": reservation.model_id,
+                    "kind": LedgerEntry.Kind.SETTLE,
+                    "tokens": prompt + completion,
+                    "prompt": prompt,
+                    "completion": completion,
+                    "reasoning": usage.get("reasoning_tokens") or 0,
+                    "cached": min(cached, prompt),
+                    "micros": micros,
+                    "note": "" if price else "no price for this model: cost unknown",
+                    "created_at": timezone.now(),
+                },
+            )
         if micros and settings.SPEND_ALERT_DOLLARS > 0:
             _spend_check()
     return True
 
 
+# A settled reply's actual use on its reservation, and its ledger entry, in one round trip.
+_SETTLE_SQL = f"""
+WITH used AS (UPDATE {_RESERVATION} SET tokens = %(tokens)s, micros = %(micros)s WHERE reply_id = %(reply)s)
+INSERT INTO {_LEDGER} (user_id, model_id, kind, delta, message_id, note,
+                       prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, cost_micros, created_at)
+VALUES (%(user)s, %(model)s, %(kind)s, 0, %(reply)s, %(note)s,
+        %(prompt)s, %(completion)s, %(reasoning)s, %(cached)s, %(micros)s, %(created_at)s)
+"""
+
+
 def _budget_adjust(reservation: Reservation, *, tokens: int, micros: int) -> None:
     """The reply now uses `tokens` and `micros` (0 for a refund): its hold moves to that, once."""
     Reservation.objects.filter(reply_id=reservation.reply_id).update(tokens=tokens, micros=micros)
+    _budget_counter_adjust(reservation, tokens=tokens, micros=micros)
+
+
+def _budget_counter_adjust(reservation: Reservation, *, tokens: int, micros: int) -> None:
+    """The budget window the reply was held in gives back (or takes) the difference from its hold."""
     start, resets = reservation.budget_window_start, reservation.budget_resets
     if start is not None and resets is not None and (tokens, micros) != (reservation.tokens, reservation.micros):
         # Only the window it was held in, and only if no reset closed it since (like the message counter).

@@ -25,7 +25,7 @@ def test_finishing_a_reply_takes_a_fixed_number_of_queries(simulator, catalog, m
     reply = Message.objects.select_related("model", "conversation").get(id=reply.id)
     Message.objects.filter(id=reply.id).update(status=Message.Status.STREAMING)
     stream = generation.ReplyStream(reply, text=["An answer."])
-    with django_assert_num_queries(6):  # the reply, the reservation settled with its price, its cost, the ledger; a savepoint
+    with django_assert_num_queries(5):  # the reply, the reservation settled with its price, its cost with the ledger; the savepoint (two)
         generation.reply_finish(reply=reply, stream=stream)
     assert Message.objects.get(id=reply.id).status == "done"
 
@@ -35,7 +35,7 @@ def test_generating_a_reply_takes_a_fixed_number_of_queries(simulator, catalog, 
     _, reply = actions.message_send(user=make_user(), conversation_id=None, model_slug="o1-mini", text="hi [sim:think=0]")
     # Before the provider is asked, two: the claim (with the reply, its model, its chat, the instructions) and
     # the branch. After: the finish above in its transaction (BEGIN and COMMIT are counted here).
-    with django_assert_num_queries(2 + 6):
+    with django_assert_num_queries(2 + 5):
         generation.reply_generate(message_id=reply.id)
     assert Message.objects.get(id=reply.id).status == "done"
 
