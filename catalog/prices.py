@@ -10,6 +10,8 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
+from django.db import connection
+
 from .models import AIModel, ModelPrice
 
 MICROS = 1_000_000
@@ -37,14 +39,22 @@ class Price:
     output: Decimal
 
 
+def price_sql(model_id: str, when: str) -> str:
+    """The price in force, as a query over `model_id` and `when` (SQL expressions or placeholders):
+    one row of input, cached input and output prices, or none. Lets a caller read it in its own
+    statement (quotas.services.quota_settle), by the same rule as price_at."""
+    return f"""SELECT input_per_million, cached_input_per_million, output_per_million FROM {ModelPrice._meta.db_table}
+        WHERE model_id = {model_id} AND effective_from <= {when} ORDER BY effective_from DESC LIMIT 1"""
+
+
+_PRICE_AT_SQL = price_sql("%s", "%s")
+
+
 def price_at(model_id: int, when: dt.datetime) -> Price | None:
     """The model's price in force at `when`, or None when it has none (its answers cost 0, unknown)."""
-    row = (
-        ModelPrice.objects.filter(model_id=model_id, effective_from__lte=when)
-        .order_by("-effective_from")
-        .values_list("input_per_million", "cached_input_per_million", "output_per_million")
-        .first()
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_PRICE_AT_SQL, [model_id, when])
+        row = cursor.fetchone()
     return Price(*row) if row else None
 
 

@@ -2,6 +2,7 @@
 
 import re
 
+from django.db import connection
 from django.db.models import Prefetch, Q, QuerySet
 from django.http import Http404
 
@@ -62,15 +63,29 @@ def _path(tree: dict[int, tuple[int | None, str]], leaf_id: int | None) -> list[
     return ids[::-1]
 
 
-def branch_ids(*, conversation_id: int, leaf_id: int | None) -> list[int]:
-    """The ids from the first message down to `leaf_id`, in order."""
-    return _path(_tree(conversation_id), leaf_id)
-
-
 # What a Continue asks, after the partial answer (chat.actions.reply_continue).
 CONTINUE_PROMPT = (
     "Your previous answer was cut off. Continue it exactly where it stopped, without repeating anything or commenting on the break."
 )
+
+
+_MESSAGES = Message._meta.db_table
+_ATTACHMENTS = Attachment._meta.db_table
+
+# The branch from `leaf` up to its root, one index lookup per step, with what a turn needs of each
+# message and whether it has files (so a branch without any reads no attachments).
+_BRANCH_SQL = f"""
+WITH RECURSIVE branch AS (
+    SELECT id, parent_id FROM {_MESSAGES} WHERE id = %(leaf)s AND conversation_id = %(conversation)s
+    UNION ALL
+    SELECT m.id, m.parent_id FROM {_MESSAGES} m JOIN branch b ON m.id = b.parent_id WHERE m.conversation_id = %(conversation)s
+)
+SELECT m.id, m.role, m.text,
+       m.role = %(user)s AND EXISTS (SELECT 1 FROM {_ATTACHMENTS} a WHERE a.message_id = m.id)
+FROM branch JOIN {_MESSAGES} m ON m.id = branch.id
+WHERE NOT (m.role = %(assistant)s AND m.text = '')
+ORDER BY m.id
+"""
 
 
 def branch_turns(*, conversation_id: int, leaf_id: int | None, model: AIModel) -> list[Turn]:
@@ -80,25 +95,33 @@ def branch_turns(*, conversation_id: int, leaf_id: int | None, model: AIModel) -
     answer (a Continue) the user's turn is CONTINUE_PROMPT.
 
     The worker sends these (generation.reply.context_for); a send holds a budget for them
-    (chat.actions._prompt_tokens).
+    (chat.actions._prompt_tokens). One query, and one or two more only when the branch has files.
     """
-    ids = branch_ids(conversation_id=conversation_id, leaf_id=leaf_id)
-    earlier: list[Message] = []
-    for message in (
-        Message.objects.filter(id__in=ids).exclude(role=Message.Role.ASSISTANT, text="").only("id", "role", "text").order_by("id")
-    ):
-        if earlier and message.role == Message.Role.ASSISTANT and earlier[-1].role == message.role:
-            earlier[-1].text += message.text  # a continuation joins the answer it continues
+    if leaf_id is None:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _BRANCH_SQL,
+            {"leaf": leaf_id, "conversation": conversation_id, "user": Message.Role.USER, "assistant": Message.Role.ASSISTANT},
+        )
+        rows = cursor.fetchall()
+    earlier: list[list] = []  # [id, role, text]
+    with_files = []
+    for id_, role, text, has_files in rows:
+        if earlier and role == Message.Role.ASSISTANT and earlier[-1][1] == role:
+            earlier[-1][2] += text  # a continuation joins the answer it continues
         else:
-            earlier.append(message)
+            earlier.append([id_, role, text])
+        if has_files:
+            with_files.append(id_)
     attached: dict[int, list[Attachment]] = {}
-    asked = [m.id for m in earlier if m.role == Message.Role.USER]
-    # The text files' bytes (their text is counted); the images' sizes only.
-    texts = Attachment.objects.filter(message_id__in=asked, kind=Attachment.Kind.TEXT)
-    images = Attachment.objects.filter(message_id__in=asked, kind=Attachment.Kind.IMAGE).defer("data")
-    for attachment in sorted([*texts, *images], key=lambda a: a.id):
-        attached.setdefault(attachment.message_id or 0, []).append(attachment)
-    turns = [turn_for(role=m.role, text=m.text, attachments=attached.get(m.id, []), model=model) for m in earlier]
+    if with_files:
+        # The text files' bytes (their text is counted); the images' sizes only.
+        texts = Attachment.objects.filter(message_id__in=with_files, kind=Attachment.Kind.TEXT)
+        images = Attachment.objects.filter(message_id__in=with_files, kind=Attachment.Kind.IMAGE).defer("data")
+        for attachment in sorted([*texts, *images], key=lambda a: a.id):
+            attached.setdefault(attachment.message_id or 0, []).append(attachment)
+    turns = [turn_for(role=role, text=text, attachments=attached.get(id_, []), model=model) for id_, role, text in earlier]
     if turns and turns[-1]["role"] == Message.Role.ASSISTANT:
         turns.append(turn_for(role=Message.Role.USER, text=CONTINUE_PROMPT, attachments=[], model=model))
     return turns
@@ -167,7 +190,12 @@ def instructions_for(conversation: Conversation, *, mine: str | None = None) -> 
     read already), then the chat's."""
     if mine is None:
         mine = Profile.objects.filter(user_id=conversation.user_id).values_list("instructions", flat=True).first() or ""
-    return "\n\n".join(part.strip() for part in (mine, conversation.instructions) if part.strip())
+    return instructions_join(mine, conversation.instructions)
+
+
+def instructions_join(mine: str, chat: str) -> str:
+    """The user's own instructions, then the chat's (the worker reads both with its claim)."""
+    return "\n\n".join(part.strip() for part in (mine, chat) if part.strip())
 
 
 def share_link_conversation(*, token: object) -> Conversation:

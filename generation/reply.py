@@ -25,16 +25,18 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connection, connections, models, transaction
 from django.utils import timezone
 
+from accounts.models import Profile
 from catalog.context import ContextTooLarge, Turn, context_trim, instructions_place, turn_size
 from catalog.models import AIModel
 from chat import events
-from chat.models import LIVE, Attachment, Message
-from chat.selectors import branch_turns, instructions_for
+from chat.models import LIVE, Attachment, Conversation, Message
+from chat.selectors import branch_turns, instructions_for, instructions_join
 from live import publish
 from live.loop import run_soon
 from quotas.models import Reservation
@@ -71,7 +73,7 @@ class Stopped(Exception):
     """The reply was stopped, deleted or reaped while this worker wrote it."""
 
 
-def context_for(reply: Message) -> list[Turn]:
+def context_for(reply: Message, *, user_instructions: str | None = None) -> list[Turn]:
     """The custom instructions, then the user text with its files and the visible answers of the
     reply's branch only, never reasoning, trimmed to the window.
 
@@ -79,10 +81,14 @@ def context_for(reply: Message) -> list[Turn]:
     user turn. A turn's images are counted by their size while trimming; only the kept ones are
     read, as data URLs. An answer and its continuations are one assistant turn; a continuation's
     own request ends with the partial answer and CONTINUE_PROMPT as the user's turn (chat.selectors.branch_turns).
+    `user_instructions`: the user's own, when already read (with the claim); else they are read here.
     """
     model = reply.model
     turns = branch_turns(conversation_id=reply.conversation_id, leaf_id=reply.parent_id, model=model)
-    instructions = instructions_for(reply.conversation)
+    if user_instructions is None:
+        instructions = instructions_for(reply.conversation)
+    else:
+        instructions = instructions_join(user_instructions, reply.conversation.instructions)
     kept = context_trim(
         turns,
         context_window=model.context_window,
@@ -91,10 +97,12 @@ def context_for(reply: Message) -> list[Turn]:
         instructions=instructions,
     )
     wanted = [image["id"] for turn in kept for image in turn["images"]]
-    urls = {
-        id: f"data:{content_type};base64,{base64.b64encode(data).decode()}"
-        for id, content_type, data in Attachment.objects.filter(id__in=wanted).values_list("id", "content_type", "data")
-    }
+    urls = {}
+    if wanted:
+        urls = {
+            id: f"data:{content_type};base64,{base64.b64encode(data).decode()}"
+            for id, content_type, data in Attachment.objects.filter(id__in=wanted).values_list("id", "content_type", "data")
+        }
     kept = [{**turn, "image_urls": [urls[image["id"]] for image in turn["images"]]} for turn in kept]
     return instructions_place(kept, instructions, system_message=model.supports_system_message)
 
@@ -302,19 +310,69 @@ class Checkpoints:
 checkpoints = Checkpoints()
 
 
+M = TypeVar("M", bound=models.Model)
+
+
+def _columns(model: type[models.Model], alias: str) -> str:
+    return ", ".join(f"{alias}.{field.column}" for field in model._meta.concrete_fields)
+
+
+# The claim's compare-and-set, and in the same round trip what the reply is written with: its row,
+# its model, its conversation and the user's own instructions. Every column read is a plain one
+# (text, numbers, booleans, times), which needs no conversion from what psycopg returns.
+_CLAIM_SQL = f"""
+WITH claimed AS (
+    UPDATE {_MESSAGES} SET status = %(streaming)s, lease_expires_at = %(lease)s
+    WHERE id = %(id)s AND status = %(pending)s RETURNING *
+)
+SELECT {_columns(Message, "claimed")}, {_columns(AIModel, "model")}, {_columns(Conversation, "conversation")},
+       (SELECT profile.instructions FROM {Profile._meta.db_table} profile WHERE profile.user_id = conversation.user_id)
+FROM claimed
+LEFT JOIN {AIModel._meta.db_table} model ON model.id = claimed.model_id
+LEFT JOIN {Conversation._meta.db_table} conversation ON conversation.id = claimed.conversation_id
+"""
+
+
+def _row_instance(model: type[M], values: list) -> M:
+    fields = model._meta.concrete_fields
+    return model.from_db(connection.alias, [f.attname for f in fields], values[: len(fields)])
+
+
+def _claim(message_id: int) -> tuple[Message, str] | None:
+    """Take a pending reply for this worker (None if another run has it or it ended), with what context_for reads."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_SQL,
+            {
+                "id": message_id,
+                "pending": Message.Status.PENDING,
+                "streaming": Message.Status.STREAMING,
+                "lease": timezone.now() + LEASE,
+            },
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = list(row)
+    reply = _row_instance(Message, values)
+    del values[: len(Message._meta.concrete_fields)]
+    reply.model = _row_instance(AIModel, values)
+    del values[: len(AIModel._meta.concrete_fields)]
+    reply.conversation = _row_instance(Conversation, values)
+    return reply, values[-1] or ""
+
+
 def reply_generate(*, message_id: int) -> None:
     """Produce the answer for a pending reply. Safe to run twice: only one run claims it."""
-    claimed = Message.objects.filter(id=message_id, status=Message.Status.PENDING).update(
-        status=Message.Status.STREAMING, lease_expires_at=timezone.now() + LEASE
-    )
-    if not claimed:
+    claimed = _claim(message_id)
+    if claimed is None:
         return
-    reply = Message.objects.select_related("model", "conversation").get(id=message_id)
+    reply, user_instructions = claimed
     stream = ReplyStream(reply)
     checkpoints.hold(stream)
     try:
         try:
-            turns = context_for(reply)
+            turns = context_for(reply, user_instructions=user_instructions)
         except ContextTooLarge as exc:
             reply_fail(reply=reply, stream=stream, error=str(exc), kind="context")
             return
@@ -360,7 +418,9 @@ def _generate(reply: Message, spec: provider.ModelSpec, turns: list[Turn], strea
 def _capacity_wait(reply: Message, turns: list[Turn], stream: ReplyStream, deadline: float) -> None:
     """Wait, telling the user so, until the organisation's provider limits have room."""
     model = reply.model
-    tokens = sum(turn_size(t, model.tokenizer) for t in turns) + model.max_output_tokens
+    tokens = 0
+    if model.rpm_limit or model.tpm_limit:  # else nothing is counted: spare tokenizing the whole context again
+        tokens = sum(turn_size(t, model.tokenizer) for t in turns) + model.max_output_tokens
     told = False
     while wait := capacity_acquire(model_slug=model.slug, rpm=model.rpm_limit, tpm=model.tpm_limit, tokens=tokens):
         if not told:
@@ -436,12 +496,17 @@ def reply_finish(*, reply: Message, stream: ReplyStream) -> None:
         finished_at=timezone.now(),
         lease_expires_at=None,
     )
+    stored: dict | None = None  # what the row now holds, when this run wrote it
     with transaction.atomic():
         ending = _ending(stream, Message.Status.DONE)
         finished = Message.objects.filter(id=reply.id, status=Message.Status.STREAMING).update(**values, **ending)
-        if not finished:
+        if finished:
+            stored = {**values, **ending}
+        else:
             # Stopped by the user meanwhile (or deleted with its conversation): keep what was written.
-            Message.objects.filter(id=reply.id, status=Message.Status.STOPPED).update(**values, **_ending(stream, Message.Status.STOPPED))
+            stopped = _ending(stream, Message.Status.STOPPED)
+            if Message.objects.filter(id=reply.id, status=Message.Status.STOPPED).update(**values, **stopped):
+                stored = {**values, **stopped}
         if stream.has_output and ending["status"] != Message.Status.FAILED:
             quota_settle(reply_id=reply.id, usage=usage)
             refunded = False
@@ -450,11 +515,19 @@ def reply_finish(*, reply: Message, stream: ReplyStream) -> None:
             refunded = quota_refund(reply_id=reply.id, reason=why)
     if ending["status"] == Message.Status.FAILED and finished:
         _log_failure(reply, kind=stream.finish_reason, detail=ending["error"])
-    _announce_end(reply, refunded=refunded)
+    _announce_end(reply, refunded=refunded, stored=stored)
 
 
-def _announce_end(reply: Message, *, refunded: bool) -> None:
+def _announce_end(reply: Message, *, refunded: bool, stored: dict | None) -> None:
+    """Every tab gets the reply as stored. `stored`: the values this run's update wrote to its row,
+    over the row as claimed (what else a reply has does not change while it streams); None when
+    this run's update found it ended or deleted, so the row is read."""
     publish.buffer_clear(reply.id)
+    if stored is not None:
+        for name, value in stored.items():
+            setattr(reply, name, value)
+        events.reply_done(reply, refunded=refunded)
+        return
     ended = Message.objects.select_related("model", "conversation__user").filter(id=reply.id).first()
     if ended is not None:  # None: deleted with its conversation; no tab shows it
         events.reply_done(ended, refunded=refunded)
@@ -478,20 +551,21 @@ def reply_fail(
     live = Message.objects.filter(id=reply.id, status__in=[*LIVE, Message.Status.STOPPED])
     if lease_expired_before:
         live = live.filter(lease_expires_at__lt=lease_expired_before)
+    values = dict(
+        status=Message.Status.FAILED,
+        text=text,
+        reasoning="".join(stream.reasoning),
+        incomplete=bool(text),
+        error=error[:500],
+        thinking_ms=stream.thinking_ms,
+        finished_at=timezone.now(),
+        lease_expires_at=None,
+        prompt_tokens=stream.usage.get("prompt_tokens"),
+        completion_tokens=stream.usage.get("completion_tokens"),
+        reasoning_tokens=stream.usage.get("reasoning_tokens"),
+    )
     with transaction.atomic():
-        ended = live.update(
-            status=Message.Status.FAILED,
-            text=text,
-            reasoning="".join(stream.reasoning),
-            incomplete=bool(text),
-            error=error[:500],
-            thinking_ms=stream.thinking_ms,
-            finished_at=timezone.now(),
-            lease_expires_at=None,
-            prompt_tokens=stream.usage.get("prompt_tokens"),
-            completion_tokens=stream.usage.get("completion_tokens"),
-            reasoning_tokens=stream.usage.get("reasoning_tokens"),
-        )
+        ended = live.update(**values)
         if not ended and Message.objects.filter(id=reply.id).exists():
             return  # ended meanwhile by someone else, who settled or refunded it
         # Ended here, or deleted with its conversation: the reservation still needs its one outcome.
@@ -501,7 +575,7 @@ def reply_fail(
         else:
             refunded = quota_refund(reply_id=reply.id, reason=error)
     _log_failure(reply, kind=kind, detail=detail or error)
-    _announce_end(reply, refunded=refunded)
+    _announce_end(reply, refunded=refunded, stored=values if ended else None)
 
 
 def _log_failure(reply: Message, *, kind: str, detail: str) -> None:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from catalog.context import prompt_budget
 from catalog.models import AIModel
-from catalog.prices import cost_micros, dollars, price_at
+from catalog.prices import Price, cost_micros, dollars, price_at, price_sql
 from live.publish import event_send, user_group
 
 from .models import (
@@ -259,32 +259,53 @@ def quota_settle(*, reply_id: int, usage: dict[str, int] | None = None) -> bool:
     cached = usage.get("cached_tokens") or 0
     # No savepoint: inside a caller's transaction the writes stand or fall with it.
     with transaction.atomic(savepoint=False):
-        reservation = _move(reply_id, Reservation.State.SETTLED)
-        if reservation is None:
+        moved = _move(reply_id, Reservation.State.SETTLED, with_price=True)
+        if moved is None:
             return False
-        price = price_at(reservation.model_id, reservation.created_at)
+        reservation, price = moved
         micros = cost_micros(price, prompt_tokens=prompt, completion_tokens=completion, cached_tokens=cached) if price else 0
-        _budget_adjust(reservation, tokens=prompt + completion, micros=micros)
-        LedgerEntry.objects.create(
-            user_id=reservation.user_id,
-            model_id=reservation.model_id,
-            kind=LedgerEntry.Kind.SETTLE,
-            reply_id=reply_id,
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            reasoning_tokens=usage.get("reasoning_tokens") or 0,
-            cached_tokens=min(cached, prompt),
-            cost_micros=micros,
-            note="" if price else "no price for this model: cost unknown",
-        )
+        _budget_counter_adjust(reservation, tokens=prompt + completion, micros=micros)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _SETTLE_SQL,
+                {
+                    "reply": reply_id,
+                    "user": reservation.user_id,
+                    "model": reservation.model_id,
+                    "kind": LedgerEntry.Kind.SETTLE,
+                    "tokens": prompt + completion,
+                    "prompt": prompt,
+                    "completion": completion,
+                    "reasoning": usage.get("reasoning_tokens") or 0,
+                    "cached": min(cached, prompt),
+                    "micros": micros,
+                    "note": "" if price else "no price for this model: cost unknown",
+                    "created_at": timezone.now(),
+                },
+            )
         if micros and settings.SPEND_ALERT_DOLLARS > 0:
             _spend_check()
     return True
 
 
+# A settled reply's actual use on its reservation, and its ledger entry, in one round trip.
+_SETTLE_SQL = f"""
+WITH used AS (UPDATE {_RESERVATION} SET tokens = %(tokens)s, micros = %(micros)s WHERE reply_id = %(reply)s)
+INSERT INTO {_LEDGER} (user_id, model_id, kind, delta, message_id, note,
+                       prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, cost_micros, created_at)
+VALUES (%(user)s, %(model)s, %(kind)s, 0, %(reply)s, %(note)s,
+        %(prompt)s, %(completion)s, %(reasoning)s, %(cached)s, %(micros)s, %(created_at)s)
+"""
+
+
 def _budget_adjust(reservation: Reservation, *, tokens: int, micros: int) -> None:
     """The reply now uses `tokens` and `micros` (0 for a refund): its hold moves to that, once."""
     Reservation.objects.filter(reply_id=reservation.reply_id).update(tokens=tokens, micros=micros)
+    _budget_counter_adjust(reservation, tokens=tokens, micros=micros)
+
+
+def _budget_counter_adjust(reservation: Reservation, *, tokens: int, micros: int) -> None:
+    """The budget window the reply was held in gives back (or takes) the difference from its hold."""
     start, resets = reservation.budget_window_start, reservation.budget_resets
     if start is not None and resets is not None and (tokens, micros) != (reservation.tokens, reservation.micros):
         # Only the window it was held in, and only if no reset closed it since (like the message counter).
@@ -335,9 +356,10 @@ def quota_refund(*, reply_id: int, reason: str) -> bool:
     """
     try:
         with transaction.atomic():
-            reservation = _move(reply_id, Reservation.State.REFUNDED)
-            if reservation is None:
+            moved = _move(reply_id, Reservation.State.REFUNDED)
+            if moved is None:
                 return False
+            reservation, _ = moved
             if reservation.window_start is not None and reservation.counter_resets is not None:
                 # Only the window the reply was counted in gets the slot back. An admin reset since
                 # the reservation closed that window, even when the next one has the same start
@@ -368,16 +390,25 @@ UPDATE {_RESERVATION} SET state = %s WHERE reply_id = %s AND state = %s
 RETURNING user_id, model_id, window_start, counter_resets, created_at, tokens, micros, budget_window_start, budget_resets
 """
 
+# A settle also needs the price in force when the reply was sent: read in the same round trip.
+_MOVE_PRICED_SQL = f"""
+WITH moved AS ({_MOVE_SQL})
+SELECT moved.*, price.* FROM moved LEFT JOIN LATERAL ({price_sql("moved.model_id", "moved.created_at")}) price ON true
+"""
 
-def _move(reply_id: int, state: str) -> Reservation | None:
-    """Compare-and-set the reply's reservation from reserved to `state`, in one statement."""
+
+def _move(reply_id: int, state: str, *, with_price: bool = False) -> tuple[Reservation, Price | None] | None:
+    """Compare-and-set the reply's reservation from reserved to `state`, in one statement.
+
+    With `with_price`, also the model's price in force when the reservation was made (else None).
+    """
     with connection.cursor() as cursor:
-        cursor.execute(_MOVE_SQL, [state, reply_id, Reservation.State.RESERVED])
+        cursor.execute(_MOVE_PRICED_SQL if with_price else _MOVE_SQL, [state, reply_id, Reservation.State.RESERVED])
         row = cursor.fetchone()
     if row is None:
         return None
-    user_id, model_id, window_start, resets, created_at, tokens, micros, budget_window_start, budget_resets = row
-    return Reservation(
+    user_id, model_id, window_start, resets, created_at, tokens, micros, budget_window_start, budget_resets = row[:9]
+    reservation = Reservation(
         reply_id=reply_id,
         user_id=user_id,
         model_id=model_id,
@@ -390,6 +421,8 @@ def _move(reply_id: int, state: str) -> Reservation | None:
         budget_resets=budget_resets,
         state=state,
     )
+    prices = row[9:]
+    return reservation, (Price(*prices) if prices and prices[0] is not None else None)
 
 
 def quota_reset(*, user, model: AIModel, actor=None, note: str = "") -> None:

@@ -17,12 +17,13 @@ from django.test import Client
 from catalog import tokens
 from chat import actions
 from chat.models import Conversation, Message
+from chat.serializers import message_json
 from generation import alerts
 from generation import reply as generation
 from quotas.models import LedgerEntry, QuotaCounter, QuotaOverride
 from quotas.selectors import quota_check
 from quotas.services import quota_refund, quota_reset
-from tests.helpers import Generating, generate, quota_state, requested, wait_until
+from tests.helpers import ConversationListener, Generating, generate, quota_state, requested, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("private_queue")]
 
@@ -159,6 +160,38 @@ def test_the_content_filter_gets_its_own_note(simulator, catalog, make_user, tok
 
     assert (reply.status, reply.finish_reason, quota_state(reply)) == (status, "content_filter", charged)
     assert reply.incomplete or "content filter" in reply.error
+
+
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Fine [sim:think=0] [sim:reasoning]",
+        "Long [sim:finish=length] [sim:think=0]",
+        "Hard [sim:finish=length] [sim:tokens=0] [sim:reasoning] [sim:think=0]",
+        "Cut [sim:fault=cut] [sim:after=5] [sim:think=0]",
+    ],
+)
+def test_every_tab_is_told_the_reply_exactly_as_stored(simulator, catalog, make_user, prompt):
+    reply = send(make_user(), prompt)
+    listener = ConversationListener(reply.conversation_id)
+
+    generate(reply)
+
+    [done] = [frame for frame in listener.frames() if frame["type"] == "done"]
+    assert done["message"] == message_json(Message.objects.select_related("model").get(id=reply.id))
+
+
+def test_a_stopped_reply_is_shown_as_stored(simulator, catalog, make_user):
+    user = make_user()
+    running = Generating(send(user, "Write a lot [sim:think=0] [sim:rate=20] [sim:tokens=2000]"))
+    listener = ConversationListener(running.reply.conversation_id)
+    wait_until(lambda: Message.objects.get(id=running.reply.id).text, what="text checkpointed")
+
+    actions.reply_stop(user=user, message_id=running.reply.id)
+    reply = running.ended()
+
+    done = [frame["message"] for frame in listener.frames() if frame["type"] == "done"]
+    assert reply.status == "stopped" and done == [message_json(reply)]
 
 
 def test_an_unexpected_error_fails_the_reply_at_once_with_a_readable_message(simulator, catalog, make_user, monkeypatch, caplog):

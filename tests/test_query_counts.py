@@ -2,6 +2,7 @@
 
 import pytest
 
+from accounts.models import Profile
 from chat import actions
 from chat.models import Message
 from generation import reply as generation
@@ -26,6 +27,31 @@ def test_finishing_a_reply_takes_a_fixed_number_of_queries(simulator, catalog, m
     reply = Message.objects.select_related("model", "conversation").get(id=reply.id)
     Message.objects.filter(id=reply.id).update(status=Message.Status.STREAMING)
     stream = generation.ReplyStream(reply, text=["An answer."])
-    with django_assert_num_queries(8):  # two of them: the price in force, the reply's cost on its reservation
+    with django_assert_num_queries(5):  # the reply, the reservation settled with its price, its cost with the ledger; the savepoint (two)
         generation.reply_finish(reply=reply, stream=stream)
     assert Message.objects.get(id=reply.id).status == "done"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_generating_a_reply_takes_a_fixed_number_of_queries(simulator, catalog, make_user, private_queue, django_assert_num_queries):
+    _, reply = actions.message_send(user=make_user(), conversation_id=None, model_slug="o1-mini", text="hi [sim:think=0]")
+    # Before the provider is asked, two: the claim (with the reply, its model, its chat, the instructions) and
+    # the branch. After: the finish above in its transaction (BEGIN and COMMIT are counted here).
+    with django_assert_num_queries(2 + 5):
+        generation.reply_generate(message_id=reply.id)
+    assert Message.objects.get(id=reply.id).status == "done"
+
+
+def test_the_claim_reads_the_reply_its_model_and_chat_as_the_orm_does(catalog, make_user):
+    user = make_user()
+    Profile.objects.filter(user=user).update(instructions="Be brief.")
+    _, reply = actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="hi")
+
+    claimed, instructions = generation._claim(reply.id)
+
+    stored = Message.objects.select_related("model", "conversation").get(id=reply.id)
+    for got, want in [(claimed, stored), (claimed.model, stored.model), (claimed.conversation, stored.conversation)]:
+        fields = type(want)._meta.concrete_fields
+        assert [getattr(got, f.attname) for f in fields] == [getattr(want, f.attname) for f in fields]
+    assert (claimed.status, instructions) == ("streaming", "Be brief.")
+    assert generation._claim(reply.id) is None, "claimed once"
