@@ -36,29 +36,22 @@ class Listener(Protocol):
         """Redis was lost and is back: frames published meanwhile never came."""
 
 
-class _Subscriber(asyncio.Protocol):
+class _Subscriber(wire.Connection):
     """One subscriber connection: SUBSCRIBE/UNSUBSCRIBE out, pushed messages in."""
 
     def __init__(self, hub: "Hub"):
+        super().__init__()
         self.hub = hub
-        self.reader = hiredis.Reader()
-        self.transport: asyncio.WriteTransport | None = None
         self.authenticating = 0
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's transports are not asyncio's classes
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        while (reply := self.reader.gets()) is not False:
-            if isinstance(reply, hiredis.ReplyError):
-                log.warning("live updates: Redis refused the subscriber: %s", reply)
-                assert self.transport is not None
-                self.transport.close()
-                return
-            if self.authenticating:  # +OK to AUTH
-                self.authenticating -= 1
-                continue
+    def received(self, reply: object) -> None:
+        if isinstance(reply, hiredis.ReplyError):
+            log.warning("live updates: Redis refused the subscriber: %s", reply)
+            assert self.transport is not None
+            self.transport.close()
+        elif self.authenticating:  # +OK to AUTH
+            self.authenticating -= 1
+        elif isinstance(reply, list):
             kind, channel = reply[0], reply[1]
             if kind == b"message":
                 self.hub.deliver(channel, reply[2])
@@ -67,10 +60,6 @@ class _Subscriber(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.hub.lost(self)
-
-    def send(self, *parts: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(wire.command(*parts))
 
 
 class Hub:

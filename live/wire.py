@@ -54,25 +54,12 @@ def greeting(*, select: bool) -> list[bytes]:
     return out
 
 
-class Pipeline(asyncio.Protocol):
-    """One connection that sends a batch of commands in one write and waits for all their replies.
-
-    Used by one event loop only (the process's live loop). A command Redis refuses is logged, not
-    raised: live updates are best effort, and a batch's other commands still count.
-    """
+class Connection(asyncio.Protocol):
+    """A Redis connection whose replies, parsed by hiredis, go one by one to `received`."""
 
     def __init__(self) -> None:
         self.reader = hiredis.Reader()
         self.transport: asyncio.WriteTransport | None = None
-        self.waiting: deque[list] = deque()  # [replies still to come, future], in the order sent
-
-    @classmethod
-    async def open(cls) -> "Pipeline":
-        pipeline = cls()
-        await connect(pipeline)
-        for greeting_command in greeting(select=True):
-            await pipeline.execute(greeting_command, 1)
-        return pipeline
 
     @property
     def usable(self) -> bool:
@@ -84,14 +71,44 @@ class Pipeline(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
         while (reply := self.reader.gets()) is not False:
-            if isinstance(reply, hiredis.ReplyError):
-                log.warning("Redis refused a live update: %s", reply)
-            entry = self.waiting[0]
-            entry[0] -= 1
-            if entry[0] == 0:
-                self.waiting.popleft()
-                if not entry[1].done():
-                    entry[1].set_result(None)
+            self.received(reply)
+
+    def received(self, reply: object) -> None:
+        raise NotImplementedError
+
+    def send(self, *parts: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(command(*parts))
+
+
+class Pipeline(Connection):
+    """One connection that sends a batch of commands in one write and waits for all their replies.
+
+    Used by one event loop only (the process's live loop). A command Redis refuses is logged, not
+    raised: live updates are best effort, and a batch's other commands still count.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: deque[list] = deque()  # [replies still to come, future], in the order sent
+
+    @classmethod
+    async def open(cls) -> "Pipeline":
+        pipeline = cls()
+        await connect(pipeline)
+        for greeting_command in greeting(select=True):
+            await pipeline.execute(greeting_command, 1)
+        return pipeline
+
+    def received(self, reply: object) -> None:
+        if isinstance(reply, hiredis.ReplyError):
+            log.warning("Redis refused a live update: %s", reply)
+        entry = self.waiting[0]
+        entry[0] -= 1
+        if entry[0] == 0:
+            self.waiting.popleft()
+            if not entry[1].done():
+                entry[1].set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         for _, future in self.waiting:
