@@ -140,6 +140,9 @@ async def _product_chat(job: dict, ws, client, chat: int, stop_at: float, pairs:
                 conversation_id = frame["conversation"]["id"]
             elif kind == "delta" and frame["text"] and frame["message_id"] not in first_delta:
                 first_delta[frame["message_id"]] = time.perf_counter()
+            elif kind == "message" and frame["message"]["text"] and frame["message"]["id"] not in first_delta:
+                # The text so far, sent when the reply began before the socket joined its new chat.
+                first_delta[frame["message"]["id"]] = time.perf_counter()
             elif kind == "done" and reply_id is not None and frame["message"]["id"] == reply_id:
                 break
             elif kind == "error":

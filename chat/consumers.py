@@ -273,7 +273,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         await self._follow(reply.conversation_id)
         await self._sent(frame, user_message, reply)
         if not subscribed:
-            await self._done_if_ended(reply.id)
+            await self._catch_up(reply.id)
 
     async def do_regenerate(self, frame: dict) -> None:
         reply = await database_sync_to_async(actions.reply_regenerate)(
@@ -281,7 +281,7 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
         await self._sent(frame, None, reply)
         if not self._subscribed_to(reply.conversation_id):
-            await self._done_if_ended(reply.id)
+            await self._catch_up(reply.id)
 
     async def do_edit(self, frame: dict) -> None:
         user_message, reply = await database_sync_to_async(actions.message_edit)(
@@ -293,13 +293,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         )
         await self._sent(frame, user_message, reply)
         if not self._subscribed_to(reply.conversation_id):
-            await self._done_if_ended(reply.id)
+            await self._catch_up(reply.id)
 
     async def do_continue(self, frame: dict) -> None:
         reply = await database_sync_to_async(actions.reply_continue)(user=self.user, message_id=frame.get("message_id"))
         await self._sent(frame, None, reply)
         if not self._subscribed_to(reply.conversation_id):
-            await self._done_if_ended(reply.id)
+            await self._catch_up(reply.id)
 
     async def do_switch(self, frame: dict) -> None:
         conversation = await database_sync_to_async(actions.branch_switch)(user=self.user, message_id=frame.get("message_id"))
@@ -332,13 +332,18 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         conversation), so it cannot miss the reply's `done`: no need to read the reply back."""
         return self.conversation_id is not None and conversation_id == self.conversation_id and not self.told_unavailable
 
-    async def _done_if_ended(self, reply_id: int) -> None:
-        """A reply can end before this socket joined its conversation's group (the task was enqueued at
-        commit): its `done` went to no one. Read it back now that the socket is in the group; a `done`
-        sent to the group meanwhile may arrive twice, which the page ignores."""
+    async def _catch_up(self, reply_id: int) -> None:
+        """A reply can start, and even end, before this socket joined its conversation's channel (the task
+        was enqueued at commit): what was published meanwhile went to no one. Read it back now that the
+        socket is subscribed: its `done` if it ended, else the text streamed so far, as `resync` answers
+        it, after which deltas carry on by offset. A frame sent meanwhile may arrive twice; offsets drop it."""
         message = await database_sync_to_async(self._message_snapshot)(reply_id)
         if message["status"] not in ("pending", "streaming"):
             await self.send_json({"type": "done", "message": message})
+            return
+        await self._fill_from_buffer(message)
+        if message["text"] or message["reasoning"]:
+            await self.send_json({"type": "message", "message": message})
 
     async def _fill_from_buffer(self, message: dict) -> None:
         buffered = await buffer_read(message["id"])
