@@ -159,18 +159,25 @@ def _live_cap_check(user) -> None:
 def _reply_start(*, user, conversation: Conversation, parent: Message | None, model: AIModel, effort: str) -> Message:
     """Store a pending reply to `parent`, reserve its quota and enqueue it; inside the caller's transaction."""
     _live_cap_check(user)
-    reply = Message.objects.create(
+    reply = _pending_reply(conversation=conversation, parent_id=parent.id if parent else None, model=model, effort=effort)
+    reply.save(force_insert=True)
+    _reply_count(user=user, conversation=conversation, reply=reply)
+    # A new chat starts on the model picked last (chat.views); no write when it is the same.
+    Profile.objects.filter(user=user).exclude(last_model=model).update(last_model=model)
+    return reply
+
+
+def _pending_reply(*, conversation: Conversation, parent_id: int | None, model: AIModel, effort: str, id: int | None = None) -> Message:
+    """A reply waiting for its worker, not yet stored."""
+    return Message(
+        id=id,
         conversation=conversation,
-        parent=parent,
+        parent_id=parent_id,
         role=Message.Role.ASSISTANT,
         model=model,
         status=Message.Status.PENDING,
         reasoning_effort=effort,
     )
-    _reply_count(user=user, conversation=conversation, reply=reply)
-    # A new chat starts on the model picked last (chat.views); no write when it is the same.
-    Profile.objects.filter(user=user).exclude(last_model=model).update(last_model=model)
-    return reply
 
 
 def _reply_count(*, user, conversation: Conversation, reply: Message, new_conversation: bool = False) -> None:
@@ -392,15 +399,7 @@ def message_send(
         for role, words in said:
             messages.append(Message(id=next(new_ids), conversation=conversation, parent_id=parent, role=role, model=model, text=words))
             parent = messages[-1].id
-        reply = Message(
-            id=next(new_ids),
-            conversation=conversation,
-            parent_id=parent,
-            role=Message.Role.ASSISTANT,
-            model=model,
-            status=Message.Status.PENDING,
-            reasoning_effort=chosen,
-        )
+        reply = _pending_reply(conversation=conversation, parent_id=parent, model=model, effort=chosen, id=next(new_ids))
         if conversation_id is None:
             # Its current leaf is the reply stored next: the constraint is checked at commit.
             conversation.current_leaf_id = reply.id

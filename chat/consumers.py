@@ -271,17 +271,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             parent_id=frame.get("parent_id"),
         )
         await self._follow(reply.conversation_id)
-        await self._sent(frame, user_message, reply)
-        if not subscribed:
-            await self._catch_up(reply.id)
+        await self._sent(frame, user_message, reply, subscribed=subscribed)
 
     async def do_regenerate(self, frame: dict) -> None:
         reply = await database_sync_to_async(actions.reply_regenerate)(
             user=self.user, message_id=frame.get("message_id"), model_slug=frame.get("model"), effort=frame.get("effort")
         )
-        await self._sent(frame, None, reply)
-        if not self._subscribed_to(reply.conversation_id):
-            await self._catch_up(reply.id)
+        await self._sent(frame, None, reply, subscribed=self._subscribed_to(reply.conversation_id))
 
     async def do_edit(self, frame: dict) -> None:
         user_message, reply = await database_sync_to_async(actions.message_edit)(
@@ -291,15 +287,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             model_slug=frame.get("model"),
             effort=frame.get("effort"),
         )
-        await self._sent(frame, user_message, reply)
-        if not self._subscribed_to(reply.conversation_id):
-            await self._catch_up(reply.id)
+        await self._sent(frame, user_message, reply, subscribed=self._subscribed_to(reply.conversation_id))
 
     async def do_continue(self, frame: dict) -> None:
         reply = await database_sync_to_async(actions.reply_continue)(user=self.user, message_id=frame.get("message_id"))
-        await self._sent(frame, None, reply)
-        if not self._subscribed_to(reply.conversation_id):
-            await self._catch_up(reply.id)
+        await self._sent(frame, None, reply, subscribed=self._subscribed_to(reply.conversation_id))
 
     async def do_switch(self, frame: dict) -> None:
         conversation = await database_sync_to_async(actions.branch_switch)(user=self.user, message_id=frame.get("message_id"))
@@ -362,12 +354,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         except Exception:
             await self._unavailable()
 
-    async def _sent(self, frame: dict, user_message: Message | None, reply: Message) -> None:
-        await self._send_sent(frame, user_message, reply)
-        if getattr(reply, "queued", True) is False:
-            await self.error("unavailable", QUEUED_LATER, request=frame.get("type"), client_id=frame.get("client_id"))
-
-    async def _send_sent(self, frame: dict, user_message: Message | None, reply: Message) -> None:
+    async def _sent(self, frame: dict, user_message: Message | None, reply: Message, *, subscribed: bool) -> None:
+        """`sent`; then, unless the socket got the conversation's frames before the reply existed, what it missed."""
         await self.send_json(
             {
                 "type": "sent",
@@ -377,6 +365,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
                 "reply": message_json(reply),
             }
         )
+        if getattr(reply, "queued", True) is False:
+            await self.error("unavailable", QUEUED_LATER, request=frame.get("type"), client_id=frame.get("client_id"))
+        if not subscribed:
+            await self._catch_up(reply.id)
 
     # --- the user's events, from the channel layer ---
 
