@@ -150,7 +150,7 @@ def quota_reserve(
     model's output reserve) under the user's BudgetCounter row lock, taken after the counter's.
 
     Returns what the picker now shows for `model` when the statement that counted it says it all
-    (an anchored or calendar window, no budget): the announcement after commit need not read it again.
+    (unlimited, or an anchored or calendar window; no budget): the announcement after commit need not read it again.
     """
     now = now or timezone.now()
     rules, budget = rules_and_budget_get(user, now, model.id)
@@ -196,7 +196,9 @@ def quota_reserve(
         prompt = prompt_tokens() if callable(prompt_tokens) else prompt_tokens
         _budget_hold(user=user, model=model, budget=budget, reply_id=reply_id, prompt_tokens=prompt, now=now, tz=rules.time_zone)
         return None
-    if counter != WINDOWED or limit.messages is None:
+    if counter == UNLIMITED:
+        return Counted(QuotaStatus(model, None, 0, None, False, limit.describe()), rules.efforts)
+    if counter != WINDOWED:
         return None
     _, used, window_end = counted
     allowed = limit.messages + rules.grants.get(model.id, 0)

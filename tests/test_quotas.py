@@ -183,11 +183,12 @@ def test_a_send_announces_the_numbers_the_picker_would_read(catalog, make_user):
     plan = Plan.objects.create(name="Efforts", calendar_time_zone="Europe/Berlin", reasoning_efforts="low,high")
     PlanLimit.objects.create(plan=plan, model=catalog["o1-preview"], messages=5, window_kind="calendar", window_unit="week")
     PlanLimit.objects.create(plan=plan, model=catalog["o1-mini"], messages=5, window_kind="anchored", window_length=1, window_unit="day")
+    PlanLimit.objects.create(plan=plan, model=catalog["gpt-4o"], unlimited=True)
     user = make_user()
     services.plan_set(user=user, plan=plan)
     with time_machine.travel(at(2026, 6, 1, 9, 0), tick=False):
         services.quota_grant(user=user, model=catalog["o1-mini"], messages=2, expires_at=at(2026, 6, 3, 0, 0))
-        for model in ("o1-preview", "o1-mini", "o1-mini"):
+        for model in ("o1-preview", "o1-mini", "o1-mini", "gpt-4o"):
             reply = send(user, model)
             assert reply.counted is not None
             assert reply.counted.as_json(user) == quota_json(user, catalog[model])
