@@ -129,6 +129,52 @@ def test_a_socket_open_through_a_redis_restart_is_sent_its_chat_afresh_and_strea
     assert text == Message.objects.get(id=second).text != ""
 
 
+def _pool_grown_to(size: int) -> tuple[dict, str]:
+    """A pool of its own (the backend's pools are per alias), under its own application name,
+    that has held `size` connections at once and now keeps them idle."""
+    settings_dict = copy.deepcopy(connection.settings_dict)
+    settings_dict["OPTIONS"]["application_name"] = name = f"pool-test-{uuid.uuid4().hex[:8]}"
+    held = threading.Barrier(size)
+
+    def hold_a_connection() -> None:
+        wrapper = DatabaseWrapper(settings_dict, name)
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            held.wait(timeout=30)  # all at once, so the pool grows to `size`
+        wrapper.close()  # back to the pool, idle
+
+    threads = [threading.Thread(target=hold_a_connection) for _ in range(size)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return settings_dict, name
+
+
+def test_at_light_load_requests_reuse_the_connection_used_last_so_its_statements_run_prepared():
+    """One request at a time, through a pool holding four idle connections: each gets the one
+    the request before returned, so a statement repeated six times is prepared there
+    (psycopg prepares after five uses) and PostgreSQL stops planning it anew. Handed out
+    oldest first, the four would take turns and none would have run it more than twice."""
+    settings_dict, name = _pool_grown_to(4)
+    wrapper = DatabaseWrapper(settings_dict, name)
+    backends = set()
+    try:
+        for i in range(6):
+            with wrapper.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid() + %s", [i - i])
+                backends.add(cursor.fetchone()[0])
+            wrapper.close()  # back to the pool, as after every request
+        with wrapper.cursor() as cursor:
+            cursor.execute("SELECT pg_backend_pid(), count(*) FROM pg_prepared_statements WHERE statement LIKE '%pg_backend_pid() +%'")
+            backend, prepared = cursor.fetchone()
+        assert backends == {backend}
+        assert prepared == 1
+    finally:
+        wrapper.close()
+        wrapper.close_pool()
+
+
 def test_a_pool_whose_connections_all_died_hands_out_a_new_one_within_its_timeout():
     """After a PostgreSQL restart every idle pooled connection is dead. psycopg's pool alone
     tries them one by one with a growing pause (1, 2, 4, 8 s), so eight of them outlast
@@ -136,23 +182,8 @@ def test_a_pool_whose_connections_all_died_hands_out_a_new_one_within_its_timeou
 
     A pool of its own (the backend's pools are per alias), under its own application name,
     so that only its connections are terminated."""
-    settings_dict = copy.deepcopy(connection.settings_dict)
-    settings_dict["OPTIONS"]["application_name"] = name = f"pool-test-{uuid.uuid4().hex[:8]}"
+    settings_dict, name = _pool_grown_to(8)
     alias = name
-    held = threading.Barrier(8)
-
-    def hold_a_connection() -> None:
-        wrapper = DatabaseWrapper(settings_dict, alias)
-        with wrapper.cursor() as cursor:
-            cursor.execute("SELECT 1")
-            held.wait(timeout=30)  # all eight at once, so the pool grows to eight
-        wrapper.close()  # back to the pool, idle
-
-    threads = [threading.Thread(target=hold_a_connection) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
     db = connection.settings_dict
     where = {"dbname": db["NAME"], "host": db["HOST"], "port": db["PORT"], "user": db["USER"]}
     with psycopg.connect(**where, autocommit=True) as admin:  # outside any pool
