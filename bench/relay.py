@@ -6,7 +6,8 @@ One WebSocket per browser tab, at any path. Each text frame the client sends is 
 asks the provider for a streaming Chat Completion through the `openai` SDK and forwards each chunk's
 text as it comes, as `{"type": "delta", "text": …}`, then `{"type": "done"}`. No database, no Redis,
 no Django, no coalescing: the lightest path a chat server can offer. It reads the SSE events as plain
-JSON, as the product does (generation/provider.py), so that the comparison is of what happens after.
+JSON and through the same HTTP transport (the SDK's aiohttp client) as the product does
+(generation/provider.py), so that the comparison is of what happens after.
 """
 
 import asyncio
@@ -21,7 +22,7 @@ client = openai.AsyncOpenAI(
     api_key="relay",
     base_url=os.environ["OPENAI_BASE_URL"],
     max_retries=0,
-    http_client=httpx2.AsyncClient(limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=200), timeout=120),
+    http_client=openai.DefaultAioHttpClient(limits=httpx2.Limits(max_connections=2000, max_keepalive_connections=200), timeout=120),
 )
 
 
