@@ -52,7 +52,7 @@ LEASE = dt.timedelta(seconds=60)
 MAX_ATTEMPTS = 4
 # How often the watcher asks which live replies were stopped or deleted: Stop takes effect within this.
 STOP_POLL_SECONDS = 0.25
-# Deltas are coalesced for STREAM_FLUSH_SECONDS, or until this much text waits (a fast model's burst).
+# Deltas are coalesced until the next tick (every STREAM_FLUSH_SECONDS), or until this much text waits (a fast model's burst).
 FLUSH_CHARS = 2048
 # Failures of every reply in this many seconds after which staff are alerted, whatever the cause.
 REPEATED_FAILURES = 5
@@ -125,8 +125,8 @@ def model_spec(model: AIModel, effort: str = "") -> provider.ModelSpec:
 class ReplyStream:
     """Coalesces deltas for the browser, and is what the watcher and the checkpoints see of a live reply.
 
-    The first words go out at once; after them, text waits at most
-    STREAM_FLUSH_SECONDS (a timer sends it if no chunk comes) or until FLUSH_CHARS wait.
+    The first words go out at once; after them, text waits for the process's next tick (`ticks`, every
+    STREAM_FLUSH_SECONDS, whether or not another chunk comes) or until FLUSH_CHARS wait.
     While a reply streams, `add` and `flush` run on the live loop (under `lock`) and
     Checkpoints reads `text` from its thread (joining a list another thread
     appends to is safe under the GIL). `stop_now` may come from any thread.
@@ -141,12 +141,11 @@ class ReplyStream:
     pending_text: str = ""
     pending_reasoning: str = ""
     first_text_at: float | None = None
-    last_flush: float = 0.0
     usage: dict[str, int] = field(default_factory=dict)
     finish_reason: str = ""
     stopped: threading.Event = field(default_factory=threading.Event)
     attempt: concurrent.futures.Future | None = None
-    timer: bool = False  # a flush is scheduled on the live loop
+    ticking: bool = False  # waiting for the next tick
     # The live loop adds and flushes; the reply's thread flushes at the end, possibly while a stopped
     # request's last chunk is still being added.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -161,33 +160,26 @@ class ReplyStream:
             self._add(chunk)
 
     def _add(self, chunk: provider.Chunk) -> None:
-        now = time.monotonic()
         if chunk.usage:
             self.usage = chunk.usage
         if chunk.finish_reason:
             self.finish_reason = chunk.finish_reason
-        if chunk.text and self.first_text_at is None:
-            self.first_text_at = now
-            self.last_flush = 0.0  # the first words go out at once
+        first = bool(chunk.text) and self.first_text_at is None
+        if first:
+            self.first_text_at = time.monotonic()
         self.pending_text += chunk.text
         self.pending_reasoning += chunk.reasoning
-        due = self.last_flush + settings.STREAM_FLUSH_SECONDS
-        if now >= due or len(self.pending_text) + len(self.pending_reasoning) >= FLUSH_CHARS:
-            self._flush(now)
-        elif not self.timer:
-            # What waits goes out when its window closes, not when (if ever) the next chunk comes.
-            self.timer = True
-            asyncio.get_running_loop().call_later(due - now, self._window_closed)
+        if first or len(self.pending_text) + len(self.pending_reasoning) >= FLUSH_CHARS:
+            self._flush()
+        elif not self.ticking and (self.pending_text or self.pending_reasoning):
+            self.ticking = True
+            ticks.wait(self)
 
-    def _window_closed(self) -> None:
-        self.timer = False
-        self.flush()  # nothing, if a chunk or the end flushed it meanwhile
-
-    def flush(self, now: float | None = None) -> None:
+    def flush(self) -> None:
         with self.lock:
-            self._flush(now)
+            self._flush()
 
-    def _flush(self, now: float | None) -> None:
+    def _flush(self) -> None:
         if not (self.pending_text or self.pending_reasoning):
             return
         text, reasoning = self.pending_text, self.pending_reasoning
@@ -206,7 +198,6 @@ class ReplyStream:
         self.sent_text += len(text)
         self.sent_reasoning += len(reasoning)
         self.pending_text = self.pending_reasoning = ""
-        self.last_flush = now or time.monotonic()
 
     def stop_now(self) -> None:
         """From any thread: end the reply where it is; a provider request in flight is closed."""
@@ -219,6 +210,33 @@ class ReplyStream:
     def thinking_ms(self) -> int:
         end = self.first_text_at or time.monotonic()
         return int((end - self.started) * 1000)
+
+
+class Ticks:
+    """The live loop's one coalescing clock. Text a reply holds goes out at the next tick, every reply's
+    at once, so a tick's deltas leave the process in one write to Redis: with a window per reply, each
+    delta went out on its own, and that write was a quarter of a worker's CPU (docs/benchmarks.md)."""
+
+    def __init__(self) -> None:
+        self.waiting: list[ReplyStream] = []
+
+    def wait(self, stream: ReplyStream) -> None:
+        """On the live loop: `stream` holds text; it goes out within STREAM_FLUSH_SECONDS, whether or not more comes."""
+        self.waiting.append(stream)
+        if len(self.waiting) == 1:
+            asyncio.get_running_loop().call_later(settings.STREAM_FLUSH_SECONDS, self._tick)
+
+    def _tick(self) -> None:
+        streams, self.waiting = self.waiting, []
+        for stream in streams:
+            stream.ticking = False
+            try:
+                stream.flush()  # nothing, if a burst or the end flushed it meanwhile
+            except Exception:
+                log.exception("could not send a reply's words", extra={"reply_id": stream.reply.id})
+
+
+ticks = Ticks()
 
 
 def release_connection() -> None:

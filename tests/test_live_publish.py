@@ -106,7 +106,7 @@ def test_the_resume_buffer_is_kept_in_the_database_that_redis_url_names(settings
     assert run_soon(publish.buffer_read(424250)).result(5) is None
 
 
-def test_text_waiting_for_its_window_goes_out_when_the_window_closes_though_no_chunk_follows():
+def test_text_waiting_for_the_next_tick_goes_out_at_the_tick_though_no_chunk_follows():
     """A model that pauses mid-answer: the words before the pause are not held until it resumes."""
     from types import SimpleNamespace
 
@@ -118,8 +118,49 @@ def test_text_waiting_for_its_window_goes_out_when_the_window_closes_though_no_c
 
     async def two_chunks_then_a_pause() -> None:
         stream.add(Chunk(text="Hello"))  # the first words: at once
-        stream.add(Chunk(text=" world"))  # inside the coalescing window: waits for it to close
+        stream.add(Chunk(text=" world"))  # held for the process's next tick
 
     run_soon(two_chunks_then_a_pause()).result(5)
     wait_until(lambda: len(listener.received) == 2, timeout=5, what="the held words")
     assert [(f["offset"], f["text"]) for f in listener.received] == [(0, "Hello"), (5, " world")]
+
+
+def test_words_many_replies_hold_leave_together_at_the_tick_in_one_write(monkeypatch):
+    """Twenty replies whose first words came at different moments each hold more: it all goes out at
+    the same tick, in one write to Redis, and every listener gets its own reply's words in order."""
+    from types import SimpleNamespace
+
+    from generation.provider import Chunk
+    from generation.reply import ReplyStream
+
+    writes: list[int] = []
+    send_batch = publish._send_batch
+
+    async def counted(batch):
+        writes.append(sum(isinstance(item, Delta) for item in batch))
+        await send_batch(batch)
+
+    monkeypatch.setattr(publish, "_send_batch", counted)
+    ids = range(424300, 424320)
+    listeners = {i: ConversationListener(i) for i in ids}
+    streams = [ReplyStream(SimpleNamespace(id=i, conversation_id=i)) for i in ids]  # type: ignore[arg-type]
+
+    async def first_words() -> None:
+        for stream in streams:
+            stream.add(Chunk(text="Hello"))  # at once, each
+            await asyncio.sleep(0.002)  # replies start apart, as they do
+
+    run_soon(first_words()).result(5)
+    wait_until(lambda: all(len(listener.received) == 1 for listener in listeners.values()), timeout=5, what="the first words")
+    writes.clear()
+
+    async def more_words() -> None:
+        for stream in streams:
+            stream.add(Chunk(text=" there"))
+            stream.add(Chunk(text=" world"))
+
+    run_soon(more_words()).result(5)
+    wait_until(lambda: all(len(listener.received) == 2 for listener in listeners.values()), timeout=5, what="the held words")
+    assert writes == [20]
+    for i, listener in listeners.items():
+        assert [(f["message_id"], f["offset"], f["text"]) for f in listener.received] == [(i, 0, "Hello"), (i, 5, " there world")]
