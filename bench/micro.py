@@ -1,25 +1,34 @@
-"""Figure 4: the cost of publishing one streamed delta, ours against redis-py doing the same.
+"""Figure 4: the cost of publishing one streamed delta, and of reading one streamed chunk, ours against
+the way the code did it before.
 
     DATABASE_URL=... REDIS_URL=... python bench/micro.py --out micro.json
 
-`live.publish._send_batch` (each batch one hand-packed write, live/wire.py) and,
+Publishing: `live.publish._send_batch` (each batch one hand-packed write, live/wire.py) and,
 beside it, the same commands (APPEND, EXPIRE, PUBLISH per delta) through
-redis-py's asyncio pipeline, as the code did before: 200 replies' deltas per
+redis-py's asyncio pipeline: 200 replies' deltas per
 batch, as when 200 replies stream, interleaved rounds on one event loop in one
 process, CPU time of this process only (Redis's own is the same for both).
+
+Reading: `generation.provider.stream_chat` (the SDK's request, our SSE split and JSON) over 50 replies
+of 400 chunks at once, 2.5 ms apart (so that, as in use, most chunks arrive on their own), from a simulator this script starts, through the SDK's aiohttp client (ours)
+and through httpx2's default transport, interleaved rounds, CPU time of this process per chunk.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 REPLIES, BATCHES, ROUNDS = 200, 100, 3
+STREAMS, CHUNKS = 50, 400
 
 
 def main() -> None:
@@ -33,7 +42,66 @@ def main() -> None:
     django.setup()
     import uvloop
 
-    print(json.dumps(uvloop.run(measure())), file=open(args.out, "w"))
+    results = uvloop.run(measure())
+    with simulator() as url:
+        results["read_us_per_chunk"] = uvloop.run(measure_reading(url))
+    results["streams"], results["chunks"] = STREAMS, CHUNKS
+    print(json.dumps(results), file=open(args.out, "w"))
+
+
+class simulator:
+    """The model simulator on a free port, for as long as the `with` lasts."""
+
+    def __enter__(self) -> str:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        command = [sys.executable, "-m", "simulator", "--port", str(port), "--think", "0", "--rate", "400"]
+        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return f"http://127.0.0.1:{port}/v1"
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError("the simulator did not start") from None
+                time.sleep(0.1)
+
+    def __exit__(self, *exc) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+async def measure_reading(url: str) -> dict[str, list[float]]:
+    import httpx2
+    import openai
+
+    from generation import provider
+
+    spec = provider.ModelSpec(provider_model="o1-mini", max_output_tokens=4000)
+    limits, timeout = httpx2.Limits(max_connections=2000, max_keepalive_connections=200), httpx2.Timeout(60, connect=5)
+    ways = {
+        "aiohttp (ours)": lambda: openai.DefaultAioHttpClient(limits=limits, timeout=timeout),
+        "httpx2 (the SDK's default)": lambda: httpx2.AsyncClient(limits=limits, timeout=timeout),
+    }
+
+    async def chunks_read(i: int) -> int:
+        prompt = f"micro {i} [sim:think=0] [sim:tokens={CHUNKS}] [sim:rate=400]"
+        return sum([1 async for _ in provider.stream_chat(spec, [{"role": "user", "content": prompt}])])
+
+    runs: dict[str, list[float]] = {name: [] for name in ways}
+    for round_ in range(ROUNDS + 1):
+        for name, http_client in ways.items():
+            provider._client = openai.AsyncOpenAI(api_key="micro", base_url=url, max_retries=0, http_client=http_client())
+            await asyncio.gather(*(chunks_read(i) for i in range(5)))  # connections open, code warm
+            t = time.process_time()
+            read = sum(await asyncio.gather(*(chunks_read(i) for i in range(STREAMS))))
+            if round_:  # the first round warms up
+                runs[name].append((time.process_time() - t) / read * 1e6)
+            await provider._client.close()
+    provider._client = None
+    return runs
 
 
 async def measure() -> dict:

@@ -172,24 +172,30 @@ def summarise(
 COSTS: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
     "worker": (
         (
-            "reading the provider's stream (httpcore, h11, our SSE split, JSON)",
-            ("_sse_data", "openai/_streaming", "openai/_response", "httpcore", "httpx", "h11/", "anyio/", "json/decoder"),
-            "Paid by the relay too, per chunk, and mostly h11's pure-Python HTTP/1.1 parsing under httpx. Only another "
-            "HTTP client for the SDK (a transport that parses chunked bodies in C) lowers it; the worker must keep calling "
-            "the model through the SDK.",
+            "reading the provider's stream (the SDK's aiohttp transport, our SSE split, JSON)",
+            ("_sse_data", "openai/", "aiohttp/", "httpcore", "httpx", "h11/", "anyio/", "json/decoder"),
+            "Paid by the relay too, per chunk, through the same transport. In place: the SDK's aiohttp client parses "
+            "HTTP in C, half the CPU per chunk of httpx2's pure-Python default (figure 4). What is left is Python's JSON "
+            "and the SDK's stream plumbing; the worker must keep calling the model through the SDK.",
         ),
         (
             "coalescing and publishing deltas (ReplyStream, live/publish, live/wire)",
             ("ReplyStream.", "live/publish", "live/wire", "redis/", "msgpack"),
-            "In place: each frame is encoded once and PUBLISHed with the resume buffer's APPEND in one hand-packed "
-            "write per batch (19–27 µs a delta against 97–110 µs through redis-py). What is left is per delta; only "
-            "fewer, larger deltas (a longer coalescing window than the design's 50 ms) lower it further.",
+            "In place: each frame is encoded once and PUBLISHed with the resume buffer's APPEND, and one tick per "
+            "process (every 50 ms) sends what every reply holds in one hand-packed write (figure 4). What is left is per "
+            "delta; only fewer, larger deltas (a longer tick than the design's ≈50 ms) lower it further.",
         ),
         (
             "checkpoints and the stop watcher (text to PostgreSQL each second, a status poll each 0.25 s)",
             ("Checkpoints",),
             "Checkpoint by time and size (every few seconds, or at N KiB), and take stops from a Redis key the "
             "stop action sets instead of polling PostgreSQL.",
+        ),
+        (
+            "the event loop itself (uvloop: the sockets to the provider and to Redis, timers; seen as `_serve`)",
+            ("live/loop",),
+            "Paid by the relay too (its server's loop); it grows with reads and writes, and the tick already made "
+            "Redis one write per 50 ms.",
         ),
         (
             "Celery: taking tasks from the broker, the thread pool",
