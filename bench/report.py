@@ -215,7 +215,44 @@ def ttft_section(results: dict) -> list[str]:
                 + " | ".join(cells)
                 + f" | {ms(percentile(direct, 50))} / {ms(percentile(direct, 99))} |"
             )
+        out += ttft_obstacles(rows[0], think)
     out.append("")
+    return out
+
+
+# Per hop of the time to first token: what it is made of, and the design that would remove it.
+TTFT_OBSTACLES = {
+    "store": "one round trip to PostgreSQL per statement of the send (8 for a new chat, BEGIN and COMMIT included) and "
+    "Django building each; one database function doing lock, inserts and reservation in a single call would leave one, "
+    "at the price of writing the quota rules in PL/pgSQL beside their Python. The same cost caps the whole send (figure 3).",
+    "enqueue": "Celery's publish after commit, then the announcements (`sent`, `quota`, `messages`) on the socket.",
+    "claim": "kombu's delivery of the task to a worker thread, and the claim's compare-and-set; a worker's live loop "
+    "taking reply ids from a Redis list itself would skip Celery's hop, but the design has Celery deliver the work.",
+    "provider request": "the branch's context (one query), then the SDK building and sending the request; paid once per reply.",
+    "first token": "the worker's read, the tick (the first words go out at once), Redis, the hub and the socket: about "
+    "what the direct call spends reading the same first chunk.",
+}
+
+
+def ttft_obstacles(row: dict, think: float) -> list[str]:
+    breakdown = row["result"]["breakdown"]
+    out = [
+        "",
+        f"What stands in the way at {row['chats']} active chat(s), where nothing waits for CPU (p50 of each hop, ms):",
+        "",
+        "| hop | p50 (ms) | what it is, and the design that would remove it |",
+        "| --- | --- | --- |",
+    ]
+    for key, values in breakdown.items():
+        what = next((text for name, text in TTFT_OBSTACLES.items() if key.startswith(name)), "")
+        out.append(f"| {key.split(':')[0]} | {ms(percentile(values, 50))} | {what} |")
+    direct = percentile([x - think for x in row["result"]["direct"]], 50)
+    out += [
+        "",
+        f"The direct call's own round trip is {ms(direct)} ms, so the first-token hop adds about nothing; the ≤ 5 ms target",
+        "would need the store, the claim and the provider request together under 5 ms, i.e. no Celery hop and one",
+        "statement per send.",
+    ]
     return out
 
 
