@@ -60,7 +60,6 @@ def client() -> openai.AsyncOpenAI:
     """One client per process, used only on its live loop (live/loop.py): it pools HTTP connections."""
     global _client
     if _client is None:
-        atexit.register(_close)
         timeout = httpx2.Timeout(settings.OPENAI_READ_TIMEOUT, connect=settings.OPENAI_CONNECT_TIMEOUT)
         _client = openai.AsyncOpenAI(
             api_key=settings.OPENAI_API_KEY or "simulator",
@@ -77,12 +76,18 @@ def client() -> openai.AsyncOpenAI:
     return _client
 
 
-def _close() -> None:
-    """At exit, on the live loop: else aiohttp logs its session as left open."""
-    try:
-        run_soon(client().close()).result(timeout=2)
-    except Exception:
-        pass
+def client_reset() -> None:
+    """Close the client (on the live loop: aiohttp logs a session dropped open); the next call makes a new one."""
+    global _client
+    closing, _client = _client, None
+    if closing is not None:
+        try:
+            run_soon(closing.close()).result(timeout=2)
+        except Exception:
+            pass
+
+
+atexit.register(client_reset)
 
 
 def _chat_message(turn: dict) -> dict:

@@ -80,10 +80,10 @@ def simulator(simulator_server: Simulator, settings) -> Iterator[Simulator]:
     """The model provider for code in this process is the simulator."""
     settings.OPENAI_BASE_URL = f"{simulator_server.url}/v1"
     settings.OPENAI_READ_TIMEOUT = 5.0
-    provider._client = None
+    provider.client_reset()
     simulator_server.clear()
     yield simulator_server
-    provider._client = None
+    provider.client_reset()
 
 
 @pytest.fixture
