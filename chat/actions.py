@@ -149,9 +149,18 @@ def _enqueue(reply: Message) -> None:
         reply.queued = False
 
 
+# Raw SQL: building the ORM's count with its join cost more CPU than PostgreSQL's work, a fifth of a send.
+_LIVE_COUNT_SQL = f"""
+SELECT count(*) FROM {Message._meta.db_table} m JOIN {Conversation._meta.db_table} c ON c.id = m.conversation_id
+WHERE c.user_id = %s AND m.role = %s AND m.status = ANY(%s)
+"""
+
+
 def _live_cap_check(user) -> None:
     """Refuse a reply past the user's cap on answers being written; under the user's lock (_lock_user)."""
-    live = Message.objects.filter(conversation__user=user, role=Message.Role.ASSISTANT, status__in=LIVE).count()
+    with connection.cursor() as cursor:
+        cursor.execute(_LIVE_COUNT_SQL, [user.pk, Message.Role.ASSISTANT, list(LIVE)])
+        (live,) = cursor.fetchone()
     if live >= settings.MAX_LIVE_REPLIES:
         raise ActionRefused("busy", f"You already have {live} answers being written. Wait for one to finish or stop it.")
 
