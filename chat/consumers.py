@@ -151,13 +151,14 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             asyncio.get_running_loop().create_task(self._handle(self.do_subscribe, {"conversation_id": self.conversation_id}))
 
     async def _write_forever(self) -> None:
+        send = self.scope.get("server_send", self.base_send)  # config/asgi.py: past the session middleware
         while True:
             await self.wake.wait()
             self.wake.clear()
             # While a browser frame is being handled its answers go first, as they would one event at a time.
             while self.outbox and not self.handling and not self.closed:
                 try:
-                    await self.base_send({"type": "websocket.send", "text": self.outbox.popleft()})
+                    await send({"type": "websocket.send", "text": self.outbox.popleft()})
                 except Exception:  # the client went away; the server tells the consumer so
                     return
 

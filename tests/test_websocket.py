@@ -245,7 +245,7 @@ def test_a_socket_that_stops_reading_is_closed_once_its_frames_pile_up_and_holds
     async def pile_up() -> None:
         stalled, reading = ChatConsumer(), ChatConsumer()
         for consumer in (stalled, reading):
-            consumer.outbox, consumer.wake = deque(), asyncio.Event()
+            consumer.outbox, consumer.wake, consumer.scope = deque(), asyncio.Event(), {}
 
         async def never_returns(message: dict) -> None:
             if message["type"] == "websocket.close":
