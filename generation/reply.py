@@ -125,8 +125,9 @@ def model_spec(model: AIModel, effort: str = "") -> provider.ModelSpec:
 class ReplyStream:
     """Coalesces deltas for the browser, and is what the watcher and the checkpoints see of a live reply.
 
-    The first words go out at once; after them, text waits for the process's next tick (`ticks`, every
-    STREAM_FLUSH_SECONDS, whether or not another chunk comes) or until FLUSH_CHARS wait.
+    The first words (of the reasoning, and of the answer) go out at once; after them, text waits for
+    the process's next tick (`ticks`, every STREAM_FLUSH_SECONDS, whether or not another chunk comes)
+    or until FLUSH_CHARS wait.
     While a reply streams, `add` and `flush` run on the live loop (under `lock`) and
     Checkpoints reads `text` from its thread (joining a list another thread
     appends to is safe under the GIL). `stop_now` may come from any thread.
@@ -164,9 +165,11 @@ class ReplyStream:
             self.usage = chunk.usage
         if chunk.finish_reason:
             self.finish_reason = chunk.finish_reason
-        first = bool(chunk.text) and self.first_text_at is None
-        if first:
+        first_text = bool(chunk.text) and self.first_text_at is None
+        if first_text:
             self.first_text_at = time.monotonic()
+        # The first words, of the answer or of its reasoning, go out at once.
+        first = first_text or not (self.text or self.reasoning)
         self.pending_text += chunk.text
         self.pending_reasoning += chunk.reasoning
         if first or len(self.pending_text) + len(self.pending_reasoning) >= FLUSH_CHARS:

@@ -164,3 +164,28 @@ def test_words_many_replies_hold_leave_together_at_the_tick_in_one_write(monkeyp
     assert writes == [20]
     for i, listener in listeners.items():
         assert [(f["message_id"], f["offset"], f["text"]) for f in listener.received] == [(i, 0, "Hello"), (i, 5, " there world")]
+
+
+def test_the_first_words_of_the_reasoning_and_of_the_answer_go_out_at_once_the_rest_waits_for_a_tick(monkeypatch):
+    from types import SimpleNamespace
+
+    from generation import reply
+    from generation.provider import Chunk
+    from generation.reply import ReplyStream
+
+    held: list[ReplyStream] = []
+    monkeypatch.setattr(reply.ticks, "wait", held.append)  # no tick comes: what waits for one stays held
+    listener = ConversationListener(424330)
+    stream = ReplyStream(SimpleNamespace(id=424330, conversation_id=424330))  # type: ignore[arg-type]
+
+    async def add(*chunks: Chunk) -> None:
+        for chunk in chunks:
+            stream.add(chunk)
+
+    run_soon(add(Chunk(reasoning="Let me"))).result(5)  # the reply's first words: at once
+    wait_until(lambda: len(listener.received) == 1, timeout=5, what="the reasoning's first words")
+    # Held, then the answer's first words go at once with what was held, then held again.
+    run_soon(add(Chunk(reasoning=" think"), Chunk(text="Hello"), Chunk(text=" world"))).result(5)
+    wait_until(lambda: len(listener.received) == 2, timeout=5, what="the answer's first words")
+    assert [(f["reasoning"], f["text"]) for f in listener.received] == [("Let me", ""), (" think", "Hello")]
+    assert held == [stream] and stream.pending_text == " world"
