@@ -10,8 +10,9 @@ batch, as when 200 replies stream, interleaved rounds on one event loop in one
 process, CPU time of this process only (Redis's own is the same for both).
 
 Reading: `generation.provider.stream_chat` (the SDK's request, our SSE split and JSON) over 50 replies
-of 400 chunks at once, 2.5 ms apart (so that, as in use, most chunks arrive on their own), from a simulator this script starts, through the SDK's aiohttp client (ours)
-and through httpx2's default transport, interleaved rounds, CPU time of this process per chunk.
+of 400 chunks at once, 2.5 ms apart (so that, as in use, most chunks arrive on their own), from a
+simulator this script starts, through the SDK's aiohttp client (ours) and through httpx2's default
+transport, interleaved rounds, CPU time of this process per chunk.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -42,35 +41,17 @@ def main() -> None:
     django.setup()
     import uvloop
 
+    from bench.stack import Stack, start_simulator
+
     results = uvloop.run(measure())
-    with simulator() as url:
-        results["read_us_per_chunk"] = uvloop.run(measure_reading(url))
+    stack = Stack(Path(args.out).parent / "logs")
+    try:
+        _, url = start_simulator(stack, dict(os.environ), think=0, rate=400)
+        results["read_us_per_chunk"] = uvloop.run(measure_reading(f"{url}/v1"))
+    finally:
+        stack.stop_all()
     results["streams"], results["chunks"] = STREAMS, CHUNKS
     print(json.dumps(results), file=open(args.out, "w"))
-
-
-class simulator:
-    """The model simulator on a free port, for as long as the `with` lasts."""
-
-    def __enter__(self) -> str:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        command = [sys.executable, "-m", "simulator", "--port", str(port), "--think", "0", "--rate", "400"]
-        self.process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return f"http://127.0.0.1:{port}/v1"
-            except OSError:
-                if time.monotonic() > deadline or self.process.poll() is not None:
-                    raise RuntimeError("the simulator did not start") from None
-                time.sleep(0.1)
-
-    def __exit__(self, *exc) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 async def measure_reading(url: str) -> dict[str, list[float]]:
