@@ -13,14 +13,16 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
+from django.db.models import Model
 from django.http import Http404
 from django.utils import timezone
 
 from accounts.models import INSTRUCTIONS_MAX_CHARS, Profile
 from catalog.context import REQUEST_OVERHEAD, ContextTooLarge, Turn, context_trim, instructions_tokens, message_fits, turn_size
 from catalog.models import AIModel
-from quotas.selectors import efforts_allowed
-from quotas.services import QuotaRefused, quota_refund, quota_refusal_notify, quota_reserve
+from quotas.models import Budget
+from quotas.selectors import Rules, efforts_allowed, rules_and_budget_from, rules_and_budget_sql
+from quotas.services import QuotaHold, QuotaRefused, quota_hold, quota_refund, quota_refusal_notify, quota_reserve
 
 from . import events, files
 from .models import LIVE, Attachment, Conversation, Message
@@ -83,15 +85,17 @@ def _unknown_model(slug: object) -> ActionRefused:
     return ActionRefused("unknown_model", f"There is no model called {str(slug)[:60]!r}.")
 
 
-def _effort_choose(user, model: AIModel, requested: object, remembered: str = "") -> str:
+def _effort_choose(user, model: AIModel, requested: object, remembered: str = "", *, plan_efforts: list[str] | None = None) -> str:
     """The reasoning effort to ask `model` for: the one picked, else the chat's last, else medium.
 
-    Fail closed: an effort the model does not take, or the user's plan does not allow, is refused.
+    Fail closed: an effort the model does not take, or the user's plan (whose efforts are
+    `plan_efforts` when already read) does not allow, is refused.
     """
+    on_plan = lambda: efforts_allowed(user) if plan_efforts is None else plan_efforts  # noqa: E731
     if requested in (None, ""):
         if not model.efforts:
             return ""
-        allowed = [e for e in model.efforts if e in efforts_allowed(user)]
+        allowed = [e for e in model.efforts if e in on_plan()]
         for choice in (remembered, "medium", *allowed):
             if choice in allowed:
                 return choice
@@ -100,7 +104,7 @@ def _effort_choose(user, model: AIModel, requested: object, remembered: str = ""
         if not model.efforts:
             raise ActionRefused("invalid", f"{model.name} takes no reasoning effort.")
         raise ActionRefused("invalid", f"{model.name} takes a reasoning effort of {', '.join(model.efforts)}.")
-    allowed = [e for e in model.efforts if e in efforts_allowed(user)]
+    allowed = [e for e in model.efforts if e in on_plan()]
     if requested not in allowed:
         others = f" Your plan allows {', '.join(allowed)}." if allowed else ""
         raise ActionRefused(
@@ -152,15 +156,21 @@ def _enqueue(reply: Message) -> None:
 # Raw SQL: building the ORM's count with its join cost more CPU than PostgreSQL's work, a fifth of a send.
 _LIVE_COUNT_SQL = f"""
 SELECT count(*) FROM {Message._meta.db_table} m JOIN {Conversation._meta.db_table} c ON c.id = m.conversation_id
-WHERE c.user_id = %s AND m.role = %s AND m.status = ANY(%s)
+WHERE c.user_id = %(live_user)s AND m.role = %(live_role)s AND m.status = ANY(%(live_status)s)
 """
 
 
-def _live_cap_check(user) -> None:
-    """Refuse a reply past the user's cap on answers being written; under the user's lock (_lock_user)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_LIVE_COUNT_SQL, [user.pk, Message.Role.ASSISTANT, list(LIVE)])
-        (live,) = cursor.fetchone()
+def _live_params(user) -> dict:
+    return {"live_user": user.pk, "live_role": Message.Role.ASSISTANT, "live_status": list(LIVE)}
+
+
+def _live_cap_check(user, live: int | None = None) -> None:
+    """Refuse a reply past the user's cap on answers being written (`live`, else counted now); under the
+    user's lock (_lock_user)."""
+    if live is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_LIVE_COUNT_SQL, _live_params(user))
+            (live,) = cursor.fetchone()
     if live >= settings.MAX_LIVE_REPLIES:
         raise ActionRefused("busy", f"You already have {live} answers being written. Wait for one to finish or stop it.")
 
@@ -189,19 +199,18 @@ def _pending_reply(*, conversation: Conversation, parent_id: int | None, model: 
     )
 
 
-def _reply_count(*, user, conversation: Conversation, reply: Message, new_conversation: bool = False) -> None:
+def _reply_count(*, user, conversation: Conversation, reply: Message) -> None:
     """Reserve the stored reply's quota, end the branch on screen with it (the conversation's current
     leaf) and enqueue it after commit; inside the caller's transaction."""
     parent, model = reply.parent_id, reply.model
     reply.counted = quota_reserve(
         user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, parent, model)
     )
-    conversation.current_leaf = reply
-    if not new_conversation:  # a new one was stored with its current leaf
-        # The model (and effort) picked last stick to the conversation, which moves to the top of the list.
-        conversation.model = model
-        conversation.reasoning_effort = reply.reasoning_effort or conversation.reasoning_effort
-        conversation.save(update_fields=["model", "reasoning_effort", "current_leaf", "updated_at"])
+    # The reply ends the branch on screen; the model (and effort) picked last stick to the conversation,
+    # which moves to the top of the list.
+    conversation.current_leaf, conversation.model = reply, model
+    conversation.reasoning_effort = reply.reasoning_effort or conversation.reasoning_effort
+    conversation.save(update_fields=["model", "reasoning_effort", "current_leaf", "updated_at"])
     transaction.on_commit(lambda: _enqueue(reply))
 
 
@@ -287,11 +296,14 @@ def _attachments_link(user, attachments: list[Attachment], message: Message) -> 
 @dataclass(frozen=True)
 class _Locked:
     """What the statement that locks the user also read: their own custom instructions, ids for new
-    messages, and the enabled model named (None: no such model, or none named)."""
+    messages (and a new conversation), the enabled model named (None: no such model, or none named)
+    and the user's quota rules for it and budget (None: no model named)."""
 
     instructions: str
     message_ids: list[int]
+    conversation_id: int | None
     model: AIModel | None
+    rules_and_budget: tuple[Rules, Budget | None] | None
 
 
 _USER = get_user_model()._meta.db_table
@@ -306,7 +318,8 @@ _PROFILE_FIELDS = [f.attname for f in Profile._meta.concrete_fields]
 # In the same round trip a send reads the model it names (enabled, as it is now), remembers it as the
 # one picked last (chat.views starts a new chat on it; no write when it is the same, and the rollback
 # forgets it when the send is refused), reads the user's profile (instructions, time zone), and takes
-# ids for the messages it stores (so a reply names its question before either is stored).
+# ids for the messages it stores (so a reply names its question before either is stored), and the
+# user's quota rules for the model and their budget, as quota_reserve would read them after the lock.
 _LOCK_SQL = f"""
 WITH locked AS (
     SELECT id FROM {_USER} WHERE id = %(user)s AND is_active AND password = %(password)s FOR NO KEY UPDATE
@@ -319,35 +332,87 @@ remembered AS (
     WHERE user_id = locked.id AND last_model_id IS DISTINCT FROM model.id
 )
 SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('{Message._meta.db_table}', 'id')) FROM generate_series(1, %(ids)s)),
-       model.*, profile.*
+       CASE WHEN %(conversation)s THEN nextval(pg_get_serial_sequence('{Conversation._meta.db_table}', 'id')) END,
+       model.*, profile.*, rules.*
 FROM locked
 LEFT JOIN model ON true
 LEFT JOIN (SELECT {", ".join(_PROFILE_FIELDS)} FROM {_PROFILE}) AS profile ON profile.user_id = locked.id
+LEFT JOIN ({rules_and_budget_sql("COALESCE((SELECT id FROM model), 0)")}) AS rules ON %(slug)s::text IS NOT NULL
 """
 
 
-def _lock_user(user, *, model_slug: str | None = None, message_ids: int = 0) -> _Locked:
+def _lock_user(
+    user, *, model_slug: str | None = None, message_ids: int = 0, conversation_id: bool = False, now: dt.datetime | None = None
+) -> _Locked:
     """Serialise one user's sends, so the cap on live replies cannot be raced past.
 
     Also refuses a user deactivated, or whose password changed, since their socket
     opened: the row must still be active and carry the password hash it had then.
-    With `model_slug`, read that model and remember it as the one the user picked last.
+    With `model_slug`, read that model, and the user's rules for it as at `now`, and remember it
+    as the one the user picked last. Takes `message_ids` ids, and one for a conversation if asked.
     """
     params = {"user": user.pk, "password": user.password, "slug": model_slug, "ids": message_ids}
+    params.update(conversation=conversation_id, now=now or timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_SQL, params)
         row = cursor.fetchone()
     if row is None:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
-    ids, model, profile = row[0], row[1 : len(_MODEL_FIELDS) + 1], row[len(_MODEL_FIELDS) + 1 :]
+    ids, new_conversation, row = row[0], row[1], row[2:]
+    model, row = row[: len(_MODEL_FIELDS)], row[len(_MODEL_FIELDS) :]
+    profile, rules = row[: len(_PROFILE_FIELDS)], row[len(_PROFILE_FIELDS) :]
     found = AIModel.from_db(connection.alias, _MODEL_FIELDS, model) if model[0] is not None else None
+    rules_and_budget = rules_and_budget_from(rules) if model_slug is not None else None
     if profile[0] is None:
-        return _Locked("", ids, found)
+        return _Locked("", ids, new_conversation, found, rules_and_budget)
     # Read fresh under the lock: the announcement after commit takes the user's time zone from it.
     user.profile = Profile.from_db(connection.alias, _PROFILE_FIELDS, profile)
     if found is not None:
         user.profile.last_model_id = found.id  # as `remembered` left it
-    return _Locked(user.profile.instructions, ids, found)
+    return _Locked(user.profile.instructions, ids, new_conversation, found, rules_and_budget)
+
+
+def _insert_sql(model: type[Model], objs: list[Model], prefix: str) -> tuple[str, dict]:
+    """An INSERT of `objs` (their ids set) as the ORM's would write them: dates set, values prepared."""
+    fields = model._meta.concrete_fields
+    params, rows = {}, []
+    for i, obj in enumerate(objs):
+        names = [f"{prefix}{i}_{f.column}" for f in fields]
+        params.update((name, f.get_db_prep_save(f.pre_save(obj, True), connection)) for name, f in zip(names, fields, strict=True))
+        rows.append("(" + ", ".join(f"%({name})s" for name in names) + ")")
+        obj._state.adding, obj._state.db = False, connection.alias
+    columns = ", ".join(f'"{f.column}"' for f in fields)
+    return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join(rows)}", params
+
+
+_LEAF_SQL = f"""
+UPDATE {Conversation._meta.db_table} SET model_id = %(c_model)s, reasoning_effort = %(c_effort)s,
+       current_leaf_id = %(c_leaf)s, updated_at = %(c_now)s
+WHERE id = %(c_id)s
+"""
+
+
+def _send_store(*, user, conversation: Conversation, new: bool, messages: list[Message], hold: QuotaHold) -> tuple[int, tuple]:
+    """Store a send in one statement, under the user's lock: the conversation (new, or moved to its new
+    leaf), the messages, and the reply's reservation. Returns the live replies counted before it and
+    the reservation's row (QuotaHold.counted); the caller refuses, rolling it all back, past either."""
+    if new:
+        conversation_sql, params = _insert_sql(Conversation, [conversation], "c")
+    else:
+        conversation_sql = _LEAF_SQL
+        params = {"c_model": conversation.model_id, "c_effort": conversation.reasoning_effort, "c_leaf": conversation.current_leaf_id}
+        params.update(c_now=conversation.updated_at, c_id=conversation.id)
+    messages_sql, message_params = _insert_sql(Message, messages, "m")
+    params.update(message_params, **_live_params(user), **hold.params)
+    sql = f"""
+    WITH live AS ({_LIVE_COUNT_SQL}), conversation AS ({conversation_sql}), messages AS ({messages_sql}), {hold.ctes}
+    SELECT (SELECT count FROM live), counted.* FROM (SELECT) AS one
+    LEFT JOIN (SELECT true, window_start, used, window_end FROM counter) AS counted ON true
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0], (row[1:] if row[1] else None)
 
 
 def message_send(
@@ -379,27 +444,31 @@ def message_send(
     if not _model_slug_usable(model_slug):
         raise _unknown_model(model_slug)
     attachments = _attachments_unsent(user, ids)
+    new = conversation_id is None
+    now = timezone.now()
     with _quota_explained(user), transaction.atomic():
-        locked = _lock_user(user, model_slug=str(model_slug), message_ids=len(turns) + 2)
+        locked = _lock_user(user, model_slug=str(model_slug), message_ids=len(turns) + 2, conversation_id=new, now=now)
         model = locked.model
         if model is None:
             raise _unknown_model(model_slug)
+        # Refused here when no rule lets the user use the model, or a rolling window is full.
+        hold = quota_hold(user=user, model=model, reply_id=locked.message_ids[-1], rules_and_budget=locked.rules_and_budget, now=now)
         _check_images(attachments, model)
         turn = _user_turn(text, attachments, model)
-        if conversation_id is None:
+        if new:
             first = next((said for role, said in turns if role == Message.Role.USER), text)
             title = title_from(first) if first.strip() else title_from(", ".join(a.name for a in attachments))
-            chosen = _effort_choose(user, model, effort)
-            conversation = Conversation(user=user, model=model, title=title, reasoning_effort=chosen)
+            chosen = _effort_choose(user, model, effort, plan_efforts=hold.rules.efforts)
+            conversation = Conversation(id=locked.conversation_id, user=user, model=model, title=title, reasoning_effort=chosen)
         else:
             conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
             conversation.user = user  # known: the announcement after commit need not fetch it again
-            chosen = _effort_choose(user, model, effort, conversation.reasoning_effort)
+            chosen = _effort_choose(user, model, effort, conversation.reasoning_effort, plan_efforts=hold.rules.efforts)
         _check_fits(turn, model, instructions_for(conversation, mine=locked.instructions))
         parent = conversation.current_leaf_id
         if parent_id is not None and parent_id != parent:
             parent = message_get_for_user(user=user, message_id=parent_id).id
-            if conversation_id is None or not conversation.messages.filter(id=parent).exists():
+            if new or not conversation.messages.filter(id=parent).exists():
                 raise ActionRefused("invalid", "That message is not in this conversation.")
         # Each message follows the one before (one branch): the earlier turns, the user's, the reply.
         said = [*turns, (Message.Role.USER, text)]
@@ -409,14 +478,16 @@ def message_send(
             messages.append(Message(id=next(new_ids), conversation=conversation, parent_id=parent, role=role, model=model, text=words))
             parent = messages[-1].id
         reply = _pending_reply(conversation=conversation, parent_id=parent, model=model, effort=chosen, id=next(new_ids))
-        if conversation_id is None:
-            # Its current leaf is the reply stored next: the constraint is checked at commit.
-            conversation.current_leaf_id = reply.id
-            conversation.save()
-        _live_cap_check(user)
-        *earlier, user_message, reply = Message.objects.bulk_create([*messages, reply])
+        # The reply ends the branch on screen; the model (and effort) picked last stick to the conversation,
+        # which moves to the top of the list. A new one's current leaf is checked at commit.
+        conversation.current_leaf, conversation.model, conversation.updated_at = reply, model, now
+        conversation.reasoning_effort = chosen or conversation.reasoning_effort
+        live, counted = _send_store(user=user, conversation=conversation, new=new, messages=[*messages, reply], hold=hold)
+        _live_cap_check(user, live)
+        *earlier, user_message, reply = [*messages, reply]
         _attachments_link(user, attachments, user_message)
-        _reply_count(user=user, conversation=conversation, reply=reply, new_conversation=conversation_id is None)
+        reply.counted = hold.counted(counted, prompt_tokens=lambda: _prompt_tokens(conversation, reply.parent_id, model))
+        transaction.on_commit(lambda: _enqueue(reply))
         transaction.on_commit(lambda: events.messages_added(conversation, [*earlier, user_message, reply]))
     return user_message, reply
 

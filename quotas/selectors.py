@@ -309,7 +309,21 @@ def rules_and_budget_get(user, now: dt.datetime, model_id: int) -> tuple[Rules, 
     """rules_get(user, now, model_id) and budget_get(user), in one query."""
     with connection.cursor() as cursor:
         cursor.execute(RULES_AND_BUDGET_SQL, {"user": user.pk, "now": now, "model": model_id})
-        row = cursor.fetchone()
+        return rules_and_budget_from(cursor.fetchone())
+
+
+def rules_and_budget_sql(model: str) -> str:
+    """RULES_AND_BUDGET_SQL for the model id that the SQL expression `model` gives (never NULL), to read
+    the rules in a statement that finds the model (chat.actions: the one that locks the sender)."""
+    return RULES_AND_BUDGET_SQL.replace("%(model)s", f"({model})")
+
+
+# The columns of a RULES_AND_BUDGET_SQL row.
+RULES_AND_BUDGET_COLUMNS = 18
+
+
+def rules_and_budget_from(row: tuple) -> tuple[Rules, Budget | None]:
+    """What rules_and_budget_get gives, from a row of RULES_AND_BUDGET_SQL."""
     rules, budget = row[:11], row[11:]
     return _rules([rules] if rules[1] is not None else []), _budget(budget)
 

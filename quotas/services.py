@@ -9,6 +9,7 @@ Every change lands in the ledger.
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -41,6 +42,7 @@ from .selectors import (
     BudgetStatus,
     Counted,
     QuotaStatus,
+    Rules,
     budget_current,
     quota_json,
     quota_status,
@@ -48,7 +50,7 @@ from .selectors import (
     user_time_zone,
     window_current,
 )
-from .windows import anchored_window, calendar_window, format_reset, window_length
+from .windows import Window, anchored_window, calendar_window, format_reset, window_length
 
 
 class QuotaRefused(Exception):
@@ -87,9 +89,10 @@ _LEDGER = LedgerEntry._meta.db_table
 _COUNTER = QuotaCounter._meta.db_table
 
 # Count a reply: `counter` is a statement that yields the window the reply is counted in, or no row
-# when it refuses; the reservation and its ledger entry are written in the same round trip.
-RESERVE_SQL = f"""
-WITH counter AS ({{counter}}),
+# when it refuses; the reservation and its ledger entry are written in the same statement. These are
+# the statement's WITH clauses (QuotaHold.ctes): a send runs them with its own writes, in one round trip.
+RESERVE_CTES = f"""
+counter AS ({{counter}}),
 reservation AS (
     INSERT INTO {_RESERVATION} (reply_id, user_id, model_id, state, window_start, counter_resets, created_at, tokens, micros)
     SELECT %(reply)s, %(user)s, %(model)s, %(reserved)s, window_start, resets, %(created_at)s, 0, 0 FROM counter
@@ -100,7 +103,6 @@ ledger AS (
                            prompt_tokens, completion_tokens, reasoning_tokens, cached_tokens, cost_micros, created_at)
     SELECT %(user)s, %(model)s, %(kind)s, 1, reply_id, '', 0, 0, 0, 0, 0, %(created_at)s FROM reservation
 )
-SELECT window_start, used, window_end FROM counter
 """
 
 # No limit: nothing to count against.
@@ -144,6 +146,7 @@ def quota_reserve(
     concurrent sends both taking the last slot. Anchored and calendar windows
     take two round trips (the rules and the budget, then one statement that checks,
     counts and records); rolling windows, which count the reservations themselves, take five.
+    A send that read the rules already runs `quota_hold`'s statement with its own writes instead.
 
     With a token or money budget, the reply also holds its worst case (`prompt_tokens`, a number
     or a function giving it, asked only then; the model's whole prompt room when None, plus the
@@ -153,7 +156,66 @@ def quota_reserve(
     (unlimited, or an anchored or calendar window; no budget): the announcement after commit need not read it again.
     """
     now = now or timezone.now()
-    rules, budget = rules_and_budget_get(user, now, model.id)
+    hold = quota_hold(user=user, model=model, reply_id=reply_id, rules_and_budget=rules_and_budget_get(user, now, model.id), now=now)
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {hold.ctes} SELECT true, window_start, used, window_end FROM counter", hold.params)
+        counted = cursor.fetchone()
+    return hold.counted(counted, prompt_tokens=prompt_tokens)
+
+
+@dataclass(frozen=True)
+class QuotaHold:
+    """A reply's reservation, ready to run: `ctes` with `params`, then `counted` with the row the
+    statement returns from its `counter` (found, window_start, used, window_end), or None for no row."""
+
+    user: object
+    model: AIModel
+    reply_id: int
+    rules: Rules
+    budget: Budget | None
+    limit: Limit
+    counter: str
+    window: Window | None
+    now: dt.datetime
+    params: dict
+
+    @property
+    def ctes(self) -> str:
+        return RESERVE_CTES.format(counter=self.counter)
+
+    def counted(self, row: tuple | None, *, prompt_tokens: int | Callable[[], int | None] | None = None) -> Counted | None:
+        """What the reservation did: the picker's numbers for the model (see quota_reserve), or QuotaRefused."""
+        user, model, limit, rules, now = self.user, self.model, self.limit, self.rules, self.now
+        if row is None or not row[0]:
+            # Refused, the counter (if there is one) still locked: read until when.
+            counter_row = QuotaCounter.objects.filter(user=user, model=model).first()
+            _, _, resets_at = window_current(limit, counter_row, rules, user, now)
+            raise _refusal(model, limit, resets_at, user_time_zone(user), user, now)
+        if self.budget is not None:
+            prompt = prompt_tokens() if callable(prompt_tokens) else prompt_tokens
+            _budget_hold(
+                user=user, model=model, budget=self.budget, reply_id=self.reply_id, prompt_tokens=prompt, now=now, tz=rules.time_zone
+            )
+            return None
+        if self.counter == UNLIMITED:
+            return Counted(QuotaStatus(model, None, 0, None, False, limit.describe()), rules.efforts)
+        if self.counter != WINDOWED:
+            return None
+        _, _, used, window_end = row
+        allowed = limit.messages + rules.grants.get(model.id, 0)
+        # As quota_status (window_current) gives it: the counter's window is the one now is in; an anchored
+        # one ends when the counter says, a calendar one at the end of now's window, in the plan's time zone.
+        resets_at = window_end if limit.window_kind == WindowKind.ANCHORED else self.window.end
+        return Counted(QuotaStatus(model, allowed, used, resets_at, False, limit.describe()), rules.efforts)
+
+
+def quota_hold(*, user, model: AIModel, reply_id: int, rules_and_budget: tuple[Rules, Budget | None], now: dt.datetime) -> QuotaHold:
+    """The statement that counts the reply `reply_id`, given the user's rules and budget read this transaction
+    (quotas.selectors.rules_and_budget_get); raises QuotaRefused when the rules alone refuse it.
+
+    A rolling window locks the user's counter for `model` here, and refuses here when it is full.
+    """
+    rules, budget = rules_and_budget
     limit = rules.limit_for(model.id)
     if limit is None or limit.disabled or (limit.messages is None and not limit.unlimited):
         # Fail closed: no rule for this model, or no number and not explicitly unlimited.
@@ -166,6 +228,7 @@ def quota_reserve(
         "kind": LedgerEntry.Kind.RESERVE,
         "created_at": timezone.now(),
     }
+    window = None
     if limit.unlimited or limit.messages is None:
         counter = UNLIMITED
     elif limit.window_kind == WindowKind.ROLLING:
@@ -183,29 +246,7 @@ def quota_reserve(
         params.update(
             anchored=anchored, now=now, start=window.start, end=window.end, allowed=limit.messages + rules.grants.get(model.id, 0)
         )
-    with connection.cursor() as cursor:
-        cursor.execute(RESERVE_SQL.format(counter=counter), params)
-        counted = cursor.fetchone()
-    if counted is None:
-        assert limit is not None  # without a limit, nothing refuses
-        # Refused, the counter (if there is one) still locked: read until when.
-        counter_row = QuotaCounter.objects.filter(user=user, model=model).first()
-        _, _, resets_at = window_current(limit, counter_row, rules, user, now)
-        raise _refusal(model, limit, resets_at, user_time_zone(user), user, now)
-    if budget is not None:
-        prompt = prompt_tokens() if callable(prompt_tokens) else prompt_tokens
-        _budget_hold(user=user, model=model, budget=budget, reply_id=reply_id, prompt_tokens=prompt, now=now, tz=rules.time_zone)
-        return None
-    if counter == UNLIMITED:
-        return Counted(QuotaStatus(model, None, 0, None, False, limit.describe()), rules.efforts)
-    if counter != WINDOWED:
-        return None
-    _, used, window_end = counted
-    allowed = limit.messages + rules.grants.get(model.id, 0)
-    # As quota_status (window_current) gives it: the counter's window is the one now is in; an anchored
-    # one ends when the counter says, a calendar one at the end of now's window, in the plan's time zone.
-    resets_at = window_end if limit.window_kind == WindowKind.ANCHORED else window.end
-    return Counted(QuotaStatus(model, allowed, used, resets_at, False, limit.describe()), rules.efforts)
+    return QuotaHold(user, model, reply_id, rules, budget, limit, counter, window, now, params)
 
 
 def _budget_hold(*, user, model: AIModel, budget: Budget, reply_id: int, prompt_tokens: int | None, now: dt.datetime, tz) -> None:
