@@ -13,13 +13,16 @@ pytestmark = pytest.mark.django_db
 def test_sending_a_message_takes_a_fixed_number_of_queries(catalog, make_user, django_assert_num_queries):
     user = make_user()
     actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="warm up")
-    # The user's lock (with the model, remembered, the instructions, the messages' ids); the chat (with its
-    # current leaf); the live replies; the messages; the rules and the budget; the reservation.
-    with django_assert_num_queries(8):  # a new chat (incl. the savepoint and its release)
+    # Two statements: the user's lock (with the model, remembered, the instructions, ids for the messages and
+    # the chat, the rules and the budget), then one that stores the chat, the messages and the reservation
+    # (with the live replies counted). Here in a test's transaction, a savepoint and its release around them.
+    with django_assert_num_queries(2 + 2):  # a new chat
         actions.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hello")
     conversation = Message.objects.filter(conversation__user=user).last().conversation
-    with django_assert_num_queries(9):  # an existing conversation: read it, and move it up the list after
+    with django_assert_num_queries(3 + 2):  # an existing conversation: read it too
         actions.message_send(user=user, conversation_id=conversation.id, model_slug="o1-preview", text="again")
+    conversation.refresh_from_db()
+    assert conversation.messages.count() == 4 and conversation.current_leaf.text == "" and conversation.current_leaf.parent.text == "again"
 
 
 def test_finishing_a_reply_takes_a_fixed_number_of_queries(simulator, catalog, make_user, django_assert_num_queries):
