@@ -234,18 +234,62 @@ COSTS: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
             "Paid by the relay too; it grows with the number of wake-ups.",
         ),
     ),
+    "send": (
+        (
+            "locking the user, with the model, the quota rules and the budget (one statement)",
+            ("_lock_user",),
+            "One round trip, as the design's one transaction needs before anything is counted.",
+        ),
+        (
+            "storing the chat, the messages and the reservation (one statement)",
+            ("_send_store",),
+            "One round trip; a PL/pgSQL function doing the lock and the store in one call would save the other, at "
+            "the price of the quota rules in two languages.",
+        ),
+        (
+            "Celery's publish of the task, after commit",
+            ("_enqueue",),
+            "The design has Celery deliver the work: kombu builds the message and a Redis client per publish.",
+        ),
+        (
+            "announcing the messages and the quota to the user's tabs, after commit",
+            ("chat/events",),
+            "Three small publishes to Redis, encoded once.",
+        ),
+        (
+            "the commit",
+            (".commit (django/db", "._commit (django/db", ".commit (psycopg"),
+            "The transaction's end, with PostgreSQL's write to its log.",
+        ),
+        (
+            "the checks and the rows: the text, the model, the effort, the context's fit, the title",
+            ("chat/actions", "catalog/", "quotas/"),
+            "Python's own work per send; already without the ORM's query building.",
+        ),
+        (
+            "Django's transaction and connection handling (atomic, the pool)",
+            ("django/db", "psycopg_pool", "psycopg/"),
+            "Per transaction; what is left of the ORM.",
+        ),
+    ),
 }
 
 
-def shares(rows: list[tuple[list[str], int]], groups: tuple[tuple[str, tuple[str, ...], str], ...]) -> dict[str, int]:
+def shares(
+    rows: list[tuple[list[str], int]], groups: tuple[tuple[str, tuple[str, ...], str], ...], *, in_order: bool = False
+) -> dict[str, int]:
     """Samples per cost group (see COSTS), with the total under "samples".
 
     Each sample counts once, for the group of the innermost frame that matches one (a delta's JSON encoding
-    inside the consumer's dispatch is the encoding's); samples that match none are "other"."""
+    inside the consumer's dispatch is the encoding's), or with `in_order` for the first group any of its frames
+    matches (the query inside a send's store is the store's); samples that match none are "other"."""
     counts = {label: 0 for label, _, _ in groups}
     counts["samples"] = counts["other"] = 0
     for frames, count in rows:
         counts["samples"] += count
-        label = next((label for f in reversed(frames[1:]) for label, patterns, _ in groups if any(p in f for p in patterns)), "other")
+        if in_order:
+            label = next((label for label, patterns, _ in groups if any(p in f for f in frames[1:] for p in patterns)), "other")
+        else:
+            label = next((label for f in reversed(frames[1:]) for label, patterns, _ in groups if any(p in f for p in patterns)), "other")
         counts[label] += count
     return counts

@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import profile  # noqa: E402
 from bench.stats import percentile  # noqa: E402
 
 MODEL = "o1-mini"
@@ -127,6 +128,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--race-rounds", type=int, default=5)
+    parser.add_argument("--profile-out", help="py-spy the first racer during the first run of whole sends, raw stacks here")
     args = parser.parse_args()
 
     _django({})
@@ -204,10 +206,19 @@ def main() -> None:
             ("reserve_only", quota_users[half:], True, max(1, args.runs - 1)),
         ):
             runs = []
-            for _ in range(n_runs):
+            for i in range(n_runs):
+                recording = None
+                if args.profile_out and key == "distinct" and i == 0 and profile.available():
+                    recording = profile.Recording(racers[0].pid, args.seconds, Path(args.profile_out), gil_only=True)
                 result = fire(distinct_lanes(users, per_run), args.seconds, reserve_only)
                 result.pop("outcomes")
                 runs.append(result)
+                if recording is not None:
+                    rows = recording.wait()
+                    out["profile"] = {
+                        "samples": sum(c for _, c in rows),
+                        "costs": profile.shares(rows, profile.COSTS["send"], in_order=True),
+                    }
             out[key] = runs
             note(f"{key}: {rates(runs)}")
         out["users"] = half

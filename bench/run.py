@@ -746,6 +746,7 @@ def run(args, started: dt.datetime, outdir: Path, workdir: Path) -> None:
             "3",
             "--race-rounds",
             "3" if args.quick else "5",
+            *([] if args.no_profile else ["--profile-out", str(outdir / "send.pyspy.txt")]),
         ]
         wait_for_db_slots(db_url, 40)
         quota_sampler = Sampler({})

@@ -5,6 +5,7 @@ which these actions enqueue through `_enqueue`, after commit.
 """
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -372,18 +373,23 @@ def _lock_user(
     return _Locked(user.profile.instructions, ids, new_conversation, found, rules_and_budget)
 
 
-def _insert_sql(model: type[Model], objs: list[Model], prefix: str) -> tuple[str, dict]:
-    """An INSERT of `objs` (their ids set) as the ORM's would write them: dates set, values prepared."""
-    fields = model._meta.concrete_fields
-    params, rows = {}, []
-    for i, obj in enumerate(objs):
-        names = [f"{prefix}{i}_{f.column}" for f in fields]
-        params.update((name, f.get_db_prep_save(f.pre_save(obj, True), connection)) for name, f in zip(names, fields, strict=True))
-        rows.append("(" + ", ".join(f"%({name})s" for name in names) + ")")
+def _rows_json(objs: list[Model]) -> str:
+    """`objs` (their ids set) as the ORM's INSERT would write them (dates set, values prepared), as JSON
+    for jsonb_populate_recordset: one parameter, so the statement is the same for any number of rows."""
+    fields = objs[0]._meta.concrete_fields
+    rows = []
+    for obj in objs:
+        rows.append({f.column: f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields})
         obj._state.adding, obj._state.db = False, connection.alias
-    columns = ", ".join(f'"{f.column}"' for f in fields)
-    return f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join(rows)}", params
+    return json.dumps(rows, default=dt.datetime.isoformat)
 
+
+_CONVERSATION_SQL = f"""
+INSERT INTO {Conversation._meta.db_table} SELECT * FROM jsonb_populate_recordset(NULL::{Conversation._meta.db_table}, %(c_rows)s)
+"""
+_MESSAGES_SQL = f"""
+INSERT INTO {Message._meta.db_table} SELECT * FROM jsonb_populate_recordset(NULL::{Message._meta.db_table}, %(m_rows)s)
+"""
 
 _LEAF_SQL = f"""
 UPDATE {Conversation._meta.db_table} SET model_id = %(c_model)s, reasoning_effort = %(c_effort)s,
@@ -397,15 +403,14 @@ def _send_store(*, user, conversation: Conversation, new: bool, messages: list[M
     leaf), the messages, and the reply's reservation. Returns the live replies counted before it and
     the reservation's row (QuotaHold.counted); the caller refuses, rolling it all back, past either."""
     if new:
-        conversation_sql, params = _insert_sql(Conversation, [conversation], "c")
+        conversation_sql, params = _CONVERSATION_SQL, {"c_rows": _rows_json([conversation])}
     else:
         conversation_sql = _LEAF_SQL
         params = {"c_model": conversation.model_id, "c_effort": conversation.reasoning_effort, "c_leaf": conversation.current_leaf_id}
         params.update(c_now=conversation.updated_at, c_id=conversation.id)
-    messages_sql, message_params = _insert_sql(Message, messages, "m")
-    params.update(message_params, **_live_params(user), **hold.params)
+    params.update(m_rows=_rows_json(messages), **_live_params(user), **hold.params)
     sql = f"""
-    WITH live AS ({_LIVE_COUNT_SQL}), conversation AS ({conversation_sql}), messages AS ({messages_sql}), {hold.ctes}
+    WITH live AS ({_LIVE_COUNT_SQL}), conversation AS ({conversation_sql}), messages AS ({_MESSAGES_SQL}), {hold.ctes}
     SELECT (SELECT count FROM live), counted.* FROM (SELECT) AS one
     LEFT JOIN (SELECT true, window_start, used, window_end FROM counter) AS counted ON true
     """
