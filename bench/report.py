@@ -533,15 +533,40 @@ def quota_section(results: dict) -> list[str]:
     return out
 
 
+def send_cpu(q: dict) -> list[str]:
+    """CPU per whole send, by process, over the runs across distinct users; and the rate the machine's cores allow."""
+    runs = [r for r in q["distinct"] if r.get("cpu_s")]
+    admitted = sum(r["admitted"] for r in runs)
+    if not admitted:
+        return []
+    per_send = {owner: 1000 * sum(r["cpu_s"][owner] for r in runs) / admitted for owner in runs[0]["cpu_s"]}
+    total = sum(per_send.values())
+    cores = q.get("cores") or 2
+    return [
+        f"CPU per whole send across distinct users, over those {len(runs)} runs ({admitted:,} sends), from /proc:",
+        "",
+        "| the racers (Django, psycopg, Celery's publish) | PostgreSQL | Redis | in all |",
+        "| --- | --- | --- | --- |",
+        f"| {per_send['racers']:.2f} ms | {per_send['PostgreSQL']:.2f} ms | {per_send['Redis']:.2f} ms | **{total:.2f} ms** |",
+        "",
+        f"At {total:.2f} ms of CPU a send, this machine's {cores} cores allow at most {1000 * cores / total:,.0f} sends a second with",
+        "every core busy and nothing waiting; 1,000 a second needs 2 ms in all. PostgreSQL's share alone (its two",
+        "statements, the commit's foreign-key checks and log write, for the seven rows a send writes: chat, two",
+        "messages, counter, reservation, ledger entry, the profile's last model) is what would remain with no Python at all.",
+        "",
+    ]
+
+
 def send_profile(q: dict) -> list[str]:
     """Where a whole send's CPU goes in a racer process, from its py-spy GIL samples (bench/profile.py COSTS["send"])."""
     from bench.profile import COSTS
 
+    out = send_cpu(q)
     p = q.get("profile")
     if not p or not p["samples"]:
-        return []
+        return out
     costs = p["costs"]
-    out = [
+    out += [
         "Where a whole send's Python goes: py-spy's GIL samples of one racer process during the first run of whole",
         f"sends ({p['samples']} samples; raw stacks in `bench/results/<date>/send.pyspy.txt`). Each sample counts for the",
         "first of these parts it has a frame of; what is left is the bench's own loop and thread switching.",
