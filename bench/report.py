@@ -567,7 +567,7 @@ def send_profile(q: dict) -> list[str]:
         return out
     costs = p["costs"]
     out += [
-        "Where a whole send's Python goes: py-spy's GIL samples of one racer process during the first run of whole",
+        "Where a whole send's Python goes: py-spy's GIL samples of one racer process during those runs of whole",
         f"sends ({p['samples']} samples; raw stacks in `bench/results/<date>/send.pyspy.txt`). Each sample counts for the",
         "first of these parts it has a frame of; what is left is the bench's own loop and thread switching.",
         "",
