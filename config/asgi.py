@@ -19,6 +19,9 @@ from chat.routing import websocket_urlpatterns  # noqa: E402
 from config.origin import SameOriginValidator  # noqa: E402
 
 tokens.warm()  # sends count tokens; the first should not wait a second for the table
+# A send enqueues its reply through the worker's task module (chat.actions._enqueue). Imported by the first
+# send, it and the SDK under it held the GIL for seconds: every socket of the process stalled meanwhile.
+import generation.tasks  # noqa: E402, F401
 
 
 async def http_application(scope, receive, send) -> None:

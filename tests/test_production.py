@@ -198,3 +198,12 @@ def test_every_deploy_file_runs_the_same_commands():
         assert compose[process]["command"] == [*expected, process]
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert 'CMD ["python", "-m", "config.commands", "web"]' in dockerfile
+
+
+def test_a_web_process_has_the_worker_s_task_module_before_its_first_send():
+    """The first send after a deploy enqueues through generation.tasks; imported then, it and the SDK under it
+    held the GIL for seconds and every socket of the process stalled. The web application loads it at start."""
+    code = "import sys, config.asgi; print('generation.tasks' in sys.modules, 'openai' in sys.modules)"
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert loaded.stdout.split() == ["True", "True"]
