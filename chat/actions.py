@@ -343,7 +343,7 @@ LEFT JOIN ({rules_and_budget_sql("COALESCE((SELECT id FROM model), 0)")}) AS rul
 
 
 def _lock_user(
-    user, *, model_slug: str | None = None, message_ids: int = 0, conversation_id: bool = False, now: dt.datetime | None = None
+    user, *, model_slug: str | None = None, message_ids: int = 0, new_conversation: bool = False, now: dt.datetime | None = None
 ) -> _Locked:
     """Serialise one user's sends, so the cap on live replies cannot be raced past.
 
@@ -353,24 +353,24 @@ def _lock_user(
     as the one the user picked last. Takes `message_ids` ids, and one for a conversation if asked.
     """
     params = {"user": user.pk, "password": user.password, "slug": model_slug, "ids": message_ids}
-    params.update(conversation=conversation_id, now=now or timezone.now())
+    params.update(conversation=new_conversation, now=now or timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_SQL, params)
         row = cursor.fetchone()
     if row is None:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
-    ids, new_conversation, row = row[0], row[1], row[2:]
+    ids, conversation_id, row = row[0], row[1], row[2:]
     model, row = row[: len(_MODEL_FIELDS)], row[len(_MODEL_FIELDS) :]
     profile, rules = row[: len(_PROFILE_FIELDS)], row[len(_PROFILE_FIELDS) :]
     found = AIModel.from_db(connection.alias, _MODEL_FIELDS, model) if model[0] is not None else None
     rules_and_budget = rules_and_budget_from(rules) if model_slug is not None else None
     if profile[0] is None:
-        return _Locked("", ids, new_conversation, found, rules_and_budget)
+        return _Locked("", ids, conversation_id, found, rules_and_budget)
     # Read fresh under the lock: the announcement after commit takes the user's time zone from it.
     user.profile = Profile.from_db(connection.alias, _PROFILE_FIELDS, profile)
     if found is not None:
         user.profile.last_model_id = found.id  # as `remembered` left it
-    return _Locked(user.profile.instructions, ids, new_conversation, found, rules_and_budget)
+    return _Locked(user.profile.instructions, ids, conversation_id, found, rules_and_budget)
 
 
 def _rows_json(objs: list[Model]) -> str:
@@ -452,7 +452,7 @@ def message_send(
     new = conversation_id is None
     now = timezone.now()
     with _quota_explained(user), transaction.atomic():
-        locked = _lock_user(user, model_slug=str(model_slug), message_ids=len(turns) + 2, conversation_id=new, now=now)
+        locked = _lock_user(user, model_slug=str(model_slug), message_ids=len(turns) + 2, new_conversation=new, now=now)
         model = locked.model
         if model is None:
             raise _unknown_model(model_slug)

@@ -151,6 +151,16 @@ def test_another_users_conversation_cannot_be_written_to(catalog, make_user):
     assert Message.objects.filter(conversation_id=reply.conversation_id).count() == 2
 
 
+def test_a_message_is_stored_exactly_as_typed(catalog, make_user):
+    """The send writes its rows as JSON: quotes, backslashes, tags, accents and emoji come back unchanged."""
+    text = 'Il a dit « \\n » et "\\u0041" <b>x</b> 🙂 𝔘 — tab\there\r\nend'
+    user = make_user()
+    user_message, reply = actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text=text)
+    stored = Message.objects.get(id=user_message.id)
+    assert stored.text == text and stored.conversation.title == actions.title_from(text)
+    assert stored.created_at == user_message.created_at and Message.objects.get(id=reply.id).parent_id == stored.id
+
+
 def test_the_title_comes_from_the_first_message_without_a_model_call(simulator, catalog, make_user):
     reply = send(make_user(), "How do I   sort a list of dicts by a key in Python without copying it?")
     assert reply.conversation.title == "How do I sort a list of dicts by a key in Python without…"
