@@ -297,20 +297,23 @@ def _attachments_link(user, attachments: list[Attachment], message: Message) -> 
 @dataclass(frozen=True)
 class _Locked:
     """What the statement that locks the user also read: their own custom instructions, ids for new
-    messages (and a new conversation), the enabled model named (None: no such model, or none named)
-    and the user's quota rules for it and budget (None: no model named)."""
+    messages (and a new conversation), the enabled model named (None: no such model, or none named),
+    the user's quota rules for it and budget (None: no model named), and the user's conversation named
+    (None: not theirs, or none named)."""
 
     instructions: str
     message_ids: list[int]
     conversation_id: int | None
     model: AIModel | None
     rules_and_budget: tuple[Rules, Budget | None] | None
+    conversation: Conversation | None
 
 
 _USER = get_user_model()._meta.db_table
 _PROFILE = Profile._meta.db_table
 _MODEL_FIELDS = [f.attname for f in AIModel._meta.concrete_fields]
 _PROFILE_FIELDS = [f.attname for f in Profile._meta.concrete_fields]
+_CONVERSATION_FIELDS = [f.attname for f in Conversation._meta.concrete_fields]
 
 # FOR NO KEY UPDATE, not FOR UPDATE: it serialises this user's sends (and waits for a deactivation
 # or password change) but lets the foreign-key checks of a worker settling one of their answers
@@ -321,6 +324,8 @@ _PROFILE_FIELDS = [f.attname for f in Profile._meta.concrete_fields]
 # forgets it when the send is refused), reads the user's profile (instructions, time zone), and takes
 # ids for the messages it stores (so a reply names its question before either is stored), and the
 # user's quota rules for the model and their budget, as quota_reserve would read them after the lock.
+# The conversation named is locked after the user (its condition waits for `locked`), so a send that
+# waited for another gets the conversation as that one left it: locking a row reads its latest version.
 _LOCK_SQL = f"""
 WITH locked AS (
     SELECT id FROM {_USER} WHERE id = %(user)s AND is_active AND password = %(password)s FOR NO KEY UPDATE
@@ -328,22 +333,34 @@ WITH locked AS (
 model AS (
     SELECT {", ".join(_MODEL_FIELDS)} FROM {AIModel._meta.db_table} WHERE slug = %(slug)s AND enabled
 ),
+conversation AS (
+    SELECT {", ".join(_CONVERSATION_FIELDS)} FROM {Conversation._meta.db_table}
+    WHERE id = %(conversation_id)s AND user_id = (SELECT id FROM locked)
+    FOR NO KEY UPDATE
+),
 remembered AS (
     UPDATE {_PROFILE} SET last_model_id = model.id FROM locked, model
     WHERE user_id = locked.id AND last_model_id IS DISTINCT FROM model.id
 )
 SELECT ARRAY(SELECT nextval(pg_get_serial_sequence('{Message._meta.db_table}', 'id')) FROM generate_series(1, %(ids)s)),
        CASE WHEN %(conversation)s THEN nextval(pg_get_serial_sequence('{Conversation._meta.db_table}', 'id')) END,
-       model.*, profile.*, rules.*
+       model.*, profile.*, conversation.*, rules.*
 FROM locked
 LEFT JOIN model ON true
 LEFT JOIN (SELECT {", ".join(_PROFILE_FIELDS)} FROM {_PROFILE}) AS profile ON profile.user_id = locked.id
+LEFT JOIN conversation ON true
 LEFT JOIN ({rules_and_budget_sql("COALESCE((SELECT id FROM model), 0)")}) AS rules ON %(slug)s::text IS NOT NULL
 """
 
 
 def _lock_user(
-    user, *, model_slug: str | None = None, message_ids: int = 0, new_conversation: bool = False, now: dt.datetime | None = None
+    user,
+    *,
+    model_slug: str | None = None,
+    message_ids: int = 0,
+    new_conversation: bool = False,
+    conversation_id: int | None = None,
+    now: dt.datetime | None = None,
 ) -> _Locked:
     """Serialise one user's sends, so the cap on live replies cannot be raced past.
 
@@ -351,26 +368,33 @@ def _lock_user(
     opened: the row must still be active and carry the password hash it had then.
     With `model_slug`, read that model, and the user's rules for it as at `now`, and remember it
     as the one the user picked last. Takes `message_ids` ids, and one for a conversation if asked.
+    With `conversation_id`, lock that conversation of the user's and read it.
     """
     params = {"user": user.pk, "password": user.password, "slug": model_slug, "ids": message_ids}
-    params.update(conversation=new_conversation, now=now or timezone.now())
+    params.update(conversation=new_conversation, conversation_id=conversation_id, now=now or timezone.now())
     with connection.cursor() as cursor:
         cursor.execute(_LOCK_SQL, params)
         row = cursor.fetchone()
     if row is None:
         raise ActionRefused("signed_out", "Your session has ended. Sign in again to go on.")
-    ids, conversation_id, row = row[0], row[1], row[2:]
+    ids, new_id, row = row[0], row[1], row[2:]
     model, row = row[: len(_MODEL_FIELDS)], row[len(_MODEL_FIELDS) :]
-    profile, rules = row[: len(_PROFILE_FIELDS)], row[len(_PROFILE_FIELDS) :]
+    profile, row = row[: len(_PROFILE_FIELDS)], row[len(_PROFILE_FIELDS) :]
+    conversation, rules = row[: len(_CONVERSATION_FIELDS)], row[len(_CONVERSATION_FIELDS) :]
     found = AIModel.from_db(connection.alias, _MODEL_FIELDS, model) if model[0] is not None else None
     rules_and_budget = rules_and_budget_from(rules) if model_slug is not None else None
+    if conversation[0] is not None:
+        conversation = Conversation.from_db(connection.alias, _CONVERSATION_FIELDS, conversation)
+        conversation.user = user
+    else:
+        conversation = None
     if profile[0] is None:
-        return _Locked("", ids, conversation_id, found, rules_and_budget)
+        return _Locked("", ids, new_id, found, rules_and_budget, conversation)
     # Read fresh under the lock: the announcement after commit takes the user's time zone from it.
     user.profile = Profile.from_db(connection.alias, _PROFILE_FIELDS, profile)
     if found is not None:
         user.profile.last_model_id = found.id  # as `remembered` left it
-    return _Locked(user.profile.instructions, ids, conversation_id, found, rules_and_budget)
+    return _Locked(user.profile.instructions, ids, new_id, found, rules_and_budget, conversation)
 
 
 def _rows_json(objs: list[Model]) -> str:
@@ -450,9 +474,12 @@ def message_send(
         raise _unknown_model(model_slug)
     attachments = _attachments_unsent(user, ids)
     new = conversation_id is None
+    named = None if new else as_id(conversation_id)
     now = timezone.now()
     with _quota_explained(user), transaction.atomic():
-        locked = _lock_user(user, model_slug=str(model_slug), message_ids=len(turns) + 2, new_conversation=new, now=now)
+        locked = _lock_user(
+            user, model_slug=str(model_slug), message_ids=len(turns) + 2, new_conversation=new, conversation_id=named, now=now
+        )
         model = locked.model
         if model is None:
             raise _unknown_model(model_slug)
@@ -466,8 +493,9 @@ def message_send(
             chosen = _effort_choose(user, model, effort, plan_efforts=hold.rules.efforts)
             conversation = Conversation(id=locked.conversation_id, user=user, model=model, title=title, reasoning_effort=chosen)
         else:
-            conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
-            conversation.user = user  # known: the announcement after commit need not fetch it again
+            conversation = locked.conversation
+            if conversation is None:
+                raise Http404("No such conversation.")  # as conversation_get_for_user: another user's is not found
             chosen = _effort_choose(user, model, effort, conversation.reasoning_effort, plan_efforts=hold.rules.efforts)
         _check_fits(turn, model, instructions_for(conversation, mine=locked.instructions))
         parent = conversation.current_leaf_id
@@ -646,6 +674,9 @@ def conversation_instructions_set(*, user, conversation_id: object, instructions
 def conversation_delete(*, user, conversation_id: object) -> None:
     conversation = conversation_get_for_user(user=user, conversation_id=conversation_id)
     with transaction.atomic():
+        # Serialised with sends: a send locks the user, then the conversation, then a quota counter;
+        # a refund here locks a counter before the delete locks the conversation.
+        _lock_user(user)
         # Live replies would be orphaned: give their quota back first.
         for reply_id in conversation.messages.filter(status=Message.Status.PENDING).values_list("id", flat=True):
             quota_refund(reply_id=reply_id, reason="conversation deleted")

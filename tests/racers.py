@@ -5,7 +5,8 @@ import threading
 
 
 def race(env: dict[str, str], tasks, results, start) -> None:
-    """Loop: take (user_id, model, sends), fire them from threads together, report outcomes."""
+    """Loop: take (user_id, model, sends, conversation_id or None for new chats), fire them from threads
+    together, report outcomes."""
     os.environ.update(env)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
@@ -17,7 +18,7 @@ def race(env: dict[str, str], tasks, results, start) -> None:
     from chat import actions
 
     while (task := tasks.get()) is not None:
-        user_id, model, sends = task
+        user_id, model, sends, conversation_id = task
         user = get_user_model().objects.get(id=user_id)
         outcomes: list[str] = []
         gate = threading.Barrier(sends)
@@ -25,7 +26,7 @@ def race(env: dict[str, str], tasks, results, start) -> None:
         def one() -> None:
             gate.wait()
             try:
-                actions.message_send(user=user, conversation_id=None, model_slug=model, text="race")
+                actions.message_send(user=user, conversation_id=conversation_id, model_slug=model, text="race")
                 outcomes.append("admitted")
             except actions.ActionRefused as exc:
                 outcomes.append(exc.code)

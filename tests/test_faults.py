@@ -179,3 +179,49 @@ def test_a_killed_worker_leaves_its_reply_incomplete_refunded_or_kept_and_never_
     generation.reply_generate(message_id=writing.id)  # a redelivery after the restart
     assert Message.objects.get(id=writing.id).text == checkpointed
     assert LedgerEntry.objects.filter(reply_id=thinking.id, kind="refund").count() == 1
+
+
+def test_sends_racing_the_deletion_of_their_chat_are_answered_or_not_found_and_nothing_is_left(catalog, make_user, settings):
+    """Before, a send that read the chat just before another tab deleted it failed on a server error
+    ("update_fields did not affect any rows"). The send locks the chat with the user, the delete waits
+    for that lock: a send either lands before the delete (which then refunds its reply) or finds no chat."""
+    import threading
+
+    from django.db import connections
+    from django.http import Http404
+
+    from quotas.models import QuotaCounter
+
+    settings.MAX_LIVE_REPLIES = 100
+    user = make_user()
+    conversation_id = send(user, "hello").conversation_id
+    outcomes: list[str] = []
+    gate = threading.Barrier(4)
+
+    def sender() -> None:
+        gate.wait()
+        for _ in range(3):
+            try:
+                actions.message_send(user=user, conversation_id=conversation_id, model_slug="o1-mini", text="again")
+                outcomes.append("sent")
+            except Http404:
+                outcomes.append("not_found")
+            except Exception as exc:  # noqa: BLE001 - the outcome under test
+                outcomes.append(repr(exc))
+        connections.close_all()
+
+    def deleter() -> None:
+        gate.wait()
+        actions.conversation_delete(user=user, conversation_id=conversation_id)
+        connections.close_all()
+
+    threads = [threading.Thread(target=sender) for _ in range(3)] + [threading.Thread(target=deleter)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert set(outcomes) <= {"sent", "not_found"} and "not_found" in outcomes
+    assert not Message.objects.filter(conversation_id=conversation_id).exists()
+    # Every reply sent was refunded with its chat (none had started).
+    assert QuotaCounter.objects.get(user=user, model=catalog["o1-mini"]).used == 0

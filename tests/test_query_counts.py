@@ -14,12 +14,12 @@ def test_sending_a_message_takes_a_fixed_number_of_queries(catalog, make_user, d
     user = make_user()
     actions.message_send(user=user, conversation_id=None, model_slug="o1-mini", text="warm up")
     # Two statements: the user's lock (with the model, remembered, the instructions, ids for the messages and
-    # the chat, the rules and the budget), then one that stores the chat, the messages and the reservation
+    # the chat or the chat named, the rules and the budget), then one that stores the chat, the messages and the reservation
     # (with the live replies counted). Here in a test's transaction, a savepoint and its release around them.
     with django_assert_num_queries(2 + 2):  # a new chat
         actions.message_send(user=user, conversation_id=None, model_slug="o1-preview", text="hello")
     conversation = Message.objects.filter(conversation__user=user).last().conversation
-    with django_assert_num_queries(3 + 2):  # an existing conversation: read it too
+    with django_assert_num_queries(2 + 2):  # an existing conversation: locked and read with the user
         actions.message_send(user=user, conversation_id=conversation.id, model_slug="o1-preview", text="again")
     conversation.refresh_from_db()
     assert conversation.messages.count() == 4 and conversation.current_leaf.text == "" and conversation.current_leaf.parent.text == "again"

@@ -3,6 +3,7 @@
 import datetime as dt
 import os
 import threading
+from collections import Counter
 
 import pytest
 import time_machine
@@ -10,7 +11,7 @@ from django.db import connections
 from django.db.models import Sum
 
 from chat import actions
-from chat.models import Message
+from chat.models import Conversation, Message
 from generation import reply as generation
 from quotas import selectors, services
 from quotas.models import LedgerEntry, Plan, PlanLimit, QuotaCounter, QuotaOverride, Reservation
@@ -321,7 +322,7 @@ def test_one_hundred_sends_from_four_processes_for_the_last_slot_admit_exactly_o
             for _ in range(sent):
                 send(user)
             for _ in range(processes):
-                tasks.put((user.id, "o1-preview", per_process))
+                tasks.put((user.id, "o1-preview", per_process, None))
             outcomes = [o for _ in range(processes) for o in results.get(timeout=60)]
 
             assert len(outcomes) == 100
@@ -334,3 +335,40 @@ def test_one_hundred_sends_from_four_processes_for_the_last_slot_admit_exactly_o
             tasks.put(None)
         for p in racers:
             p.join(30)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sends_racing_into_one_chat_from_two_processes_make_one_branch(catalog, make_user, private_queue):
+    """Each send waits for the one before (the user's lock) and follows its reply: the chat read under the
+    lock is the one the other send left, so no two messages answer the same one."""
+    import multiprocessing
+
+    from tests.helpers import database_url
+    from tests.racers import race
+
+    processes, per_process = 2, 8
+    ctx = multiprocessing.get_context("spawn")
+    tasks, results, start = ctx.Queue(), ctx.Queue(), ctx.Barrier(processes)
+    env = {"DATABASE_URL": database_url(), "DB_POOL_MAX": "8", "MAX_LIVE_REPLIES": "1000", "CELERY_QUEUE": private_queue}
+    racers = [ctx.Process(target=race, args=(env, tasks, results, start)) for _ in range(processes)]
+    for p in racers:
+        p.start()
+    try:
+        user = make_user()
+        first = send(user)  # the reply
+        for _ in range(processes):
+            tasks.put((user.id, "o1-mini", per_process, first.conversation_id))
+        outcomes = [o for _ in range(processes) for o in results.get(timeout=120)]
+    finally:
+        for _ in racers:
+            tasks.put(None)
+        for p in racers:
+            p.join(30)
+
+    assert outcomes == ["admitted"] * (processes * per_process)
+    messages = list(Message.objects.filter(conversation_id=first.conversation_id).order_by("id"))
+    assert len(messages) == 2 + 2 * processes * per_process
+    children = Counter(m.parent_id for m in messages)
+    assert children[None] == 1 and max(children.values()) == 1  # one root, and every message followed once
+    conversation = Conversation.objects.get(id=first.conversation_id)
+    assert conversation.current_leaf_id == messages[-1].id
