@@ -738,13 +738,14 @@ def obstacles_section(results: dict) -> list[str]:
         relay = per_frame(row["relay"]["window"]["cpu_s"].get("relay", 0.0), step_stats(row["relay"])["frames"])
         if relay:
             ours_only = per_frame(cpu["total"], frames) - relay_work
+            left = max(RELAY_RATIO - relay_work / relay, 0)
             out += [
                 "",
                 f'The rows "paid by the relay too" add up to {ms3(relay_work)} ms per frame, {relay_work / relay:.1f}× the relay\'s whole '
                 f"{ms3(relay)} ms in the same step. The relay reads the provider and writes the socket in one process and one",
                 "event loop; the design has a Celery worker read the provider and the web process write the socket, so each",
                 "frame passes two event loops, with Redis between them. That split alone uses most of the 1.5× the target",
-                f"allows, and leaves {max(RELAY_RATIO - relay_work / relay, 0):.1f}× for what only we do (coalescing and publishing, the resume buffer,",
+                f"allows, and leaves {left:.1f}× for what only we do (coalescing and publishing, the resume buffer,",
                 f"each socket's writer, checkpoints, the claim and the finish), which costs {ms3(ours_only)} ms per frame,",
                 f"{ours_only / relay:.1f}× the relay. Only reading the provider in the web process would remove the split, and the design",
                 "requires the Celery workers to call the model.",
