@@ -259,7 +259,7 @@ def test_one_hundred_sends_from_four_processes_for_the_last_cent_admit_exactly_o
             for _ in range(sent):
                 helpers.send(user, "o1-preview", text="race")
             for _ in range(processes):
-                tasks.put((user.id, "o1-preview", per_process))
+                tasks.put((user.id, "o1-preview", per_process, None))
             outcomes = [o for _ in range(processes) for o in results.get(timeout=60)]
 
             assert len(outcomes) == 100
