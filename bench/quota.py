@@ -60,23 +60,12 @@ def _run_task(task: dict, gate) -> dict:
 
     from catalog.models import AIModel
     from chat import actions
-    from chat.models import Conversation, Message
     from quotas.services import QuotaRefused, quota_reserve
 
     model = AIModel.objects.get(slug=MODEL)
     lanes: list[list[int]] = task["lanes"]
     users = {u.id: u for u in get_user_model().objects.filter(id__in={uid for lane in lanes for uid in lane})}
-    replies: dict[int, list[Message]] = {}
-    if task.get("reserve_only"):
-        # Untimed: a conversation and a pending reply for every reservation to be made.
-        wanted = [uid for lane in lanes for uid in lane]
-        conversations = Conversation.objects.bulk_create([Conversation(user=users[uid], model=model, title="bench") for uid in wanted])
-        made = Message.objects.bulk_create(
-            [Message(conversation=c, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING) for c in conversations]
-        )
-        for uid, reply in zip(wanted, made, strict=True):
-            replies.setdefault(uid, []).append(reply)
-    connections.close_all()
+    pending: dict[int, list[int]] = task.get("pending", {})  # reserve_only: user id → reply ids, made untimed
 
     def send(uid: int) -> str:
         if not task.get("reserve_only"):
@@ -84,7 +73,7 @@ def _run_task(task: dict, gate) -> dict:
             return "admitted"
         try:
             with transaction.atomic():
-                quota_reserve(user=users[uid], model=model, reply_id=replies[uid].pop().id)
+                quota_reserve(user=users[uid], model=model, reply_id=pending[uid].pop())
         except QuotaRefused:
             return "quota_exhausted"
         return "admitted"
@@ -123,6 +112,24 @@ def _run_task(task: dict, gate) -> dict:
     for w in workers:
         w.join()
     return {"outcomes": outcomes, "latencies": latencies, "wall": time.perf_counter() - started}
+
+
+def _pending_replies(lanes: list[list[int]]) -> dict[int, list[int]]:
+    """For `quota_reserve` alone, made untimed and outside the run's CPU: a conversation and a pending reply
+    for every reservation a process's lanes may make; user id → reply ids."""
+    from catalog.models import AIModel
+    from chat.models import Conversation, Message
+
+    model = AIModel.objects.get(slug=MODEL)
+    wanted = [uid for lane in lanes for uid in lane]
+    conversations = Conversation.objects.bulk_create([Conversation(user_id=uid, model=model, title="bench") for uid in wanted])
+    made = Message.objects.bulk_create(
+        [Message(conversation=c, role=Message.Role.ASSISTANT, model=model, status=Message.Status.PENDING) for c in conversations]
+    )
+    pending: dict[int, list[int]] = {}
+    for uid, reply in zip(wanted, made, strict=True):
+        pending.setdefault(uid, []).append(reply.id)
+    return pending
 
 
 def cpu_seconds(racers: set[int]) -> dict[str, float]:
@@ -185,14 +192,15 @@ def main() -> None:
         print(f"[quota +{time.monotonic() - t0:5.1f}s] {what}", file=sys.stderr, flush=True)
 
     def fire(per_process_lanes: list[list[list[int]]], seconds: float | None, reserve_only: bool = False) -> dict:
+        pending = [_pending_replies(lanes) if reserve_only else {} for lanes in per_process_lanes]
         # Untimed: statistics as autovacuum keeps them on a live database. This one starts empty and
         # grows by thousands of pending replies a second, so without this the planner counts a
         # user's live replies by scanning every pending reply of every user.
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE chat_message, chat_conversation")
         before = cpu_seconds({r.pid for r in racers})
-        for lanes in per_process_lanes:
-            tasks.put({"lanes": lanes, "seconds": seconds, "reserve_only": reserve_only})
+        for lanes, replies in zip(per_process_lanes, pending, strict=True):
+            tasks.put({"lanes": lanes, "seconds": seconds, "reserve_only": reserve_only, "pending": replies})
         parts = [results.get(timeout=300) for _ in range(P)]
         after = cpu_seconds({r.pid for r in racers})
         outcomes = [o for part in parts for o in part["outcomes"]]

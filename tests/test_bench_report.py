@@ -1,7 +1,7 @@
 """The benchmark report's pure helpers (bench/): how profile samples and CPU per frame are judged."""
 
 from bench.profile import shares
-from bench.report import cpu_verdict
+from bench.report import cpu_verdict, send_cpu
 
 GROUPS = (
     ("dispatch", ("channels/consumer",), ""),
@@ -27,3 +27,12 @@ def test_cpu_per_frame_is_met_only_under_the_bound_and_within_one_and_a_half_tim
     assert cpu_verdict(0.00025, 0.0002)
     assert not cpu_verdict(0.00025, 0.0001)  # 2.5 times the relay
     assert not cpu_verdict(0.0004, 0.0004)  # as light as the relay, but over 0.3 ms
+
+
+def test_a_send_s_cpu_ceiling_is_the_cores_over_its_cpu_summed_over_every_process():
+    def run(racers: float, postgresql: float) -> dict:
+        return {"admitted": 100, "cpu_s": {"racers": racers, "PostgreSQL": postgresql, "Redis": 0.1}}
+
+    table = send_cpu({"cores": 2, "reserve_only": [run(0.1, 0.1)] * 2, "distinct": [run(0.6, 0.3)]})
+    assert "| `quota_reserve` alone | 2 (200) | 1.00 ms | 1.00 ms | 1.00 ms | **3.00 ms** | 667/s |" in table
+    assert "| the whole send (`message_send`) | 1 (100) | 6.00 ms | 3.00 ms | 1.00 ms | **10.00 ms** | 200/s |" in table
