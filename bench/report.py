@@ -561,7 +561,9 @@ def send_cpu(q: dict) -> list[str]:
         f"1,000 a second needs {cores} ms of CPU in all per send. PostgreSQL's share alone (for the whole send: its two",
         "statements, the commit's foreign-key checks and log write, for the seven rows a send writes: chat, two",
         "messages, counter, reservation, ledger entry, the profile's last model) is what would remain with no Python at all;",
-        "a reservation alone is one statement and a commit, so what it misses by is Python's and the round trips' share.",
+        "`quota_reserve` alone reads the rules, then runs its one statement, in a transaction of its own: four round trips",
+        "with BEGIN and COMMIT, each paid in Python and in PostgreSQL. A send runs the same reservation inside its two",
+        "statements, so the whole send's figure is the one users pay; fewer round trips (a database function) would lower both.",
         "",
     ]
 
