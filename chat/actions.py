@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -397,7 +398,7 @@ def _lock_user(
     return _Locked(user.profile.instructions, ids, new_id, found, rules_and_budget, conversation)
 
 
-def _rows_json(objs: list[Model]) -> str:
+def _rows_json(objs: Sequence[Model]) -> str:
     """`objs` (their ids set) as the ORM's INSERT would write them (dates set, values prepared), as JSON
     for jsonb_populate_recordset: one parameter, so the statement is the same for any number of rows."""
     fields = objs[0]._meta.concrete_fields
@@ -422,10 +423,11 @@ WHERE id = %(c_id)s
 """
 
 
-def _send_store(*, user, conversation: Conversation, new: bool, messages: list[Message], hold: QuotaHold) -> tuple[int, tuple]:
+def _send_store(*, user, conversation: Conversation, new: bool, messages: list[Message], hold: QuotaHold) -> tuple[int, tuple | None]:
     """Store a send in one statement, under the user's lock: the conversation (new, or moved to its new
     leaf), the messages, and the reply's reservation. Returns the live replies counted before it and
     the reservation's row (QuotaHold.counted); the caller refuses, rolling it all back, past either."""
+    params: dict[str, Any]
     if new:
         conversation_sql, params = _CONVERSATION_SQL, {"c_rows": _rows_json([conversation])}
     else:
@@ -481,7 +483,7 @@ def message_send(
             user, model_slug=str(model_slug), message_ids=len(turns) + 2, new_conversation=new, conversation_id=named, now=now
         )
         model = locked.model
-        if model is None:
+        if model is None or locked.rules_and_budget is None:
             raise _unknown_model(model_slug)
         # Refused here when no rule lets the user use the model, or a rolling window is full.
         hold = quota_hold(user=user, model=model, reply_id=locked.message_ids[-1], rules_and_budget=locked.rules_and_budget, now=now)
@@ -492,10 +494,10 @@ def message_send(
             title = title_from(first) if first.strip() else title_from(", ".join(a.name for a in attachments))
             chosen = _effort_choose(user, model, effort, plan_efforts=hold.rules.efforts)
             conversation = Conversation(id=locked.conversation_id, user=user, model=model, title=title, reasoning_effort=chosen)
+        elif locked.conversation is None:
+            raise Http404("No such conversation.")  # as conversation_get_for_user: another user's is not found
         else:
             conversation = locked.conversation
-            if conversation is None:
-                raise Http404("No such conversation.")  # as conversation_get_for_user: another user's is not found
             chosen = _effort_choose(user, model, effort, conversation.reasoning_effort, plan_efforts=hold.rules.efforts)
         _check_fits(turn, model, instructions_for(conversation, mine=locked.instructions))
         parent = conversation.current_leaf_id

@@ -10,6 +10,7 @@ Every change lands in the ledger.
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -168,7 +169,7 @@ class QuotaHold:
     """A reply's reservation, ready to run: `ctes` with `params`, then `counted` with the row the
     statement returns from its `counter` (found, window_start, used, window_end), or None for no row."""
 
-    user: object
+    user: Any
     model: AIModel
     reply_id: int
     rules: Rules
@@ -202,6 +203,7 @@ class QuotaHold:
         if self.counter != WINDOWED:
             return None
         _, _, used, window_end = row
+        assert limit.messages is not None and self.window is not None  # a windowed counter: quota_hold set both
         allowed = limit.messages + rules.grants.get(model.id, 0)
         # As quota_status (window_current) gives it: the counter's window is the one now is in; an anchored
         # one ends when the counter says, a calendar one at the end of now's window, in the plan's time zone.
