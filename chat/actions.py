@@ -201,6 +201,13 @@ def _pending_reply(*, conversation: Conversation, parent_id: int | None, model: 
     )
 
 
+def _leaf_move(conversation: Conversation, reply: Message) -> None:
+    """The reply ends the branch on screen; the model (and effort) picked last stick to the conversation,
+    which moves to the top of the list (the caller stores it)."""
+    conversation.current_leaf, conversation.model = reply, reply.model
+    conversation.reasoning_effort = reply.reasoning_effort or conversation.reasoning_effort
+
+
 def _reply_count(*, user, conversation: Conversation, reply: Message) -> None:
     """Reserve the stored reply's quota, end the branch on screen with it (the conversation's current
     leaf) and enqueue it after commit; inside the caller's transaction."""
@@ -208,10 +215,7 @@ def _reply_count(*, user, conversation: Conversation, reply: Message) -> None:
     reply.counted = quota_reserve(
         user=user, model=model, reply_id=reply.id, prompt_tokens=lambda: _prompt_tokens(conversation, parent, model)
     )
-    # The reply ends the branch on screen; the model (and effort) picked last stick to the conversation,
-    # which moves to the top of the list.
-    conversation.current_leaf, conversation.model = reply, model
-    conversation.reasoning_effort = reply.reasoning_effort or conversation.reasoning_effort
+    _leaf_move(conversation, reply)
     conversation.save(update_fields=["model", "reasoning_effort", "current_leaf", "updated_at"])
     transaction.on_commit(lambda: _enqueue(reply))
 
@@ -513,10 +517,8 @@ def message_send(
             messages.append(Message(id=next(new_ids), conversation=conversation, parent_id=parent, role=role, model=model, text=words))
             parent = messages[-1].id
         reply = _pending_reply(conversation=conversation, parent_id=parent, model=model, effort=chosen, id=next(new_ids))
-        # The reply ends the branch on screen; the model (and effort) picked last stick to the conversation,
-        # which moves to the top of the list. A new one's current leaf is checked at commit.
-        conversation.current_leaf, conversation.model, conversation.updated_at = reply, model, now
-        conversation.reasoning_effort = chosen or conversation.reasoning_effort
+        _leaf_move(conversation, reply)  # a new conversation's current leaf is checked at commit
+        conversation.updated_at = now
         live, counted = _send_store(user=user, conversation=conversation, new=new, messages=[*messages, reply], hold=hold)
         _live_cap_check(user, live)
         *earlier, user_message, reply = [*messages, reply]

@@ -318,10 +318,6 @@ def rules_and_budget_sql(model: str) -> str:
     return RULES_AND_BUDGET_SQL.replace("%(model)s", f"({model})")
 
 
-# The columns of a RULES_AND_BUDGET_SQL row.
-RULES_AND_BUDGET_COLUMNS = 18
-
-
 def rules_and_budget_from(row: tuple) -> tuple[Rules, Budget | None]:
     """What rules_and_budget_get gives, from a row of RULES_AND_BUDGET_SQL."""
     rules, budget = row[:11], row[11:]
